@@ -1,0 +1,33 @@
+"""The store's durable SQLite ledger (see :mod:`edge_agent.ledger.core`)."""
+
+from edge_agent.ledger.core import (
+    AppendedEvent,
+    DigestState,
+    EpochInfo,
+    Ledger,
+    LedgerStats,
+    StoredEvent,
+    Tx,
+    event_key,
+    is_locked,
+    read_digest_state,
+    read_epochs,
+    read_events_after,
+    read_stats,
+)
+
+__all__ = [
+    "AppendedEvent",
+    "DigestState",
+    "EpochInfo",
+    "Ledger",
+    "LedgerStats",
+    "StoredEvent",
+    "Tx",
+    "event_key",
+    "is_locked",
+    "read_digest_state",
+    "read_epochs",
+    "read_events_after",
+    "read_stats",
+]

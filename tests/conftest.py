@@ -1,0 +1,17 @@
+"""Fixtures shared by the whole suite (owned by the lead)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.mosquitto import Broker, running_broker
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A fresh mosquitto on a free loopback port, stopped by PID at the end."""
+    with running_broker(tmp_path / "broker") as running:
+        yield running
