@@ -28,11 +28,13 @@ from drivers.events import (
     ScanEvent,
     TagEvent,
 )
+from drivers.readers import DeviceReader, open_reader
 
 __all__ = [
     "BeaconEvent",
     "BleBeaconSettings",
     "DeviceEvent",
+    "DeviceReader",
     "DeviceSettings",
     "DeviceSettingsBase",
     "DeviceState",
@@ -51,4 +53,5 @@ __all__ = [
     "SerialScannerSettings",
     "TagEvent",
     "UhfSettings",
+    "open_reader",
 ]
