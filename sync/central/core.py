@@ -1,0 +1,884 @@
+"""The protocol engine of the reference central (PROTOCOL v1, central side).
+
+Synchronous and single-threaded by design: one writer owns the database connection and
+the in-memory watermarks. The I/O shell (:mod:`sync.central.service`) hands it bursts of
+MQTT messages; :meth:`Core.process` applies the whole burst in ONE transaction (group
+commit), and only after that commit returns the acks and commands to publish. Nothing is
+published for work that was not committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from sync.central.errors import InvalidCommandError, StorageError
+from sync.central.storage import Connection
+from sync.errors import WireFormatError
+from sync.messages import (
+    CatalogItem,
+    CommandAck,
+    DeviceState,
+    Digest,
+    EventBatch,
+    Health,
+    Status,
+    store_from_topic,
+)
+from sync.wire import (
+    MAX_BATCH_ITEMS,
+    MAX_ITEM_BYTES,
+    MAX_PAYLOAD_BYTES,
+    SKU_RE,
+    STORE_RE,
+    canonical_json,
+    check_deltas,
+    digest_lines,
+    now_ts,
+    sha256_hex,
+)
+
+log = logging.getLogger("sync.central")
+
+COMMAND_WINDOW = 2000
+"""Commands sent beyond the store's acknowledged watermark before waiting for its ack."""
+
+REPEATED_DROP_ALERT = 3
+
+# topics central itself publishes: never input
+_OWN_TOPICS = frozenset({"events/ack", "commands"})
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+@dataclass(slots=True)
+class StoreState:
+    """Per-store command-delivery state. ``acked`` None = the store's watermark is unknown."""
+
+    issued: int = 0
+    acked: int | None = None
+    sent_through: int = 0
+    online: bool = False
+    boot_id: str | None = None
+    epoch: str | None = None
+    last_progress: float = 0.0
+    last_goback: float = -1e9
+    quarantined: int = 0
+    pending_digest: Digest | None = None
+    last_resync_cseq: int = 0
+
+
+@dataclass(slots=True)
+class _Group:
+    """What one group transaction accumulates before its flush."""
+
+    ts: str
+    now: float
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    hashes: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    stock: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    epochs: set[tuple[str, str]] = field(default_factory=set)
+    acks: dict[tuple[str, str], None] = field(default_factory=dict)
+    alerts: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    drops: dict[tuple[str, str], int] = field(default_factory=dict)
+    closed_reservations: list[tuple[str, str, str, str]] = field(default_factory=list)
+    closed_counts: list[tuple[str, str]] = field(default_factory=list)
+    digests: set[str] = field(default_factory=set)
+    sends: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    messages: int
+    events_applied: int
+    events_duplicate: int
+    events_quarantined: int
+    drops: int
+    acks: int
+    groups: int
+
+
+class Core:
+    """Apply store messages and issue commands against one database connection."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        root: str = "retail",
+        resend_after: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.root = root
+        self.resend_after = resend_after
+        self.clock = clock
+        self.owns = owns or (lambda _store: True)
+        self.applied: dict[tuple[str, str], int] = {}
+        self.max_seen: dict[tuple[str, str], int] = {}
+        self.stores: dict[str, StoreState] = {}
+        self._drop_ranges: dict[tuple[Any, ...], int] = {}
+        self._n = {"messages": 0, "applied": 0, "dup": 0, "quarantined": 0, "drops": 0,
+                   "acks": 0, "groups": 0}
+        self.load()
+
+    # ------------------------------------------------------------------ state
+    def load(self) -> None:
+        """(Re)load watermarks from the database: at start and after a failed group."""
+        self.applied.clear()
+        self.max_seen.clear()
+        old = self.stores
+        self.stores = {}
+        for store, epoch, applied, seen in self.conn.execute(
+            "SELECT store, epoch, applied_seq, max_seen_seq FROM epochs"
+        ):
+            self.applied[(store, epoch)] = int(applied)
+            self.max_seen[(store, epoch)] = int(seen)
+        for store, state, epoch, boot_id, issued, acked in self.conn.execute(
+            "SELECT store, state, epoch, boot_id, issued_cseq, acked_cseq FROM stores"
+        ):
+            st = StoreState(issued=int(issued), epoch=epoch, boot_id=boot_id,
+                            online=state == "online",
+                            acked=None if acked is None else int(acked))
+            prev = old.get(store)
+            if prev is not None:
+                st.last_progress = prev.last_progress
+                st.last_goback = prev.last_goback
+                st.pending_digest = prev.pending_digest
+            st.sent_through = st.acked or 0
+            self.stores[store] = st
+        for store, n in self.conn.execute(
+            "SELECT store, COUNT(*) FROM events WHERE quarantine IS NOT NULL AND resolved = 0 "
+            "GROUP BY store"
+        ):
+            self._store(store).quarantined = int(n)
+
+    def _store(self, store: str) -> StoreState:
+        st = self.stores.get(store)
+        if st is None:
+            st = self.stores[store] = StoreState()
+        return st
+
+    def counters(self) -> Counters:
+        n = self._n
+        return Counters(n["messages"], n["applied"], n["dup"], n["quarantined"], n["drops"],
+                        n["acks"], n["groups"])
+
+    # ------------------------------------------------------------------ group apply
+    def process(self, messages: Iterable[tuple[str, bytes, bool]]) -> list[Publish]:
+        """Apply a burst of MQTT messages in one transaction; return what to publish."""
+        now = self.clock()
+        group = _Group(ts=now_ts(), now=now)
+        self.conn.begin_write()
+        try:
+            for topic, payload, retained in messages:
+                self._n["messages"] += 1
+                self._dispatch(group, topic, payload, retained)
+            self._flush(group)
+            for store in group.digests:
+                self._check_digest(group, store)
+            self._ensure_store_rows(group)
+            self.conn.commit()
+        except StorageError:
+            self.conn.rollback()
+            log.exception("group transaction failed; nothing acknowledged, reloading state")
+            self.load()
+            return []
+        self._n["groups"] += 1
+        out: list[Publish] = []
+        for store, epoch in group.acks:
+            out.append(self._ack(store, epoch, group.ts))
+        self._n["acks"] += len(group.acks)
+        for store, start in group.sends:
+            out.extend(self._send_from(store, start, now))
+        return out
+
+    def _ack(self, store: str, epoch: str, ts: str) -> Publish:
+        body = {"v": 1, "store": store, "epoch": epoch,
+                "through_seq": self.applied.get((store, epoch), 0), "ts": ts}
+        return Publish(f"{self.root}/v1/stores/{store}/events/ack", canonical_json(body), True)
+
+    def _drop(self, group: _Group, store: str, reason: str, range_key: tuple[Any, ...]) -> None:
+        self._n["drops"] += 1
+        group.drops[(store, reason)] = group.drops.get((store, reason), 0) + 1
+        log.warning("dropped message from store %s: %s", store, reason)
+        key = (store, *range_key)
+        count = self._drop_ranges.get(key, 0) + 1
+        self._drop_ranges[key] = count
+        if count == REPEATED_DROP_ALERT:
+            self._alert(group, store, "repeated_drop", "warning",
+                        {"reason": reason, "range": list(range_key), "times": count})
+        if len(self._drop_ranges) > 100_000:
+            self._drop_ranges.clear()
+
+    def _alert(self, group: _Group, store: str, kind: str, severity: str,
+               detail: dict[str, Any]) -> None:
+        log.warning("alert %s (%s) for store %s: %s", kind, severity, store, detail)
+        group.alerts.append((group.ts, store, kind, severity,
+                             canonical_json(detail).decode()))
+
+    def _dispatch(self, group: _Group, topic: str, payload: bytes, retained: bool) -> None:
+        split = store_from_topic(self.root, topic)
+        if split is None:
+            return
+        store, rest = split
+        if rest in _OWN_TOPICS or not self.owns(store):
+            return
+        if STORE_RE.fullmatch(store) is None:
+            self._drop(group, "?", "bad store id in topic", ("topic",))
+            return
+        if rest.startswith("devices/") and not payload:
+            self.conn.execute("DELETE FROM devices WHERE store = ? AND device = ?",
+                              (store, rest.removeprefix("devices/")))
+            return
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            self._drop(group, store, "payload over 1 MiB", (rest, "size", len(payload)))
+            return
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self._drop(group, store, "invalid JSON", (rest, "json", sha256_hex(payload)[:16]))
+            return
+        if not isinstance(obj, dict):
+            self._drop(group, store, "not a JSON object", (rest, "json", sha256_hex(payload)[:16]))
+            return
+        range_key = _range_key(rest, obj)
+        if obj.get("v") != 1:
+            self._drop(group, store, "unsupported v", range_key)
+            return
+        if obj.get("store") != store:
+            self._drop(group, store, "store differs from topic", range_key)
+            return
+        if rest == "events":
+            self._on_events(group, store, obj, range_key)
+        elif rest == "status":
+            self._on_status(group, store, obj, range_key)
+        elif rest == "commands/ack":
+            self._on_command_ack(group, store, obj, range_key, retained)
+        elif rest == "digest":
+            self._on_digest(group, store, obj, range_key)
+        elif rest == "health":
+            self._on_health(group, store, obj, range_key)
+        elif rest.startswith("devices/"):
+            self._on_device(group, store, rest.removeprefix("devices/"), obj, range_key)
+
+    # ------------------------------------------------------------------ events
+    def _on_events(self, group: _Group, store: str, obj: dict[str, Any],
+                   range_key: tuple[Any, ...]) -> None:
+        try:
+            batch = EventBatch.model_validate(obj)
+        except ValidationError:
+            self._drop(group, store, "malformed event batch", range_key)
+            return
+        epoch = batch.epoch
+        key = (store, epoch)
+        applied = self.applied.get(key)
+        if applied is None:
+            applied = self.applied[key] = 0
+            self.max_seen[key] = 0
+        group.epochs.add(key)
+        group.acks[key] = None
+        events = batch.events
+        first = batch.first_seq
+        last = first + len(events) - 1
+        self.max_seen[key] = max(self.max_seen[key], last)
+        if first > applied + 1:
+            log.info("gap from store %s epoch %s: have %d, batch starts %d",
+                     store, epoch, applied, first)
+            return
+        skip = applied + 1 - first  # events already applied
+        if skip > 0:
+            self._check_duplicates(group, store, epoch, events[:skip])
+        if skip >= len(events):
+            return
+        ts = group.ts
+        stock = group.stock
+        rows = group.events
+        hashes = group.hashes
+        for event in events[skip:]:
+            seq = event["seq"]
+            body = canonical_json(event)
+            digest = sha256_hex(body)
+            kind = event.get("type")
+            kind = kind if isinstance(kind, str) else ""
+            quarantine: str | None = None
+            try:
+                moves = check_deltas(event["stock"], "stock") if "stock" in event else []
+                holds = check_deltas(event["reserve"], "reserve") if "reserve" in event else []
+            except WireFormatError as exc:
+                quarantine = str(exc)
+                moves = holds = []
+            if quarantine is not None:
+                self._n["quarantined"] += 1
+                self._store(store).quarantined += 1
+                self._alert(group, store, "event_quarantined", "critical",
+                            {"epoch": epoch, "seq": seq, "reason": quarantine})
+            else:
+                for sku, delta in moves:
+                    cell = stock.get((store, sku))
+                    if cell is None:
+                        stock[(store, sku)] = [delta, 0]
+                    else:
+                        cell[0] += delta
+                for sku, delta in holds:
+                    cell = stock.get((store, sku))
+                    if cell is None:
+                        stock[(store, sku)] = [0, delta]
+                    else:
+                        cell[1] += delta
+                if kind in ("fulfilment", "reservation.released", "count"):
+                    self._closing(group, store, kind, event)
+            rows.append((store, epoch, seq, digest, kind, body.decode(), quarantine, ts))
+            hashes[(store, epoch, seq)] = digest
+        self._n["applied"] += len(events) - skip
+        self.applied[key] = last
+
+    def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
+        data = event.get("data")
+        if not isinstance(data, dict):
+            return
+        if kind == "count":
+            count_id = data.get("count_id")
+            if isinstance(count_id, str):
+                group.closed_counts.append((store, count_id))
+            return
+        reservation_id = data.get("reservation_id")
+        if isinstance(reservation_id, str):
+            state = "fulfilled" if kind == "fulfilment" else "released"
+            group.closed_reservations.append((state, str(event.get("id", "")), store,
+                                              reservation_id))
+
+    def _check_duplicates(self, group: _Group, store: str, epoch: str,
+                          events: list[dict[str, Any]]) -> None:
+        self._n["dup"] += len(events)
+        first = events[0]["seq"]
+        last = events[-1]["seq"]
+        known: dict[int, str] = {}
+        for seq in range(first, last + 1):
+            h = group.hashes.get((store, epoch, seq))
+            if h is not None:
+                known[seq] = h
+        if len(known) < len(events):
+            for seq, h in self.conn.execute(
+                "SELECT seq, hash FROM events WHERE store = ? AND epoch = ? AND seq >= ? "
+                "AND seq <= ?", (store, epoch, first, last),
+            ):
+                known[int(seq)] = h
+        for event in events:
+            seq = event["seq"]
+            digest = sha256_hex(canonical_json(event))
+            if known.get(seq) != digest:
+                self._alert(group, store, "event_conflict", "critical",
+                            {"epoch": epoch, "seq": seq, "kept_sha256": known.get(seq),
+                             "received_sha256": digest})
+
+    # ------------------------------------------------------------------ status & commands
+    def _on_status(self, group: _Group, store: str, obj: dict[str, Any],
+                   range_key: tuple[Any, ...]) -> None:
+        now = group.now
+        try:
+            status = Status.model_validate(obj)
+        except ValidationError:
+            self._drop(group, store, "malformed status", range_key)
+            return
+        st = self._store(store)
+        if status.state == "offline":
+            if st.boot_id is not None and status.boot_id != st.boot_id:
+                log.info("stale death of store %s (boot %s, current %s) ignored",
+                         store, status.boot_id, st.boot_id)
+                return
+            st.online = False
+            self._upsert_store(store, "offline", status)
+            return
+        st.online = True
+        st.boot_id = status.boot_id
+        st.epoch = status.epoch
+        applied = self.applied.get((store, status.epoch), 0)
+        if status.last_seq is not None and status.last_seq < applied:
+            self._alert(group, store, "history_rolled_back", "critical",
+                        {"epoch": status.epoch, "birth_last_seq": status.last_seq,
+                         "central_applied": applied})
+        self._upsert_store(store, "online", status)
+        if status.applied_cseq is None:
+            st.acked = None  # wait for its commands/ack (first resync pending)
+            st.sent_through = 0
+            return
+        st.acked = status.applied_cseq
+        st.sent_through = status.applied_cseq
+        st.last_progress = now
+        self._persist_acked(store, st.acked)
+        if st.issued > st.acked:
+            group.sends.append((store, st.acked + 1))
+
+    def _upsert_store(self, store: str, state: str, status: Status) -> None:
+        self.conn.execute(
+            "INSERT INTO stores (store, state, epoch, boot_id, agent, last_seq, "
+            "birth_applied_cseq, state_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (store) DO UPDATE SET state = excluded.state, epoch = excluded.epoch, "
+            "boot_id = excluded.boot_id, agent = COALESCE(excluded.agent, stores.agent), "
+            "last_seq = COALESCE(excluded.last_seq, stores.last_seq), "
+            "birth_applied_cseq = excluded.birth_applied_cseq, state_ts = excluded.state_ts",
+            (store, state, status.epoch, status.boot_id, status.agent, status.last_seq,
+             status.applied_cseq, status.ts or now_ts()),
+        )
+
+    def _persist_acked(self, store: str, acked: int) -> None:
+        self.conn.execute(
+            "INSERT INTO stores (store, acked_cseq) VALUES (?, ?) ON CONFLICT (store) "
+            "DO UPDATE SET acked_cseq = excluded.acked_cseq", (store, acked))
+
+    def _on_command_ack(self, group: _Group, store: str, obj: dict[str, Any],
+                        range_key: tuple[Any, ...], retained: bool) -> None:
+        now = group.now
+        try:
+            ack = CommandAck.model_validate(obj)
+        except ValidationError:
+            self._drop(group, store, "malformed commands/ack", range_key)
+            return
+        st = self._store(store)
+        through = ack.through_cseq
+        prev = st.acked
+        st.acked = through
+        self._persist_acked(store, through)
+        if through > st.issued:
+            self._alert(group, store, "command_ack_beyond_issued", "critical",
+                        {"through_cseq": through, "issued": st.issued})
+            return
+        if prev is None or through > prev:
+            st.last_progress = now
+            if prev is None:
+                st.sent_through = max(st.sent_through, through)
+            st.sent_through = max(st.sent_through, through)
+            if st.sent_through < st.issued and st.sent_through - through < COMMAND_WINDOW // 2:
+                group.sends.append((store, st.sent_through + 1))
+            elif prev is None and through < st.issued:
+                group.sends.append((store, through + 1))
+            return
+        if through < prev:
+            log.warning("store %s reports commands through %d, below %d: resending",
+                        store, through, prev)
+            st.last_goback = now
+            group.sends.append((store, through + 1))
+            return
+        # through == prev: no progress
+        if (not retained and st.sent_through > through
+                and now - st.last_goback >= 1.0):
+            st.last_goback = now
+            group.sends.append((store, through + 1))
+
+    def _send_from(self, store: str, start: int, now: float) -> list[Publish]:
+        """Command batches from ``start`` within the window; read back from the database."""
+        st = self._store(store)
+        if st.acked is None or start > st.issued:
+            return []
+        upto = min(st.issued, max(st.acked, start - 1) + COMMAND_WINDOW)
+        rows = self.conn.execute(
+            "SELECT cseq, body FROM commands WHERE store = ? AND cseq >= ? AND cseq <= ? "
+            "ORDER BY cseq", (store, start, upto))
+        if st.sent_through <= st.acked:
+            st.last_progress = now
+        out: list[Publish] = []
+        topic = f"{self.root}/v1/stores/{store}/commands"
+        head = b'{"commands":['
+        tail = b'],"store":' + orjson.dumps(store) + b',"v":1}'
+        chunk: list[bytes] = []
+        size = len(head) + len(tail)
+        for cseq, body in rows:
+            raw = body.encode() if isinstance(body, str) else bytes(body)
+            if chunk and (len(chunk) >= MAX_BATCH_ITEMS
+                          or size + len(raw) + 1 > MAX_PAYLOAD_BYTES):
+                out.append(Publish(topic, head + b",".join(chunk) + tail))
+                chunk = []
+                size = len(head) + len(tail)
+            chunk.append(raw)
+            size += len(raw) + 1
+            st.sent_through = max(st.sent_through, int(cseq))
+        if chunk:
+            out.append(Publish(topic, head + b",".join(chunk) + tail))
+        return out
+
+    def tick(self) -> list[Publish]:
+        """Timer: resend to stores whose watermark has not moved for ``resend_after``."""
+        now = self.clock()
+        out: list[Publish] = []
+        due = [store for store, st in self.stores.items()
+               if st.online and st.acked is not None and st.acked < st.issued
+               and now - st.last_progress >= self.resend_after]
+        if not due:
+            return out
+        try:
+            for store in due:
+                st = self.stores[store]
+                acked = st.acked or 0
+                st.last_progress = now
+                log.info("store %s: no command progress for %.0fs, resending from %d",
+                         store, self.resend_after, acked + 1)
+                out.extend(self._send_from(store, acked + 1, now))
+        except StorageError:
+            log.exception("resend read failed")
+        return out
+
+    # ------------------------------------------------------------------ digest, health
+    def _on_digest(self, group: _Group, store: str, obj: dict[str, Any],
+                   range_key: tuple[Any, ...]) -> None:
+        try:
+            digest = Digest.model_validate(obj)
+        except ValidationError:
+            self._drop(group, store, "malformed digest", range_key)
+            return
+        self._store(store).pending_digest = digest
+        group.digests.add(store)
+        self.conn.execute(
+            "INSERT INTO stores (store, last_digest) VALUES (?, ?) ON CONFLICT (store) "
+            "DO UPDATE SET last_digest = excluded.last_digest",
+            (store, canonical_json(obj).decode()))
+
+    def digest_ready(self, store: str, digest: Digest) -> bool:
+        if self.applied.get((store, digest.epoch), 0) < digest.through_seq:
+            return False
+        return all(
+            self.applied.get(key, 0) >= seen
+            for key, seen in self.max_seen.items()
+            if key[0] == store and key[1] != digest.epoch
+        )
+
+    def central_digest(self, store: str, digest: Digest) -> tuple[int, str]:
+        """Central's digest at the digest's (epoch, through_seq, through_cseq) point."""
+        cells: dict[str, list[int]] = {
+            sku: [int(on), int(res)] for sku, on, res in self.conn.execute(
+                "SELECT sku, on_hand, reserved FROM stock WHERE store = ?", (store,))
+        }
+        later: list[Any] = [
+            body for (body,) in self.conn.execute(
+                "SELECT body FROM events WHERE store = ? AND epoch = ? AND seq > ? "
+                "AND quarantine IS NULL", (store, digest.epoch, digest.through_seq))
+        ]
+        later.extend(body for (body,) in self.conn.execute(
+            "SELECT body FROM commands WHERE store = ? AND cseq > ?",
+            (store, digest.through_cseq)))
+        for body in later:
+            item = orjson.loads(body)
+            for column, name in ((0, "stock"), (1, "reserve")):
+                try:
+                    pairs = check_deltas(item.get(name, []), name)
+                except WireFormatError:
+                    continue
+                for sku, delta in pairs:
+                    cells.setdefault(sku, [0, 0])[column] -= delta
+        return digest_lines((sku, c[0], c[1]) for sku, c in cells.items())
+
+    def _check_digest(self, group: _Group, store: str) -> None:
+        st = self._store(store)
+        digest = st.pending_digest
+        if digest is None or not self.digest_ready(store, digest):
+            return
+        st.pending_digest = None
+        if digest.through_cseq > st.issued:
+            self._alert(group, store, "digest_beyond_issued", "warning",
+                        {"through_cseq": digest.through_cseq, "issued": st.issued})
+            return
+        skus, sha = self.central_digest(store, digest)
+        match = skus == digest.skus and sha == digest.sha256
+        result = {"epoch": digest.epoch, "through_seq": digest.through_seq,
+                  "through_cseq": digest.through_cseq, "match": match, "ts": group.ts,
+                  "central_skus": skus, "store_skus": digest.skus}
+        self.conn.execute("UPDATE stores SET digest_result = ? WHERE store = ?",
+                          (canonical_json(result).decode(), store))
+        if match:
+            return
+        self._alert(group, store, "stock_mismatch", "critical", result)
+        if st.quarantined:
+            log.warning("store %s has quarantined events: no automatic resync", store)
+            return
+        if st.last_resync_cseq > digest.through_cseq:
+            return  # a resync is already on its way
+        self._issue_in_tx(group, store, [{"type": "resync"}])
+
+    def _on_health(self, group: _Group, store: str, obj: dict[str, Any],
+                   range_key: tuple[Any, ...]) -> None:
+        try:
+            Health.model_validate(obj)
+        except ValidationError:
+            self._drop(group, store, "malformed health", range_key)
+            return
+        self.conn.execute(
+            "INSERT INTO stores (store, health, health_ts) VALUES (?, ?, ?) "
+            "ON CONFLICT (store) DO UPDATE SET health = excluded.health, "
+            "health_ts = excluded.health_ts",
+            (store, canonical_json(obj).decode(), group.ts))
+
+    def _on_device(self, group: _Group, store: str, device: str, obj: dict[str, Any],
+                   range_key: tuple[Any, ...]) -> None:
+        try:
+            state = DeviceState.model_validate(obj)
+        except ValidationError:
+            self._drop(group, store, "malformed device state", range_key)
+            return
+        if state.device != device:
+            self._drop(group, store, "device differs from topic", range_key)
+            return
+        self.conn.execute(
+            "INSERT INTO devices (store, device, body) VALUES (?, ?, ?) ON CONFLICT "
+            "(store, device) DO UPDATE SET body = excluded.body",
+            (store, device, canonical_json(obj).decode()))
+
+    # ------------------------------------------------------------------ flush
+    def _flush(self, group: _Group) -> None:
+        conn = self.conn
+        if group.events:
+            conn.executemany(
+                "INSERT INTO events (store, epoch, seq, hash, type, body, quarantine, received)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", group.events)
+        if group.stock:
+            conn.executemany(
+                "INSERT INTO stock (store, sku, on_hand, reserved) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (store, sku) DO UPDATE SET on_hand = stock.on_hand + "
+                "excluded.on_hand, reserved = stock.reserved + excluded.reserved",
+                [(store, sku, c[0], c[1]) for (store, sku), c in group.stock.items()])
+        if group.epochs:
+            conn.executemany(
+                "INSERT INTO epochs (store, epoch, applied_seq, max_seen_seq, first_seen) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (store, epoch) DO UPDATE SET "
+                "applied_seq = excluded.applied_seq, max_seen_seq = excluded.max_seen_seq",
+                [(s, e, self.applied[(s, e)], self.max_seen[(s, e)], group.ts)
+                 for s, e in group.epochs])
+        if group.closed_reservations:
+            conn.executemany(
+                "UPDATE reservations SET state = ?, closed_by = ? WHERE store = ? AND "
+                "reservation_id = ? AND state = 'open'", group.closed_reservations)
+        if group.closed_counts:
+            conn.executemany(
+                "UPDATE count_requests SET state = 'done' WHERE store = ? AND count_id = ? "
+                "AND state = 'open'", group.closed_counts)
+        if group.drops:
+            conn.executemany(
+                "INSERT INTO drops (store, reason, count) VALUES (?, ?, ?) ON CONFLICT "
+                "(store, reason) DO UPDATE SET count = drops.count + excluded.count",
+                [(s, r, n) for (s, r), n in group.drops.items()])
+        self._flush_alerts(group)
+
+    def _flush_alerts(self, group: _Group) -> None:
+        if group.alerts:
+            self.conn.executemany(
+                "INSERT INTO alerts (ts, store, kind, severity, detail) VALUES (?, ?, ?, ?, ?)",
+                group.alerts)
+            group.alerts.clear()
+
+    def _ensure_store_rows(self, group: _Group) -> None:
+        new = sorted({s for s, _ in group.epochs})
+        if new:
+            self.conn.executemany(
+                "INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO NOTHING",
+                [(s,) for s in new])
+            for store in new:
+                self._store(store)
+
+    # ------------------------------------------------------------------ commands
+    def issue(self, store: str, specs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                                     list[Publish]]:
+        """Issue operator commands to a store: validated, given gapless cseqs, committed
+        with their effect on central's state, then (if the store is reachable) sent."""
+        if STORE_RE.fullmatch(store) is None:
+            raise InvalidCommandError(f"{store!r} is not a valid store id")
+        if not self.owns(store):
+            raise InvalidCommandError(f"store {store} belongs to another central partition")
+        if not specs:
+            raise InvalidCommandError("no command given")
+        now = self.clock()
+        group = _Group(ts=now_ts(), now=now)
+        st = self._store(store)
+        before = st.issued, st.last_resync_cseq
+        self.conn.begin_write()
+        try:
+            issued = self._issue_in_tx(group, store, specs)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            st.issued, st.last_resync_cseq = before
+            raise
+        out: list[Publish] = []
+        for target, start in group.sends:
+            out.extend(self._send_from(target, start, now))
+        return issued, out
+
+    def _issue_in_tx(self, group: _Group, store: str,
+                     specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        st = self._store(store)
+        conn = self.conn
+        conn.execute("INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO NOTHING",
+                      (store,))
+        commands: list[dict[str, Any]] = []
+        for spec in specs:
+            command = self._plan(store, spec, group.ts)
+            command["cseq"] = st.issued + 1
+            body = canonical_json(command)
+            if len(body) > MAX_ITEM_BYTES:
+                raise InvalidCommandError(
+                    f"command {command['type']} is {len(body)} bytes, over the 64 KiB limit")
+            st.issued += 1
+            if command["type"] == "resync":
+                st.last_resync_cseq = st.issued
+            self._apply_command(store, command)
+            conn.execute(
+                "INSERT INTO commands (store, cseq, id, type, body, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (store, command["cseq"], command["id"], command["type"], body.decode(),
+                 group.ts))
+            commands.append(command)
+        conn.execute("UPDATE stores SET issued_cseq = ? WHERE store = ?", (st.issued, store))
+        self._flush_alerts(group)
+        if st.online and st.acked is not None and st.sent_through - st.acked < COMMAND_WINDOW:
+            group.sends.append((store, max(st.sent_through, st.acked) + 1))
+        return [{"cseq": c["cseq"], "id": c["id"], "type": c["type"]} for c in commands]
+
+    def _plan(self, store: str, spec: dict[str, Any], ts: str) -> dict[str, Any]:
+        kind = spec.get("type")
+        data = dict(spec.get("data") or {})
+        stock: list[dict[str, Any]] = []
+        reserve: list[dict[str, Any]] = []
+        if kind == "stock.adjust":
+            try:
+                pairs = check_deltas(spec.get("stock"), "stock")
+            except WireFormatError as exc:
+                raise InvalidCommandError(str(exc)) from exc
+            if not pairs or not isinstance(data.get("reason"), str):
+                raise InvalidCommandError("stock.adjust needs a reason and at least one line")
+            stock = [{"sku": s, "delta": d} for s, d in pairs]
+        elif kind == "catalog.upsert":
+            items = data.get("items")
+            if not isinstance(items, list) or not items:
+                raise InvalidCommandError("catalog.upsert needs items")
+            try:
+                data["items"] = [CatalogItem.model_validate(i).model_dump(mode="json")
+                                 for i in items]
+            except ValidationError as exc:
+                raise InvalidCommandError(f"invalid catalog item: {exc}") from exc
+        elif kind == "catalog.remove":
+            skus = data.get("skus")
+            if not isinstance(skus, list) or not skus or not all(
+                    isinstance(s, str) and SKU_RE.fullmatch(s) for s in skus):
+                raise InvalidCommandError("catalog.remove needs a list of valid SKUs")
+        elif kind == "reservation.create":
+            rid, ref = data.get("reservation_id"), data.get("order_ref")
+            lines = data.get("lines")
+            if not isinstance(rid, str) or not rid or not isinstance(ref, str):
+                raise InvalidCommandError("reservation.create needs reservation_id and order_ref")
+            if not isinstance(lines, list) or not lines:
+                raise InvalidCommandError("reservation.create needs lines")
+            for line in lines:
+                if (not isinstance(line, dict) or not isinstance(line.get("sku"), str)
+                        or SKU_RE.fullmatch(line["sku"]) is None
+                        or type(line.get("qty")) is not int or line["qty"] <= 0):
+                    raise InvalidCommandError(f"invalid reservation line {line!r}")
+            if self.conn.execute(
+                    "SELECT 1 FROM reservations WHERE store = ? AND reservation_id = ?",
+                    (store, rid)):
+                raise InvalidCommandError(f"reservation {rid} already exists for {store}")
+            data["lines"] = [{"sku": ln["sku"], "qty": ln["qty"]} for ln in lines]
+            data.setdefault("expires_at", None)
+            reserve = [{"sku": ln["sku"], "delta": ln["qty"]} for ln in lines]
+        elif kind == "reservation.cancel":
+            rid = data.get("reservation_id")
+            rows = self.conn.execute(
+                "SELECT state, cancel_requested FROM reservations WHERE store = ? AND "
+                "reservation_id = ?", (store, rid))
+            if not rows:
+                raise InvalidCommandError(f"no reservation {rid!r} for {store}")
+            if rows[0][0] != "open":
+                raise InvalidCommandError(f"reservation {rid} is already {rows[0][0]}")
+            data = {"reservation_id": rid}
+        elif kind == "count.request":
+            cid, skus = data.get("count_id"), data.get("skus")
+            if not isinstance(cid, str) or not cid:
+                raise InvalidCommandError("count.request needs count_id")
+            if not isinstance(skus, list) or not skus or not all(
+                    isinstance(s, str) and SKU_RE.fullmatch(s) for s in skus):
+                raise InvalidCommandError("count.request needs a list of valid SKUs")
+            if self.conn.execute(
+                    "SELECT 1 FROM count_requests WHERE store = ? AND count_id = ?",
+                    (store, cid)):
+                raise InvalidCommandError(f"count request {cid} already exists for {store}")
+        elif kind == "resync":
+            data = {}
+        else:
+            raise InvalidCommandError(f"unknown command type {kind!r}")
+        return {"cseq": 0, "id": str(uuid.uuid4()), "type": kind, "ts": ts, "data": data,
+                "stock": stock, "reserve": reserve}
+
+    def _apply_command(self, store: str, command: dict[str, Any]) -> None:
+        conn = self.conn
+        kind = command["type"]
+        data = command["data"]
+        cells: dict[str, list[int]] = {}
+        for name, column in (("stock", 0), ("reserve", 1)):
+            for line in command[name]:
+                cells.setdefault(line["sku"], [0, 0])[column] += line["delta"]
+        if cells:
+            conn.executemany(
+                "INSERT INTO stock (store, sku, on_hand, reserved) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (store, sku) DO UPDATE SET on_hand = stock.on_hand + "
+                "excluded.on_hand, reserved = stock.reserved + excluded.reserved",
+                [(store, sku, c[0], c[1]) for sku, c in cells.items()])
+        if kind == "catalog.upsert":
+            conn.executemany(
+                "INSERT INTO catalog (store, sku, item) VALUES (?, ?, ?) ON CONFLICT "
+                "(store, sku) DO UPDATE SET item = excluded.item",
+                [(store, i["sku"], canonical_json(i).decode()) for i in data["items"]])
+        elif kind == "catalog.remove":
+            conn.executemany("DELETE FROM catalog WHERE store = ? AND sku = ?",
+                             [(store, s) for s in data["skus"]])
+        elif kind == "reservation.create":
+            conn.execute(
+                "INSERT INTO reservations (store, reservation_id, order_ref, lines, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (store, data["reservation_id"], data["order_ref"],
+                 canonical_json(data["lines"]).decode(), data.get("expires_at")))
+        elif kind == "reservation.cancel":
+            conn.execute("UPDATE reservations SET cancel_requested = 1 WHERE store = ? AND "
+                         "reservation_id = ?", (store, data["reservation_id"]))
+        elif kind == "count.request":
+            conn.execute("INSERT INTO count_requests (store, count_id, skus) VALUES (?, ?, ?)",
+                         (store, data["count_id"], canonical_json(data["skus"]).decode()))
+
+    def resolve_quarantine(self, store: str, epoch: str, seq: int) -> bool:
+        """An operator has dealt with a quarantined event: automatic resync is allowed again
+        once none is left."""
+        self.conn.begin_write()
+        try:
+            rows = self.conn.execute(
+                "SELECT resolved FROM events WHERE store = ? AND epoch = ? AND seq = ? AND "
+                "quarantine IS NOT NULL", (store, epoch, seq))
+            if not rows or rows[0][0]:
+                self.conn.rollback()
+                return False
+            self.conn.execute("UPDATE events SET resolved = 1 WHERE store = ? AND epoch = ? "
+                              "AND seq = ?", (store, epoch, seq))
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        st = self._store(store)
+        st.quarantined = max(0, st.quarantined - 1)
+        return True
+
+
+def _range_key(rest: str, obj: dict[str, Any]) -> tuple[Any, ...]:
+    """Identify a dropped message well enough to notice the same range dropped again."""
+    items = obj.get("events")
+    if isinstance(items, list) and items:
+        first = items[0].get("seq") if isinstance(items[0], dict) else None
+        last = items[-1].get("seq") if isinstance(items[-1], dict) else None
+        return (rest, str(obj.get("epoch")), str(first), str(last))
+    return (rest, sha256_hex(canonical_json(obj))[:16])

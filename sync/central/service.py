@@ -1,0 +1,272 @@
+"""I/O shell of the reference central: the MQTT client, the writer thread, the HTTP server.
+
+Threads, not coroutines, on the hot path, on purpose: paho's network thread hands each
+message to a bounded queue (its blocking ``put`` is the back-pressure), and ONE writer
+thread drains whatever has accumulated, applies it in one transaction (group commit) and
+publishes the acks right after the commit. Operator commands from the HTTP API are jobs
+on the same queue, so the writer is the only one that ever writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import signal
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sync.central.config import CentralConfig, TokenBook
+from sync.central.core import Core, Publish
+from sync.central.storage import Database
+
+log = logging.getLogger("sync.central.service")
+
+T = TypeVar("T")
+
+SUBSCRIPTIONS = ("status", "events", "commands/ack", "digest", "health", "devices/+")
+"""Central reads these per store (``{root}/v1/stores/+/…``). Subscribing to ``+/#`` would
+also feed central its own acks and commands back: the same filter set, minus echo."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    fn: Callable[[Core], tuple[Any, list[Publish]]]
+    future: concurrent.futures.Future[Any]
+
+
+_Item = tuple[str, bytes, bool] | _Job
+
+
+class Writer:
+    """The single writer: drains the inbox in groups, commits, then publishes."""
+
+    def __init__(self, core: Core, publish: Callable[[list[Publish]], None],
+                 max_group: int = 2000, inbox_size: int = 200_000) -> None:
+        self.core = core
+        self.publish = publish
+        self.max_group = max_group
+        self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=inbox_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="central.writer", daemon=True)
+        self.committed_groups = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def submit(self, fn: Callable[[Core], tuple[T, list[Publish]]]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.inbox.put(_Job(fn, future))
+        return future
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + 0.2
+        inbox = self.inbox
+        while not self._stop.is_set():
+            try:
+                first = inbox.get(timeout=0.1)
+            except queue.Empty:
+                first = None
+            messages: list[tuple[str, bytes, bool]] = []
+            job: _Job | None = None
+            item: _Item | None = first
+            while item is not None:
+                if isinstance(item, _Job):
+                    job = item
+                    break
+                messages.append(item)
+                if len(messages) >= self.max_group:
+                    break
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    item = None
+            if messages:
+                self._safe(lambda m=messages: self.core.process(m))  # type: ignore[misc]
+            if job is not None:
+                self._run_job(job)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + 0.2
+                self._safe(self.core.tick)
+        self.core.conn.close()
+
+    def _safe(self, fn: Callable[[], list[Publish]]) -> None:
+        try:
+            out = fn()
+        except Exception:
+            log.exception("writer step failed")
+            return
+        self.committed_groups += 1
+        if out:
+            self.publish(out)
+
+    def _run_job(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            result, out = job.fn(self.core)
+        except Exception as exc:  # noqa: BLE001 - handed to the HTTP caller, not swallowed
+            job.future.set_exception(exc)
+            return
+        job.future.set_result(result)
+        if out:
+            self.publish(out)
+
+
+class MqttLink:
+    """paho client in its own network thread: clean start, QoS 1, TCP_NODELAY."""
+
+    def __init__(self, config: CentralConfig, on_message: Callable[[str, bytes, bool], None]
+                 ) -> None:
+        self.config = config
+        self.connected = threading.Event()
+        self.auth_failed = False
+        b = config.broker
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id,
+                             protocol=mqtt.MQTTv5)
+        if b.username:
+            password = b.password()
+            client.username_pw_set(b.username,
+                                   password.get_secret_value() if password else None)
+        if b.tls:
+            context = ssl.create_default_context(
+                cafile=str(b.tls_ca_file) if b.tls_ca_file else None)
+            if b.tls_cert_file is not None:
+                context.load_cert_chain(str(b.tls_cert_file),
+                                        str(b.tls_key_file) if b.tls_key_file else None)
+            client.tls_set_context(context)
+        client.max_inflight_messages_set(20)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_socket_open = self._on_socket_open
+        self._deliver = on_message
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
+        props.SessionExpiryInterval = 0
+        b = self.config.broker
+        self.client.connect_async(b.host, b.port, keepalive=b.keepalive, clean_start=True,
+                                  properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @staticmethod
+    def _on_socket_open(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                    _props: Any) -> None:
+        if reason.is_failure:
+            self.auth_failed = reason.value in (0x86, 0x87, 0x8C)
+            log.error("broker refused the connection: %s", reason)
+            return
+        root = self.config.root
+        client.subscribe([(f"{root}/v1/stores/+/{rest}", 1) for rest in SUBSCRIPTIONS])
+        self.connected.set()
+        log.info("connected to %s", self.config.broker.url)
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                       _props: Any) -> None:
+        self.connected.clear()
+        log.warning("disconnected from broker: %s", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any,
+                    message: mqtt.MQTTMessage) -> None:
+        self._deliver(message.topic, bytes(message.payload), bool(message.retain))
+
+    def publish(self, items: list[Publish]) -> None:
+        for item in items:
+            info = self.client.publish(item.topic, item.payload, qos=1, retain=item.retain)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                # the store's resend rules (events) and ours (commands) repair this
+                log.warning("publish to %s not queued: rc=%s", item.topic, info.rc)
+
+
+class CentralService:
+    """Everything but the HTTP server: database, core, writer thread, MQTT link."""
+
+    def __init__(self, config: CentralConfig) -> None:
+        self.config = config
+        self.db = Database(config.database_url)
+        self.db.create_schema()
+        self.core = Core(self.db.connect(), root=config.root, resend_after=config.resend_after,
+                         owns=config.partition.owns)
+        self.link = MqttLink(config, self._on_message)
+        self.writer = Writer(self.core, self.link.publish, config.max_group_messages)
+        self.tokens = TokenBook(config.http.store_tokens_dir, config.http.admin_token_file)
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        self.writer.inbox.put((topic, payload, retained))
+
+    def start(self) -> None:
+        self.writer.start()
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+        self.writer.stop()
+
+    def call(self, fn: Callable[[Core], tuple[T, list[Publish]]],
+             timeout: float = 30.0) -> T:
+        """Run ``fn`` on the writer thread (from any other thread) and wait for it."""
+        return self.writer.submit(fn).result(timeout=timeout)
+
+
+async def serve(config: CentralConfig) -> None:
+    """Run the central until SIGTERM/SIGINT: MQTT + writer threads, HTTP on uvicorn."""
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from sync.central.api import create_app  # noqa: PLC0415 - api imports this module
+
+    service = CentralService(config)
+    service.start()
+    app = create_app(service)
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # we handle SIGTERM/SIGINT ourselves
+            yield
+
+    server = _Server(uvicorn.Config(app, host=config.http.host, port=config.http.port,
+                                    log_level="warning", lifespan="off"))
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            http = tg.create_task(server.serve(), name="central.http")
+
+            async def _wait_stop() -> None:
+                await stopping.wait()
+                server.should_exit = True
+
+            tg.create_task(_wait_stop(), name="central.signals")
+            await http
+            stopping.set()
+    finally:
+        await asyncio.to_thread(service.stop)
