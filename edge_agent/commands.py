@@ -1,0 +1,343 @@
+"""Central's commands (PROTOCOL §5.1), each applied inside one ledger transaction.
+
+``apply_command(tx, command)`` is the whole of it: it checks the command's ``stock`` and
+``reserve`` lists (malformed → quarantined: the cseq is consumed, nothing changes, an
+``alert`` event ``command_quarantined`` is recorded), applies the lists to the projection
+whatever the type says (stock is computed from the lists alone), does the type's own
+bookkeeping (catalog, reservations, count requests, resync), records the command in the
+``commands`` table and sets ``applied_cseq`` — all in the same transaction.
+
+Reservations have one writer per direction (§5.1): central creates them, only the store
+takes them down, with a ``fulfilment`` or a ``reservation.released`` event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import pydantic
+
+from edge_agent.ledger import Tx
+from sync.errors import WireFormatError
+from sync.messages import CatalogItem
+from sync.wire import canonical_json, check_deltas, check_value, now_ts, parse_ts, utc_now
+
+Status = Literal["applied", "flagged", "quarantined", "ignored"]
+
+KNOWN_TYPES = frozenset({
+    "catalog.upsert", "catalog.remove", "stock.adjust", "reservation.create",
+    "reservation.cancel", "count.request", "resync",
+})
+
+
+def normalise_gtin(code: str) -> str | None:
+    """A GTIN-8/12/13/14 as 14 digits (left zero-padded), or None if it is not one."""
+    code = code.strip()
+    if not code.isdigit() or not code.isascii() or len(code) not in (8, 12, 13, 14):
+        return None
+    return code.zfill(14)
+
+
+def _lines(value: Any) -> list[dict[str, Any]] | None:
+    """``[{sku, qty}]`` with positive integer quantities, or None if malformed."""
+    if not isinstance(value, list):
+        return None
+    out: list[dict[str, Any]] = []
+    for item in value:
+        if not isinstance(item, dict):
+            return None
+        sku, qty = item.get("sku"), item.get("qty")
+        if not isinstance(sku, str) or type(qty) is not int or qty <= 0:
+            return None
+        out.append({"sku": sku, "qty": qty})
+    return out
+
+
+def _record(tx: Tx, command: Mapping[str, Any], status: Status, reason: str | None) -> None:
+    cseq = int(command["cseq"])
+    try:
+        payload = canonical_json(dict(command))
+    except WireFormatError:
+        payload = repr(dict(command)).encode()
+    tx.execute(
+        "INSERT OR REPLACE INTO commands "
+        "(cseq, command_id, type, ts, status, reason, payload, applied_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            cseq,
+            str(command.get("id", "")),
+            str(command.get("type", ""))[:64],
+            str(command.get("ts", "")),
+            status,
+            reason,
+            payload,
+            now_ts(),
+        ),
+    )
+    tx.set_applied_cseq(cseq)
+
+
+def _release(tx: Tx, reservation_id: str, remaining: list[dict[str, Any]], reason: str) -> int:
+    """Take an open reservation down with a ``reservation.released`` event."""
+    lines = [line for line in remaining if line["qty"] > 0]
+    appended = tx.append(
+        "reservation.released",
+        {"reservation_id": reservation_id, "reason": reason, "lines": lines},
+        reserve=[(line["sku"], -line["qty"]) for line in lines],
+    )
+    tx.execute(
+        "UPDATE reservations SET status = 'released', closed_seq = ?, remaining = ? "
+        "WHERE reservation_id = ?",
+        (appended.seq, json.dumps([{"sku": x["sku"], "qty": 0} for x in lines]), reservation_id),
+    )
+    return appended.seq
+
+
+def cancel_reservation(tx: Tx, reservation_id: str) -> bool:
+    """Act on a cancel request: release the remaining lines of an open reservation.
+    Returns False (ignored) when it is unknown, fulfilled or already released."""
+    rows = tx.query(
+        "SELECT status, remaining FROM reservations WHERE reservation_id = ?", (reservation_id,)
+    )
+    if not rows:
+        return False
+    tx.execute(
+        "UPDATE reservations SET cancel_requested = 1 WHERE reservation_id = ?", (reservation_id,)
+    )
+    if rows[0]["status"] != "open":
+        return False
+    _release(tx, reservation_id, json.loads(rows[0]["remaining"]), "cancelled")
+    return True
+
+
+def _check_lists(
+    command: Mapping[str, Any],
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The command's stock and reserve lists; WireFormatError if malformed (quarantine)."""
+    stock = check_deltas(command.get("stock", []), "stock")
+    reserve = check_deltas(command.get("reserve", []), "reserve")
+    if not isinstance(command.get("type"), str):
+        raise WireFormatError("type: must be a string")
+    if command.get("type") == "reservation.cancel" and (stock or reserve):
+        raise WireFormatError("reservation.cancel carries a non-empty stock/reserve list")
+    return stock, reserve
+
+
+def apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | None]:
+    """Apply one command whose cseq is ``tx.applied_cseq + 1`` (else it is ignored)."""
+    cseq = command.get("cseq")
+    if type(cseq) is not int or cseq != tx.applied_cseq + 1:
+        return "ignored", "out of order"
+    ctype = command.get("type")
+    data = command.get("data", {})
+    try:
+        stock, reserve = _check_lists(command)
+    except WireFormatError as exc:
+        bad = str(exc)
+        tx.append(
+            "alert",
+            {
+                "kind": "command_quarantined",
+                "cseq": cseq,
+                "command_id": str(command.get("id", ""))[:128],
+                "command_type": str(ctype)[:64],
+                "reason": bad[:500],
+            },
+        )
+        _record(tx, command, "quarantined", bad)
+        return "quarantined", bad
+
+    tx.apply_deltas(stock=stock, reserve=reserve)
+    status: Status = "applied"
+    reason: str | None = None
+    if not isinstance(data, dict):
+        status, reason = "flagged", "data is not an object"
+        data = {}
+    try:
+        check_value(data)
+    except WireFormatError as exc:
+        status, reason = "flagged", str(exc)
+        data = {}
+
+    problem: str | None
+    if ctype == "catalog.upsert":
+        problem = _catalog_upsert(tx, data, cseq)
+    elif ctype == "catalog.remove":
+        problem = _catalog_remove(tx, data)
+    elif ctype == "stock.adjust":
+        problem = None
+    elif ctype == "reservation.create":
+        problem = _reservation_create(tx, data, cseq)
+    elif ctype == "reservation.cancel":
+        rid = data.get("reservation_id")
+        if not isinstance(rid, str):
+            problem = "reservation.cancel without reservation_id"
+        elif not cancel_reservation(tx, rid):
+            _record(tx, command, "ignored", "reservation not open")
+            return "ignored", "reservation not open"
+        else:
+            problem = None
+    elif ctype == "count.request":
+        problem = _count_request(tx, data, str(command.get("ts") or now_ts()))
+    elif ctype == "resync":
+        tx.set_meta("resync_needed", "1")
+        tx.set_meta("resync_reason", "resync command")
+        problem = None
+    else:
+        problem = f"unknown command type {ctype!r} (stored; its lists were applied)"
+    if problem is not None:
+        status, reason = "flagged", problem
+    _record(tx, command, status, reason)
+    return status, reason
+
+
+def _catalog_upsert(tx: Tx, data: Mapping[str, Any], cseq: int) -> str | None:
+    items = data.get("items")
+    if not isinstance(items, list):
+        return "catalog.upsert without items[]"
+    problems: list[str] = []
+    for raw in items:
+        try:
+            item = CatalogItem.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            problems.append(f"item skipped: {exc.errors()[0].get('msg', 'invalid')}")
+            continue
+        extra = dict(item.model_extra or {})
+        tx.execute(
+            "INSERT INTO catalog (sku, name, price, currency, uom, active, extra, updated_cseq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sku) DO UPDATE SET "
+            "name = excluded.name, price = excluded.price, currency = excluded.currency, "
+            "uom = excluded.uom, active = excluded.active, extra = excluded.extra, "
+            "updated_cseq = excluded.updated_cseq",
+            (item.sku, item.name, item.price, item.currency, item.uom, int(item.active),
+             json.dumps(extra, sort_keys=True), cseq),
+        )
+        tx.execute("DELETE FROM catalog_gtins WHERE sku = ?", (item.sku,))
+        for code in item.gtins:
+            gtin = normalise_gtin(code) if isinstance(code, str) else None
+            if gtin is None:
+                problems.append(f"{item.sku}: GTIN {code!r} ignored")
+                continue
+            tx.execute(
+                "INSERT OR REPLACE INTO catalog_gtins (gtin, sku) VALUES (?, ?)", (gtin, item.sku)
+            )
+    return "; ".join(problems)[:500] if problems else None
+
+
+def _catalog_remove(tx: Tx, data: Mapping[str, Any]) -> str | None:
+    skus = data.get("skus")
+    if not isinstance(skus, list) or not all(isinstance(s, str) for s in skus):
+        return "catalog.remove without skus[]"
+    for sku in skus:
+        tx.execute("DELETE FROM catalog_gtins WHERE sku = ?", (sku,))
+        tx.execute("DELETE FROM catalog_aliases WHERE sku = ?", (sku,))
+        tx.execute("DELETE FROM catalog WHERE sku = ?", (sku,))
+    return None
+
+
+def _reservation_create(tx: Tx, data: Mapping[str, Any], cseq: int) -> str | None:
+    rid, order_ref = data.get("reservation_id"), data.get("order_ref", "")
+    lines = _lines(data.get("lines"))
+    expires_at = data.get("expires_at")
+    if not isinstance(rid, str) or not rid or lines is None:
+        return "reservation.create without reservation_id or valid lines (lists applied)"
+    if expires_at is not None:
+        try:
+            parse_ts(str(expires_at))
+        except WireFormatError:
+            expires_at = None
+    if tx.query("SELECT 1 FROM reservations WHERE reservation_id = ?", (rid,)):
+        return f"duplicate reservation {rid!r} (lists applied)"
+    tx.execute(
+        "INSERT INTO reservations (reservation_id, order_ref, lines, remaining, expires_at, "
+        "status, cancel_requested, created_cseq) VALUES (?, ?, ?, ?, ?, 'open', 0, ?)",
+        (rid, str(order_ref), json.dumps(lines), json.dumps(lines), expires_at, cseq),
+    )
+    return None
+
+
+def _count_request(tx: Tx, data: Mapping[str, Any], ts: str) -> str | None:
+    count_id, skus = data.get("count_id"), data.get("skus")
+    if not isinstance(count_id, str) or not isinstance(skus, list):
+        return "count.request without count_id or skus[]"
+    tx.execute(
+        "INSERT OR IGNORE INTO count_requests (count_id, skus, requested_at, status) "
+        "VALUES (?, ?, ?, 'open')",
+        (count_id, json.dumps([s for s in skus if isinstance(s, str)]), ts),
+    )
+    return None
+
+
+def expire_reservations(tx: Tx, now: datetime | None = None) -> int:
+    """Release every open reservation whose ``expires_at`` passed by the store's clock."""
+    moment = now or utc_now()
+    released = 0
+    for row in tx.query(
+        "SELECT reservation_id, remaining, expires_at FROM reservations "
+        "WHERE status = 'open' AND expires_at IS NOT NULL"
+    ):
+        try:
+            due = parse_ts(str(row["expires_at"])) <= moment
+        except WireFormatError:
+            continue
+        if due:
+            _release(tx, str(row["reservation_id"]), json.loads(row["remaining"]), "expired")
+            released += 1
+    return released
+
+
+def close_from_event(tx: Tx, type_: str, data: Mapping[str, Any], seq: int) -> None:
+    """Bookkeeping an event implies (§5.3 last point): a ``count`` with a ``count_id``
+    closes that count request; a ``fulfilment`` reduces (and when done closes) its
+    reservation; a ``reservation.released`` closes it. Used by resync when re-applying
+    the store's own events, and by the agent when it records them."""
+    if type_ == "count" and isinstance(data.get("count_id"), str):
+        tx.execute(
+            "UPDATE count_requests SET status = 'closed', closed_seq = ? "
+            "WHERE count_id = ? AND status = 'open'",
+            (seq, data["count_id"]),
+        )
+        return
+    rid = data.get("reservation_id")
+    if not isinstance(rid, str):
+        return
+    if type_ == "reservation.released":
+        tx.execute(
+            "UPDATE reservations SET status = 'released', closed_seq = ? "
+            "WHERE reservation_id = ? AND status = 'open'",
+            (seq, rid),
+        )
+    elif type_ == "fulfilment":
+        rows = tx.query(
+            "SELECT remaining FROM reservations WHERE reservation_id = ? AND status = 'open'",
+            (rid,),
+        )
+        if not rows:
+            return
+        remaining = {x["sku"]: x["qty"] for x in json.loads(rows[0]["remaining"])}
+        for line in _lines(data.get("lines")) or []:
+            if line["sku"] in remaining:
+                remaining[line["sku"]] = max(0, remaining[line["sku"]] - line["qty"])
+        done = all(q <= 0 for q in remaining.values())
+        tx.execute(
+            "UPDATE reservations SET remaining = ?, status = ?, closed_seq = ? "
+            "WHERE reservation_id = ?",
+            (
+                json.dumps([{"sku": s, "qty": q} for s, q in remaining.items()]),
+                "fulfilled" if done else "open",
+                seq if done else None,
+                rid,
+            ),
+        )
+
+
+def pending_cancels(tx: Tx) -> Sequence[str]:
+    return [
+        str(r["reservation_id"])
+        for r in tx.query(
+            "SELECT reservation_id FROM reservations WHERE status = 'open' AND cancel_requested = 1"
+        )
+    ]

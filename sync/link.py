@@ -1,0 +1,179 @@
+"""The MQTT link: one aiomqtt connection at a time, PROTOCOL §2 and §6.
+
+Every connection is a fresh ``aiomqtt.Client`` with ``clean_start=True`` set explicitly
+(MQTT 5, session expiry 0), ``TCP_NODELAY`` on its socket, and a retained QoS 1 will.
+aiomqtt/paho errors are mapped to :mod:`sync.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from sync.errors import AuthenticationFailed, LinkError
+
+log = logging.getLogger(__name__)
+
+# CONNACK codes that retrying cannot fix: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135, 138, 140).
+_AUTH_CODES = frozenset({4, 5, 134, 135, 138, 140})
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise LinkError(f"broker URL must be mqtt://host[:port] or mqtts://host[:port]: {url!r}")
+    tls = parts.scheme == "mqtts"
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise LinkError(f"bad port in broker URL {url!r}") from exc
+    return BrokerAddress(parts.hostname, port, tls)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    url: str
+    client_id: str
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive: int = 30
+    publish_timeout: float = 30.0
+    connect_timeout: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+def _rc_value(rc: object) -> int | None:
+    if isinstance(rc, ReasonCode):
+        return int(rc.value)
+    if isinstance(rc, int):
+        return rc
+    return None
+
+
+def map_mqtt_error(exc: aiomqtt.MqttError, what: str) -> LinkError:
+    if isinstance(exc, aiomqtt.MqttCodeError) and _rc_value(exc.rc) in _AUTH_CODES:
+        return AuthenticationFailed(f"{what}: broker refused the credentials ({exc})")
+    return LinkError(f"{what}: {exc}")
+
+
+class LinkSession:
+    """One established connection: publish, subscribe, iterate incoming messages."""
+
+    def __init__(self, client: aiomqtt.Client, publish_timeout: float) -> None:
+        self._client = client
+        self._publish_timeout = publish_timeout
+
+    async def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1
+    ) -> None:
+        """Waits for the PUBACK. A raise means *unknown*: the message may still arrive."""
+        try:
+            await self._client.publish(
+                topic, payload, qos=qos, retain=retain, timeout=self._publish_timeout
+            )
+        except aiomqtt.MqttError as exc:
+            raise map_mqtt_error(exc, f"publish to {topic}") from exc
+
+    async def subscribe(self, *topics: str) -> None:
+        try:
+            await self._client.subscribe([(t, 1) for t in topics])
+        except aiomqtt.MqttError as exc:
+            raise map_mqtt_error(exc, "subscribe") from exc
+
+    async def messages(self) -> AsyncIterator[Incoming]:
+        try:
+            async for message in self._client.messages:
+                payload = message.payload
+                if isinstance(payload, str):
+                    payload = payload.encode()
+                elif not isinstance(payload, bytes | bytearray):
+                    payload = b""
+                yield Incoming(str(message.topic), bytes(payload), bool(message.retain))
+        except aiomqtt.MqttError as exc:
+            raise map_mqtt_error(exc, "receive") from exc
+
+
+class Link:
+    """Makes connections; the caller (``StoreSync``) owns the reconnect loop and backoff."""
+
+    def __init__(self, config: LinkConfig) -> None:
+        self.config = config
+        self.address = parse_broker_url(config.url)
+        self._tls = self._tls_context() if self.address.tls else None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        cfg = self.config
+        try:
+            context = ssl.create_default_context(
+                cafile=str(cfg.ca_file) if cfg.ca_file is not None else None
+            )
+            if cfg.cert_file is not None:
+                context.load_cert_chain(
+                    str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise LinkError(f"TLS setup failed: {exc}") from exc
+        return context
+
+    @asynccontextmanager
+    async def connect(
+        self, *, will_topic: str, will_payload: bytes
+    ) -> AsyncIterator[LinkSession]:
+        cfg = self.config
+        client = aiomqtt.Client(
+            self.address.host,
+            self.address.port,
+            username=cfg.username,
+            password=cfg.password,
+            identifier=cfg.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(will_topic, will_payload, qos=1, retain=True),
+            clean_start=True,  # explicit on every connection (aiomqtt's default is FIRST_ONLY)
+            keepalive=cfg.keepalive,
+            timeout=cfg.connect_timeout,
+            tls_context=self._tls,
+            max_inflight_messages=20,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+        client.pending_calls_threshold = 1000
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise map_mqtt_error(exc, f"connect to {self.address.host}:{self.address.port}") \
+                from exc
+        try:
+            yield LinkSession(client, cfg.publish_timeout)
+        finally:
+            try:
+                await client.__aexit__(None, None, None)
+            except aiomqtt.MqttError as exc:
+                log.debug("link: disconnect: %s", exc)
+
+
+__all__ = ["Incoming", "Link", "LinkConfig", "LinkSession", "map_mqtt_error", "parse_broker_url"]
