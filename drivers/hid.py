@@ -68,6 +68,7 @@ class KeyDecoder:
         self._shift = 0
         self._ctrl = 0
         self._caps = False
+        self._discarding = False
         self.overflows = 0
         self.unknown_keys = 0
 
@@ -86,6 +87,9 @@ class KeyDecoder:
         if code in (KEY_ENTER, KEY_KPENTER):
             scan = "".join(self._chars)
             self._chars.clear()
+            if self._discarding:  # the tail of an over-long input is not a code
+                self._discarding = False
+                return None
             return scan or None
         if self._ctrl and code == KEY_RIGHTBRACE:
             self._append("\x1d")
@@ -102,13 +106,17 @@ class KeyDecoder:
         return None
 
     def _append(self, ch: str) -> None:
+        if self._discarding:
+            return
         if len(self._chars) >= self.max_len:
             self.overflows += 1
+            self._discarding = True
             self._chars.clear()
             return
         self._chars.append(ch)
 
     def reset(self) -> None:
+        self._discarding = False
         self._chars.clear()
         self._shift = self._ctrl = 0
 
