@@ -35,7 +35,9 @@ def test_bad_check_digit() -> None:
 
 
 def test_gs1_element_string_with_gs() -> None:
-    info = interpret("]C10100614141999996\x1d3103000189\x1d3922000123\x1d10LOT7\x1d17251231\x1d21SN1")
+    info = interpret(
+        "]C10100614141999996\x1d3103000189\x1d3922000123\x1d10LOT7\x1d17251231\x1d21SN1"
+    )
     assert info.kind == "gs1"
     assert info.symbology == "]C1"
     assert info.gtin == "00614141999996"
@@ -48,7 +50,11 @@ def test_variable_weight_and_price_rcn_sweden() -> None:
     assert (w.kind, w.weight_g, w.weight_kg) == ("variable_weight", 1234, Decimal("1.234"))
     assert w.lookup_gtin == "02302120000006"  # measure zeroed, check digit recomputed
     p = interpret("2002010012347", "se")
-    assert (p.kind, p.price, p.lookup_gtin) == ("variable_price", Decimal("12.34"), "02002010000009")
+    assert (p.kind, p.price, p.lookup_gtin) == (
+        "variable_price",
+        Decimal("12.34"),
+        "02002010000009",
+    )
     n = interpret("2302120012344")  # no region: an RCN, keyed by itself
     assert (n.kind, n.lookup_gtin, n.weight_g) == ("rcn", "02302120012344", None)
 

@@ -47,7 +47,13 @@ def test_track_data(track: str) -> None:
 
 
 def test_not_card_data() -> None:
-    for code in ["5901234123457"[:12], "96385074", "hello", "ABC-123", "01095011010209171719050810AB"]:
+    for code in [
+        "5901234123457"[:12],
+        "96385074",
+        "hello",
+        "ABC-123",
+        "01095011010209171719050810AB",
+    ]:
         assert not is_card_data(code)
 
 

@@ -160,7 +160,11 @@ def test_uhf_bad_checksum_end_type_length_resync() -> None:
     bad_end = bytearray(good)
     bad_end[-1] = 0x00
     out = UhfParser().feed(
-        b"\x00\x01" + bytes(bad_cs) + bytes(bad_end) + b"\xbb\x07\x22" + b"\xbb\x01\x22\xff\xff"
+        b"\x00\x01"
+        + bytes(bad_cs)
+        + bytes(bad_end)
+        + b"\xbb\x07\x22"
+        + b"\xbb\x01\x22\xff\xff"
         + good
     )
     assert frames(out) == [UhfFrame(2, 0x22, good[5:-2])]
@@ -180,8 +184,10 @@ def test_uhf_oversize_garbage_bounded() -> None:
     for _ in range(100):
         p.feed(b"\xbb\x02\x22\x01\xff" + bytes(300))  # claims 511 params, never completes
     assert len(p._buf) <= 520
-    p.feed(bytes(range(0, 0xBB)) * 50)
-    assert p.feed(encode_tag_notice(EPCS[0]))[-1] == UhfFrame(2, 0x22, encode_tag_notice(EPCS[0])[5:-2])
+    p.feed(bytes(range(0xBB)) * 50)
+    assert p.feed(encode_tag_notice(EPCS[0]))[-1] == UhfFrame(
+        2, 0x22, encode_tag_notice(EPCS[0])[5:-2]
+    )
 
 
 @CHUNK
@@ -209,7 +215,9 @@ def test_uhf_any_chunking_same_frames(
     ("suffix", "term"), [("CR", b"\r"), ("LF", b"\n"), ("CRLF", b"\r\n"), ("TAB", b"\t")]
 )
 def test_scanner_suffixes_byte_at_a_time(suffix: Any, term: bytes) -> None:
-    stream = b"]E05901234123457" + term + b"hello-42" + term + b"]C1010950110153000317\x1d10AB" + term
+    stream = (
+        b"]E05901234123457" + term + b"hello-42" + term + b"]C1010950110153000317\x1d10AB" + term
+    )
     got = byte_at_a_time(ScanParser(suffix), stream)
     assert got == [
         ScanFrame("5901234123457", "]E0"),
@@ -327,7 +335,9 @@ ALPHABET = st.sampled_from(b"\x02\x03\x0d\x0a\xbb\x7e\x00\x22\x1d0123456789ABCDE
         max_size=20,
     )
 )
-def test_fuzz_parsers_never_raise(name: str, factory: Callable[[], Parser], chunks: list[bytes]) -> None:
+def test_fuzz_parsers_never_raise(
+    name: str, factory: Callable[[], Parser], chunks: list[bytes]
+) -> None:
     p = factory()
     for c in chunks:
         for item in p.feed(c):

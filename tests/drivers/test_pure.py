@@ -79,7 +79,9 @@ def test_hid_capslock_unknown_keys_and_overflow() -> None:
     assert [s for c, v in seq if (s := d.feed(c, v))] == ["Aa"]
     assert d.unknown_keys == 1
     d.feed(58, 1)  # caps lock off again
-    out = [s for c, v in key_events_for("123456789AB") + key_events_for("xY") if (s := d.feed(c, v))]
+    out = [
+        s for c, v in key_events_for("123456789AB") + key_events_for("xY") if (s := d.feed(c, v))
+    ]
     assert d.overflows == 1
     assert out == ["xY"]  # the over-long input is dropped whole, the next scan is intact
 
@@ -126,8 +128,13 @@ def test_config_discriminated_union_and_defaults() -> None:
         {"kind": "ble_beacon", "name": "a", "ibeacon_uuids": []},
         {"kind": "ble_beacon", "name": "a", "source": "usb0", "eddystone_namespaces": ["00" * 10]},
         {"kind": "ble_beacon", "name": "a", "eddystone_namespaces": ["abc"]},
-        {"kind": "uhf", "name": "a", "port": "/dev/x", "reconnect_initial_s": 5,
-         "reconnect_max_s": 1},
+        {
+            "kind": "uhf",
+            "name": "a",
+            "port": "/dev/x",
+            "reconnect_initial_s": 5,
+            "reconnect_max_s": 1,
+        },
         {"kind": "laser", "name": "a"},
     ],
 )
