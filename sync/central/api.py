@@ -6,7 +6,6 @@ Store endpoints take the store's own bearer token; operator endpoints the admin 
 connection and one consistent transaction; writes go to the single writer.
 """
 
-from __future__ import annotations
 
 import hmac
 import uuid
