@@ -46,8 +46,8 @@ class Harness:
     def of(self, cls: type[Any]) -> list[Any]:
         return [e for e in self.events if isinstance(e, cls)]
 
-    async def wait(self, pred: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait(self, pred: Callable[[], bool], within: float = 5.0) -> None:
+        deadline = time.monotonic() + within
         while not pred():
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out; events: {self.events[-10:]}")
@@ -175,7 +175,7 @@ async def test_uhf_inventory_commands_and_tags(h: Harness, sim: Simulator) -> No
     for task in h.tasks:
         task.cancel()
     await asyncio.gather(*h.tasks, return_exceptions=True)
-    await h.wait(lambda: 0x28 in [c.cmd for c in sim.device("uhf-1").commands], timeout=2)
+    await h.wait(lambda: 0x28 in [c.cmd for c in sim.device("uhf-1").commands], within=2)
 
 
 async def test_ble_sim_source(h: Harness, sim: Simulator) -> None:
@@ -188,7 +188,7 @@ async def test_ble_sim_source(h: Harness, sim: Simulator) -> None:
     await h.wait(lambda: len(h.of(BeaconEvent)) == 1)
     await asyncio.sleep(0.5)
     sim.beacon_gone("ble-1", bid)
-    await h.wait(lambda: len(h.of(BeaconEvent)) == 2, timeout=3)
+    await h.wait(lambda: len(h.of(BeaconEvent)) == 2, within=3)
     assert [(e.beacon_id, e.present, e.tx_power) for e in h.of(BeaconEvent)] == [
         (bid, True, -59),
         (bid, False, -59),
