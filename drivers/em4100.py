@@ -53,66 +53,61 @@ class Em4100Parser:
         self._cache: dict[bytes, Em4100Frame] = {}
 
     def feed(self, data: bytes) -> list[Em4100Frame | Rejected]:
-        buf = self._buf
-        buf += data
+        # Work on one immutable bytes object: slicing it is a single allocation.
+        if self._buf:
+            self._buf += data
+            b = bytes(self._buf)
+        else:
+            b = bytes(data)
         out: list[Em4100Frame | Rejected] = []
+        append = out.append
+        find = b.find
         flen = self._flen
-        tail = self._tail
         cache = self._cache
-        n = len(buf)
-        start = 0
-        i = buf.find(STX)
+        n = len(b)
+        i = find(STX)
         if i < 0:
             if n:
-                out.append(Rejected.of("garbage", buf))
-            buf.clear()
+                append(Rejected.of("garbage", b))
+            self._buf = bytearray()
             return out
         if i > 0:
-            out.append(Rejected.of("garbage", buf[:i]))
-        while i >= 0 and i + flen <= n:
+            append(Rejected.of("garbage", b[:i]))
+        last = n - flen
+        while 0 <= i <= last:
             end = i + flen
-            payload = bytes(buf[i + 1 : i + 13])
-            frame = cache.get(payload)
-            if frame is not None and buf[i + 13 : end] == tail:
-                out.append(frame)
-                start = end
-                i = buf.find(STX, end)
-                if i > end:
-                    out.append(Rejected.of("garbage", buf[end:i]))
-                continue
-            bad = self._check(payload, buf[i + 13 : end])
-            if bad is None:
-                frame = Em4100Frame(payload[:10].decode("ascii").upper())
+            raw = b[i:end]
+            frame = cache.get(raw)
+            if frame is None:
+                bad = self._check(raw)
+                if bad is not None:
+                    # Resync on the next STX after this one.
+                    nxt = find(STX, i + 1)
+                    append(Rejected.of(bad, b[i : nxt if nxt >= 0 else end]))
+                    i = nxt
+                    continue
+                frame = Em4100Frame(raw[1:11].decode("ascii").upper())
                 if len(cache) >= _CACHE_MAX:
                     cache.clear()
-                cache[payload] = frame
-                out.append(frame)
-                start = end
-                i = buf.find(STX, end)
-                if i > end:
-                    out.append(Rejected.of("garbage", buf[end:i]))
-            else:
-                # Resync on the next STX after this one.
-                nxt = buf.find(STX, i + 1)
-                stop = nxt if nxt >= 0 else min(end, n)
-                out.append(Rejected.of(bad, buf[i:stop]))
-                start = stop
-                i = nxt
-        start = n if i < 0 else i
+                cache[raw] = frame
+            append(frame)
+            i = find(STX, end)
+            if i > end:
+                append(Rejected.of("garbage", b[end:i]))
         # What is left is one incomplete frame (< flen bytes): the buffer is bounded
         # by construction, whatever the input.
-        del buf[:start]
+        self._buf = bytearray(b[i:]) if i >= 0 else bytearray()
         return out
 
-    def _check(self, payload: bytes, tail: bytes | bytearray) -> str | None:
-        if tail != self._tail:
+    def _check(self, raw: bytes) -> str | None:
+        if raw[13:] != self._tail:
             return "bad_frame_end"
         try:
-            raw = bytes.fromhex(payload.decode("ascii"))
+            val = bytes.fromhex(raw[1:13].decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             return "bad_hex"
-        if len(raw) != 6:  # fromhex skips whitespace; demand 12 real hex digits
+        if len(val) != 6:  # fromhex skips whitespace; demand 12 real hex digits
             return "bad_hex"
-        if raw[0] ^ raw[1] ^ raw[2] ^ raw[3] ^ raw[4] != raw[5]:
+        if val[0] ^ val[1] ^ val[2] ^ val[3] ^ val[4] != val[5]:
             return "bad_checksum"
         return None

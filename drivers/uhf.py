@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.framing import Rejected
 
@@ -45,21 +45,23 @@ _CACHE_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
-class UhfFrame:
-    type: int
-    cmd: int
-    params: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class TagNotice:
     rssi: int
     pc: int
     epc: bytes
+    epc_hex: str = field(init=False, compare=False)
 
-    @property
-    def epc_hex(self) -> str:
-        return self.epc.hex().upper()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epc_hex", self.epc.hex().upper())
+
+
+@dataclass(frozen=True, slots=True)
+class UhfFrame:
+    type: int
+    cmd: int
+    params: bytes
+    notice: TagNotice | None = field(default=None, compare=False, repr=False)
+    """The decoded tag for inventory notices (filled by the parser, computed once)."""
 
 
 def encode_frame(ftype: int, cmd: int, params: bytes = b"") -> bytes:
@@ -83,9 +85,14 @@ def encode_tag_notice(epc: bytes, rssi: int = -60, crc: int = 0) -> bytes:
 
 def parse_tag_notice(frame: UhfFrame) -> TagNotice | None:
     """The tag in an inventory notice/response, or None if ``frame`` is not one."""
-    if frame.cmd != CMD_INVENTORY or frame.type == TYPE_COMMAND:
+    if frame.notice is not None:
+        return frame.notice
+    return _tag_notice(frame.type, frame.cmd, frame.params)
+
+
+def _tag_notice(ftype: int, cmd: int, p: bytes) -> TagNotice | None:
+    if cmd != CMD_INVENTORY or ftype == TYPE_COMMAND:
         return None
-    p = frame.params
     if len(p) < 5 + 2:  # rssi, pc, at least one EPC word, crc
         return None
     rssi = p[0] - 256 if p[0] >= 128 else p[0]
@@ -101,57 +108,71 @@ class UhfParser:
         self._cache: dict[bytes, UhfFrame] = {}
 
     def feed(self, data: bytes) -> list[UhfFrame | Rejected]:
-        buf = self._buf
-        buf += data
+        # Work on one immutable bytes object: slicing it is a single allocation.
+        if self._buf:
+            self._buf += data
+            b = bytes(self._buf)
+        else:
+            b = bytes(data)
         out: list[UhfFrame | Rejected] = []
+        append = out.append
+        find = b.find
         cache = self._cache
-        n = len(buf)
-        i = buf.find(HEAD)
+        n = len(b)
+        i = find(HEAD)
         if i < 0:
             if n:
-                out.append(Rejected.of("garbage", buf))
-            buf.clear()
+                append(Rejected.of("garbage", b))
+            self._buf = bytearray()
             return out
         if i > 0:
-            out.append(Rejected.of("garbage", buf[:i]))
-        while i >= 0 and i + 5 <= n:
-            plen = (buf[i + 3] << 8) | buf[i + 4]
-            if buf[i + 1] > TYPE_NOTICE or plen > MAX_PARAMS:
-                reason = "bad_type" if buf[i + 1] > TYPE_NOTICE else "bad_length"
-                i = self._resync(out, reason, i, n)
-                continue
-            end = i + 7 + plen
+            append(Rejected.of("garbage", b[:i]))
+        while 0 <= i <= n - 5:
+            end = i + 7 + ((b[i + 3] << 8) | b[i + 4])
             if end > n:
+                if b[i + 1] > TYPE_NOTICE or end - i - 7 > MAX_PARAMS:
+                    i = self._resync(
+                        b, out, "bad_type" if b[i + 1] > TYPE_NOTICE else "bad_length", i
+                    )
+                    continue
                 break  # incomplete
-            raw = bytes(buf[i:end])
+            raw = b[i:end]
             frame = cache.get(raw)
             if frame is None:
-                if raw[-1] != END:
-                    i = self._resync(out, "bad_frame_end", i, n)
+                reason = self._check(raw)
+                if reason is not None:
+                    i = self._resync(b, out, reason, i)
                     continue
-                if sum(raw[1:-2]) & 0xFF != raw[-2]:
-                    i = self._resync(out, "bad_checksum", i, n)
-                    continue
-                frame = UhfFrame(raw[1], raw[2], raw[5:-2])
+                ftype, cmd, params = raw[1], raw[2], raw[5:-2]
+                frame = UhfFrame(ftype, cmd, params, _tag_notice(ftype, cmd, params))
                 if len(cache) >= _CACHE_MAX:
                     cache.clear()
                 cache[raw] = frame
-            out.append(frame)
-            i = buf.find(HEAD, end)
+            append(frame)
+            i = find(HEAD, end)
             if i > end:
-                out.append(Rejected.of("garbage", buf[end:i]))
+                append(Rejected.of("garbage", b[end:i]))
             elif i < 0 and end < n:
-                out.append(Rejected.of("garbage", buf[end:]))
+                append(Rejected.of("garbage", b[end:]))
         # What is left starts at a frame head and is shorter than the largest
         # frame (MAX_PARAMS + 7): the buffer is bounded by construction.
-        if i < 0:
-            buf.clear()
-        else:
-            del buf[:i]
+        self._buf = bytearray(b[i:]) if i >= 0 else bytearray()
         return out
 
-    def _resync(self, out: list[UhfFrame | Rejected], reason: str, i: int, n: int) -> int:
-        buf = self._buf
-        nxt = buf.find(HEAD, i + 1)
-        out.append(Rejected.of(reason, buf[i : nxt if nxt >= 0 else n]))
+    @staticmethod
+    def _check(raw: bytes) -> str | None:
+        if raw[1] > TYPE_NOTICE:
+            return "bad_type"
+        if len(raw) - 7 > MAX_PARAMS:
+            return "bad_length"
+        if raw[-1] != END:
+            return "bad_frame_end"
+        if sum(raw[1:-2]) & 0xFF != raw[-2]:
+            return "bad_checksum"
+        return None
+
+    @staticmethod
+    def _resync(b: bytes, out: list[UhfFrame | Rejected], reason: str, i: int) -> int:
+        nxt = b.find(HEAD, i + 1)
+        out.append(Rejected.of(reason, b[i : nxt if nxt >= 0 else len(b)]))
         return nxt
