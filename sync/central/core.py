@@ -189,6 +189,7 @@ class Core:
             self._flush(group)
             for store in group.digests:
                 self._check_digest(group, store)
+            self._flush_alerts(group)
             self._ensure_store_rows(group)
             self.conn.commit()
         except StorageError:
@@ -344,6 +345,9 @@ class Core:
             hashes[(store, epoch, seq)] = digest
         self._n["applied"] += len(events) - skip
         self.applied[key] = last
+        st = self.stores.get(store)
+        if st is not None and st.pending_digest is not None:
+            group.digests.add(store)  # a deferred digest may be comparable now
 
     def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
         data = event.get("data")

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
-import httpx
 import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -25,7 +25,7 @@ from tests.helpers.mosquitto import Broker
 from tests.helpers.ports import free_port, wait_for_port
 from tests.helpers.postgres import Postgres, postgres_unavailable, running_postgres
 
-ADMIN_TOKEN = "admin-secret-token"
+ADMIN_TOKEN = "admin-secret-token"  # noqa: S105 - test-only token
 
 
 @pytest.fixture(scope="session")

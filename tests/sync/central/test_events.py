@@ -18,7 +18,9 @@ def test_in_order_apply_and_ack(central: Central, make_store: Callable[[str], Fa
     store.wait_ack(3)
     store.send([event(4, "A-1", -3), event(5, "B-2", 4, "return")])
     ack = store.wait_ack(5)
-    assert ack["v"] == 1 and ack["store"] == "S001" and ack["ts"].endswith("Z")
+    assert ack["v"] == 1
+    assert ack["store"] == "S001"
+    assert ack["ts"].endswith("Z")
     assert central.stock("S001") == {"A-1": (5, 0), "B-2": (3, 0)}
     # the ack never exceeds what a fresh connection can read as committed
     with Database(central.config.database_url).reading() as conn:
@@ -35,7 +37,7 @@ def test_duplicates_with_same_hash_are_ignored_and_acked(
     before = store.ack_count()
     store.send(batch[1:])  # duplicates only: still answered with an ack
     store.wait_ack(3, after=before)
-    store.send(batch + [event(4, "A-1", -1)])  # overlap: only 4 is new
+    store.send([*batch, event(4, "A-1", -1)])  # overlap: only 4 is new
     store.wait_ack(4)
     assert central.stock("S001") == {"A-1": (-4, 0)}
     assert central.alerts("event_conflict") == []
@@ -164,7 +166,8 @@ def test_same_range_dropped_three_times_alerts(
     store.wait_ack(1)
     central.sync()
     alerts = central.alerts("repeated_drop")
-    assert len(alerts) == 1 and alerts[0]["detail"]["times"] == 3
+    assert len(alerts) == 1
+    assert alerts[0]["detail"]["times"] == 3
 
 
 def test_many_stores_one_burst(central: Central, make_store: Callable[[str], FakeStore]
