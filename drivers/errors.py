@@ -40,5 +40,5 @@ class PortError(DriverError):
     """The device port could not be opened, read or written."""
 
 
-class DriverUnavailable(DriverError):  # noqa: N818 -- name fixed by the agent API contract
+class DriverUnavailable(DriverError):
     """The driver cannot run here (optional extra not installed, or not Linux)."""

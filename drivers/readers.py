@@ -520,7 +520,7 @@ class BleBeaconReader(SerialReader, _PresenceMixin):
             self._advert(dict(adv.manufacturer_data), svc, int(adv.rssi), time.time())
 
         try:
-            scanner = BleakScanner(detection_callback=on_adv, adapter=self.settings_source)
+            scanner = BleakScanner(detection_callback=on_adv, adapter=self._source)
             await scanner.start()
         except Exception as exc:  # bleak raises BleakError/DBus errors: map them to PortError
             raise PortError(f"bluetooth adapter {self._source}: {exc}") from exc
@@ -531,10 +531,6 @@ class BleBeaconReader(SerialReader, _PresenceMixin):
                 self._expire(time.time())
         finally:
             await scanner.stop()
-
-    @property
-    def settings_source(self) -> str:
-        return self._source
 
     def _on_data(self, data: bytes, now: float) -> None:
         for item in self._parser.feed(data):

@@ -346,3 +346,28 @@ def test_fuzz_parsers_never_raise(
                 assert len(item.hex) <= 128
     buf = getattr(p, "_buf", None) or getattr(getattr(p, "_lines", None), "_buf", b"")
     assert len(buf) <= 4096
+
+
+@CHUNK
+@given(
+    lines=st.lists(
+        st.sampled_from([b"IN 1\r\n", b"OUT 2\n", b"junk\n", b"in 3\r", b"\n"]), max_size=8
+    ),
+    cuts=st.lists(st.integers(0, 80), max_size=10),
+)
+def test_door_any_chunking(lines: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(lines)
+    whole = DoorParser().feed(stream)
+    assert feed_chunks(DoorParser(), stream, cuts) == whole
+
+
+@CHUNK
+@given(
+    majors=st.lists(st.integers(0, 65535), max_size=5),
+    cuts=st.lists(st.integers(0, 400), max_size=10),
+)
+def test_ble_feed_any_chunking(majors: list[int], cuts: list[int]) -> None:
+    stream = b"".join(f"-60 {encode_ibeacon(U, m, 1).hex()}\n".encode() for m in majors)
+    whole = SimFeedParser().feed(stream)
+    assert len(frames(whole)) == len(majors)
+    assert feed_chunks(SimFeedParser(), stream, cuts) == whole
