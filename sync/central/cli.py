@@ -31,12 +31,13 @@ class Api:
         token = os.environ.get("EDGE_CENTRAL_ADMIN_TOKEN")
         if token_file is not None:
             token = token_file.read_text().strip()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self.client.request(method, path, **kwargs)
+            with httpx.Client(base_url=self.url, headers=self.headers, timeout=60) as client:
+                response = client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise click.ClickException(f"cannot reach central: {exc}") from exc
         if response.status_code >= 400:
