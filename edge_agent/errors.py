@@ -1,7 +1,7 @@
 """The agent's exception tree. Every error the agent raises on purpose is one of these::
 
     EdgeAgentError
-    ├── ConfigError               the TOML file is missing, unreadable or invalid (all errors at once)
+    ├── ConfigError               the TOML file is missing, unreadable or invalid
     ├── LedgerError               the SQLite ledger
     │   ├── DatabaseLocked        another agent process holds the database
     │   ├── DatabaseCorrupt       PRAGMA quick_check failed or the file is not a database

@@ -1,4 +1,4 @@
-"""Pydantic models of every PROTOCOL v1 message (§4–§8), and the topic names of §3.
+"""Pydantic models of every PROTOCOL v1 message (§4-§8), and the topic names of §3.
 
 Receivers validate with these models after :func:`sync.wire.loads` and the size check.
 Models ignore unknown fields (§2: "Unknown fields are ignored"), except that the batch

@@ -23,7 +23,7 @@ import queue
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -39,7 +39,7 @@ from edge_agent.errors import (
 )
 from edge_agent.ledger import schema
 from sync.errors import WireFormatError
-from sync.wire import MAX_ITEM_BYTES, MAX_SAFE_INT, SKU_RE, encode_fact, now_ts
+from sync.wire import MAX_ITEM_BYTES, MAX_SAFE_INT, SKU_RE, digest_lines, encode_fact, now_ts
 
 T = TypeVar("T")
 log = structlog.get_logger("edge_agent.ledger")
@@ -223,7 +223,7 @@ class Tx:
         row = self.conn.execute("SELECT reserved FROM stock WHERE sku = ?", (sku,)).fetchone()
         return (int(row[0]) if row else 0) + self._pending(sku, 1)
 
-    # -- raw SQL ---------------------------------------------------------------------------
+    # -- raw SQL -------------------------------------------------------------------------
     def _prepare_sql(self) -> None:
         """Flush buffered writes so SQL sees them; open this op's savepoint once."""
         if self._group.events or self._group.stock:
@@ -241,7 +241,7 @@ class Tx:
         self._prepare_sql()
         return self.conn.execute(sql, tuple(params))
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> sqlite3.Cursor:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
         self._prepare_sql()
         return self.conn.executemany(sql, rows)
 
@@ -249,7 +249,7 @@ class Tx:
         self._prepare_sql()
         return list(self.conn.execute(sql, tuple(params)).fetchall())
 
-    # -- meta, epochs, watermarks ------------------------------------------------------------
+    # -- meta, epochs, watermarks --------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -293,7 +293,7 @@ class Tx:
             [row for row in rows if row[1] != 0 or row[2] != 0],
         )
 
-    # -- op lifecycle (writer thread) -----------------------------------------------------------
+    # -- op lifecycle (writer thread) ----------------------------------------------------
     def _finish(self) -> None:
         if self._savepoint:
             self.conn.execute("RELEASE op")
@@ -340,8 +340,9 @@ def _resolve_waiters(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> N
 class Ledger:
     """The store's durable ledger. Open with :meth:`open`; one per database file."""
 
-    def __init__(self, path: Path, store_id: str, conn: sqlite3.Connection, lock_fd: int,
-                 *, is_new: bool) -> None:
+    def __init__(
+        self, path: Path, store_id: str, conn: sqlite3.Connection, lock_fd: int, *, is_new: bool
+    ) -> None:
         self.path = path
         self.store_id = store_id
         self.is_new = is_new
@@ -357,11 +358,10 @@ class Ledger:
             max_workers=2, thread_name_prefix="ledger-read"
         )
         self._epoch_ordinal, self._epoch, self._last_seq = self._load_epoch()
-        self._thread = threading.Thread(target=self._writer_loop, name="ledger-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._writer_loop, name="ledger-writer", daemon=True)
         self._thread.start()
 
-    # -- opening --------------------------------------------------------------------------------
+    # -- opening -------------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path | str, store_id: str) -> Ledger:
         path = Path(path)
@@ -398,7 +398,7 @@ class Ledger:
     def current_epoch(self) -> str:
         return self._epoch
 
-    # -- writing ---------------------------------------------------------------------------------
+    # -- writing -------------------------------------------------------------------------
     def submit(self, op: Callable[[Tx], T]) -> concurrent.futures.Future[T]:
         if self._closed:
             raise LedgerClosed("the ledger is closed")
@@ -467,15 +467,18 @@ class Ledger:
                 result = request.op(tx)
                 tx._finish()
             except Exception as raised:  # noqa: BLE001 - the op's own error goes to its caller
-                exc = (_map_sqlite_error(raised, self.path)
-                       if isinstance(raised, sqlite3.Error) else raised)
+                failure: BaseException = (
+                    _map_sqlite_error(raised, self.path)
+                    if isinstance(raised, sqlite3.Error)
+                    else raised
+                )
                 try:
                     tx._abort()
                 except sqlite3.Error as abort_exc:
-                    outcomes.append((request, False, exc))
+                    outcomes.append((request, False, failure))
                     self._fail_group(outcomes, abort_exc)
                     return
-                outcomes.append((request, False, exc))
+                outcomes.append((request, False, failure))
                 continue
             outcomes.append((request, True, result))
         try:
@@ -530,7 +533,7 @@ class Ledger:
             with contextlib.suppress(RuntimeError):  # that loop is already closed
                 loop.call_soon_threadsafe(callback)
 
-    # -- reading -----------------------------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
         if conn is None:
@@ -560,7 +563,7 @@ class Ledger:
             raise LedgerClosed("the ledger is closed")
         return self._read_pool.submit(self._read_in_thread, fn).result()
 
-    # -- outbox and sync ----------------------------------------------------------------------------
+    # -- outbox and sync -----------------------------------------------------------------
     async def epochs(self) -> list[EpochInfo]:
         return await self.read(read_epochs)
 
@@ -593,7 +596,7 @@ class Ledger:
     async def stats(self) -> LedgerStats:
         return await self.read(lambda conn: read_stats(conn, self.path))
 
-    # -- closing ---------------------------------------------------------------------------------------
+    # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
         """Finish every queued write, then close. Idempotent."""
         if self._closed:
@@ -615,11 +618,16 @@ class Ledger:
         self.close()
 
 
-# -- read functions (usable on any connection, also by the CLI without a daemon) ------------------------
+# -- read functions (usable on any connection, also by the CLI without a daemon) ---------
 def read_epochs(conn: sqlite3.Connection) -> list[EpochInfo]:
     return [
-        EpochInfo(str(r["epoch"]), int(r["ordinal"]), int(r["last_seq"]), int(r["acked_seq"]),
-                  str(r["created_at"]))
+        EpochInfo(
+            str(r["epoch"]),
+            int(r["ordinal"]),
+            int(r["last_seq"]),
+            int(r["acked_seq"]),
+            str(r["created_at"]),
+        )
         for r in conn.execute(
             "SELECT epoch, ordinal, last_seq, acked_seq, created_at FROM epochs ORDER BY ordinal"
         )
@@ -651,8 +659,6 @@ def read_events_after(
 
 
 def read_digest_state(conn: sqlite3.Connection) -> DigestState:
-    from sync.wire import digest_lines
-
     epoch_row = conn.execute(
         "SELECT epoch, last_seq FROM epochs ORDER BY ordinal DESC LIMIT 1"
     ).fetchone()
@@ -661,8 +667,7 @@ def read_digest_state(conn: sqlite3.Connection) -> DigestState:
         (str(r[0]), int(r[1]), int(r[2]))
         for r in conn.execute("SELECT sku, on_hand, reserved FROM stock")
     )
-    return DigestState(str(epoch_row[0]), int(epoch_row[1]), int(cseq[0]) if cseq else 0, skus,
-                       sha)
+    return DigestState(str(epoch_row[0]), int(epoch_row[1]), int(cseq[0]) if cseq else 0, skus, sha)
 
 
 def read_stats(conn: sqlite3.Connection, path: Path) -> LedgerStats:
@@ -680,7 +685,9 @@ def read_stats(conn: sqlite3.Connection, path: Path) -> LedgerStats:
     page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
     page_count = int(conn.execute("PRAGMA page_count").fetchone()[0])
     wal = Path(f"{path}-wal")
-    top = conn.execute("SELECT epoch, last_seq FROM epochs ORDER BY ordinal DESC LIMIT 1").fetchone()
+    top = conn.execute(
+        "SELECT epoch, last_seq FROM epochs ORDER BY ordinal DESC LIMIT 1"
+    ).fetchone()
     cseq = conn.execute("SELECT value FROM meta WHERE key = 'applied_cseq'").fetchone()
     return LedgerStats(
         outbox_pending=pending,
@@ -693,7 +700,7 @@ def read_stats(conn: sqlite3.Connection, path: Path) -> LedgerStats:
     )
 
 
-# -- helpers -------------------------------------------------------------------------------------------
+# -- helpers -----------------------------------------------------------------------------
 def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
@@ -739,8 +746,11 @@ def is_locked(path: Path) -> bool:
 
 def _map_sqlite_error(exc: sqlite3.Error, path: Path) -> LedgerError:
     code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc) or "database or disk is full" in \
-            str(exc):
+    if (
+        code == sqlite3.SQLITE_FULL
+        or "disk is full" in str(exc)
+        or "database or disk is full" in str(exc)
+    ):
         err: LedgerError = DiskFull(
             f"{path}: the disk is full; nothing was recorded. Free space on "
             f"{path.parent} (see `edge-agent doctor`)."

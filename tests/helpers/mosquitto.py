@@ -49,7 +49,7 @@ class Broker:
     def start(self) -> None:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config_text())
-        self.process = subprocess.Popen(  # noqa: S603 - fixed binary, our own config file
+        self.process = subprocess.Popen(
             [MOSQUITTO, "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -84,9 +84,10 @@ class Broker:
         for _ in range(50):
             try:
                 self.start()
-                return
             except RuntimeError:
                 time.sleep(0.1)
+            else:
+                return
         self.start()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 
 def free_port() -> int:
@@ -12,8 +13,6 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         try:

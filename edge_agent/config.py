@@ -1,0 +1,362 @@
+"""The agent's configuration: one TOML file, one pydantic model per section.
+
+Where the file is: ``--config``, else ``$EDGE_AGENT_CONFIG``, else
+``/etc/edge-agent/config.toml``. Every validation error is reported at once with the
+file, the key path and what was expected. Secrets are never written in the file: each is
+read from a file (``*_file``) or from a systemd credential (``LoadCredential=``, found in
+``$CREDENTIALS_DIRECTORY``), held as ``SecretStr`` and redacted whenever shown.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from drivers.config import (
+    BleBeaconSettings,
+    DoorCounterSettings,
+    Em4100Settings,
+    HidScannerSettings,
+    SerialScannerSettings,
+    UhfSettings,
+)
+from edge_agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
+CONFIG_ENV = "EDGE_AGENT_CONFIG"
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+_SECRET_WORDS = ("password", "token", "secret", "key")
+
+StoreId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Seconds = Annotated[float, Field(gt=0, le=10 * 365 * 86400)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_inline_secret(data: Any, key: str, file_key: str) -> Any:
+    if isinstance(data, dict) and key in data:
+        raise ValueError(
+            f"do not write the {key} in the configuration; put it in a file ({file_key}) "
+            "or a systemd credential (LoadCredential=)"
+        )
+    return data
+
+
+def read_secret(path: Path | None, credential: str | None, what: str) -> SecretStr | None:
+    """A secret from ``path``, else from the systemd credential named ``credential``."""
+    if path is None and credential:
+        directory = os.environ.get(CREDENTIALS_ENV)
+        if directory and (Path(directory) / credential).is_file():
+            path = Path(directory) / credential
+    if path is None:
+        return None
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    if not value:
+        raise ValueError(f"the {what} file {path} is empty")
+    return SecretStr(value)
+
+
+class StoreSection(_Section):
+    id: StoreId
+    name: str = ""
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    timezone: str = "UTC"
+    rcn_region: str = "great_britain"
+    """Rules for in-store variable-measure EAN-13s (prefixes 02, 20-29), as biip names them."""
+    returns_without_receipt: bool = True
+    low_stock_threshold: Annotated[int, Field(ge=0)] = 2
+    opening_hours: tuple[str, str] = ("08:00", "20:00")
+    """Local opening and closing time; footfall periods inside it are written even when empty."""
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _hours(cls, value: tuple[str, str]) -> tuple[str, str]:
+        for text in value:
+            hours, _, minutes = text.partition(":")
+            if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and
+                    int(minutes) < 60 and len(minutes) == 2):
+                raise ValueError(f"{text!r} is not a HH:MM time")
+        return value
+
+
+class DatabaseSection(_Section):
+    path: Path = Path("/var/lib/edge-agent/ledger.db")
+    event_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Acknowledged events are kept this long for audit (must exceed central's recovery point)."""
+    min_free_bytes: Annotated[int, Field(ge=0)] = 200 * 1024 * 1024
+    """Below this free space, raw presence processing is shed (sales never are)."""
+
+
+class MqttSection(_Section):
+    url: str = "mqtt://localhost:1883"
+    username: str | None = None
+    """Defaults to the store id (PROTOCOL §9)."""
+    password_file: Path | None = None
+    password_credential: str | None = "mqtt-password"  # noqa: S105 - a name, not a value
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_file: Path | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "retail"
+    password: SecretStr | None = Field(default=None, exclude=True)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inline_secret(cls, data: Any) -> Any:
+        return _no_inline_secret(data, "password", "password_file")
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> MqttSection:
+        if self.password is None:
+            secret = read_secret(self.password_file, self.password_credential, "MQTT password")
+            object.__setattr__(self, "password", secret)
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        return self
+
+
+class CentralSection(_Section):
+    url: str | None = None
+    """Base URL of central's HTTP API, for the snapshot (PROTOCOL §5.3)."""
+    token_file: Path | None = None
+    token_credential: str | None = "central-token"  # noqa: S105 - a name, not a value
+    ca_file: Path | None = None
+    timeout_s: Seconds = 10.0
+    token: SecretStr | None = Field(default=None, exclude=True)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inline_secret(cls, data: Any) -> Any:
+        return _no_inline_secret(data, "token", "token_file")
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> CentralSection:
+        if self.token is None:
+            secret = read_secret(self.token_file, self.token_credential, "central token")
+            object.__setattr__(self, "token", secret)
+        return self
+
+
+class SyncSection(_Section):
+    resend_after_s: Seconds = 10.0
+    window_messages: Annotated[int, Field(ge=1, le=20)] = 4
+    """MQTT messages in flight at once (each carries many events; keep it small)."""
+    batch_max_events: Annotated[int, Field(ge=1, le=1000)] = 500
+    batch_max_bytes: Annotated[int, Field(ge=4096, le=1024 * 1024)] = 256 * 1024
+    digest_interval_s: Seconds = 300.0
+    health_interval_s: Seconds = 60.0
+    backoff_initial_s: Seconds = 1.0
+    backoff_max_s: Seconds = 120.0
+
+
+class TcpListen(_Section):
+    host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+    token_file: Path | None = None
+    token_credential: str | None = "api-token"  # noqa: S105 - a name, not a value
+    token: SecretStr | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inline_secret(cls, data: Any) -> Any:
+        return _no_inline_secret(data, "token", "token_file")
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> TcpListen:
+        if self.token is None:
+            secret = read_secret(self.token_file, self.token_credential, "API token")
+            object.__setattr__(self, "token", secret)
+        if self.token is None:
+            raise ValueError("a TCP listener needs a bearer token (token_file or credential)")
+        return self
+
+
+class ApiSection(_Section):
+    socket: Path = Path("/run/edge-agent/api.sock")
+    socket_mode: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = "0660"
+    socket_group: str | None = None
+    tcp: TcpListen | None = None
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
+
+
+class Routing(BaseModel):
+    """How the agent uses a device's events (drivers never see these)."""
+
+    mode: Literal["sale", "receive", "count", "lookup"] | None = None
+    terminal: str | None = None
+    role: Literal["door", "presence"] | None = None
+    zone: str = "entrance"
+
+
+class SerialScannerDevice(SerialScannerSettings, Routing):
+    pass
+
+
+class HidScannerDevice(HidScannerSettings, Routing):
+    pass
+
+
+class Em4100Device(Em4100Settings, Routing):
+    pass
+
+
+class UhfDevice(UhfSettings, Routing):
+    pass
+
+
+class BleBeaconDevice(BleBeaconSettings, Routing):
+    pass
+
+
+class DoorCounterDevice(DoorCounterSettings, Routing):
+    pass
+
+
+DeviceConfig = Annotated[
+    SerialScannerDevice | HidScannerDevice | Em4100Device | UhfDevice | BleBeaconDevice
+    | DoorCounterDevice,
+    Field(discriminator="kind"),
+]
+
+
+class ControlBarcodes(_Section):
+    """Barcodes that steer scan-only modes instead of naming an item."""
+
+    checkout: str = "CTL-CHECKOUT"
+    cancel: str = "CTL-CANCEL"
+    void_line: str = "CTL-VOID"
+    quantity_prefix: str = "CTL-QTY-"
+    close_session: str = "CTL-CLOSE"
+    default_payment: str = "cash"
+
+
+class VisitorsSection(_Section):
+    enabled: bool = True
+    absence_gap_s: Seconds = 300.0
+    key_rotation_s: Seconds = 86400.0
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    footfall_period_s: Annotated[int, Field(ge=60, le=86400)] = 900
+    presence_dedup_s: Seconds = 10.0
+
+
+class LoggingSection(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Section):
+    store: StoreSection
+    database: DatabaseSection = DatabaseSection()
+    mqtt: MqttSection = MqttSection()
+    central: CentralSection = CentralSection()
+    sync: SyncSection = SyncSection()
+    api: ApiSection = ApiSection()
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    controls: ControlBarcodes = ControlBarcodes()
+    visitors: VisitorsSection = VisitorsSection()
+    logging: LoggingSection = LoggingSection()
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Config:
+        seen: set[str] = set()
+        for device in self.devices:
+            if device.name in seen:
+                raise ValueError(f"device name {device.name!r} is used twice")
+            seen.add(device.name)
+        return self
+
+    @property
+    def mqtt_username(self) -> str:
+        return self.mqtt.username or self.store.id
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as plain data, secrets shown only as set/unset."""
+        data = self.model_dump(mode="json", exclude={"source"})
+        for section, secret in (("mqtt", self.mqtt.password), ("central", self.central.token)):
+            data[section]["secret"] = "set (redacted)" if secret is not None else "not set"
+        return data
+
+
+def resolve_path(explicit: Path | str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate the TOML file; raise ConfigError listing every problem."""
+    source = resolve_path(path)
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: no such configuration file (create one with `edge-agent init`, or "
+            f"pass --config / set {CONFIG_ENV})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return parse_config(raw, source)
+
+
+def parse_config(raw: dict[str, Any], source: Path) -> Config:
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{source}: {exc.error_count()} problem(s) in the configuration",
+            [_describe(error) for error in exc.errors()],
+        ) from None
+    return config.model_copy(update={"source": source})
+
+
+def _describe(error: Any) -> str:
+    loc = [str(part) for part in error["loc"]]
+    # Drop the discriminator tag pydantic inserts into union paths (devices.0.serial_scanner.port).
+    if len(loc) >= 3 and loc[0] == "devices" and loc[2] in {
+        "serial_scanner", "hid_scanner", "em4100", "uhf", "ble_beacon", "door_counter",
+    }:
+        del loc[2]
+    path = ".".join(f"[{part}]" if part.isdigit() else part for part in loc).replace(".[", "[")
+    message = str(error["msg"])
+    shown = ""
+    if error["type"] not in {"missing"} and not any(w in path.lower() for w in _SECRET_WORDS):
+        value = error.get("input")
+        if isinstance(value, str | int | float | bool | Decimal) and len(repr(value)) < 80:
+            shown = f" (got {value!r})"
+    return f"{path or '(top level)'}: {message}{shown}"

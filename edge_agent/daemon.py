@@ -1,0 +1,315 @@
+"""``edge-agent run``: the supervisor that wires the store together.
+
+One ``asyncio.TaskGroup``, every task named. The ledger is opened (and checked) before
+the loop starts; devices feed the router; the router feeds retail scan modes, the
+visitors engine and the live hub; sync publishes what the ledger committed. SIGTERM and
+SIGINT stop the group; the ledger then finishes every queued commit before it closes.
+The systemd watchdog is fed only while the ledger writer answers and the loop runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from drivers import (
+    BeaconEvent,
+    DeviceEvent,
+    DeviceReader,
+    DeviceStateEvent,
+    DoorEvent,
+    RejectedInput,
+    ScanEvent,
+    TagEvent,
+    open_reader,
+)
+from drivers.events import DeviceStatus as DriverStatus
+from edge_agent import AGENT_NAME
+from edge_agent.config import Config, DeviceConfig
+from edge_agent.errors import EdgeAgentError
+from edge_agent.ledger import Ledger
+from edge_agent.logs import configure_logging
+from edge_agent.notify import SystemdNotifier, watchdog_interval_s
+from edge_agent.services import AgentServices
+from edge_agent.sync_adapter import LedgerStorePort
+from sync.store import StoreSync, SyncSettings
+from sync.store_port import DeviceStatus as WireDeviceStatus
+from sync.wire import format_ts
+
+log = structlog.get_logger("edge_agent.daemon")
+
+# The watchdog is fed only if a no-op write round-trips through the ledger writer in time.
+LEDGER_PROBE_TIMEOUT_S = 10.0
+
+
+class _ShutdownRequested(Exception):
+    """Raised inside the task group to stop it."""
+
+
+def sync_settings(config: Config) -> SyncSettings:
+    """Map the agent's ``mqtt``, ``central`` and ``sync`` sections onto sync's settings."""
+    return SyncSettings(
+        broker_url=config.mqtt.url,
+        username=config.mqtt_username,
+        password=config.mqtt.password,
+        client_cert=config.mqtt.client_cert,
+        client_key=config.mqtt.client_key,
+        ca_file=config.mqtt.ca_file,
+        keepalive=config.mqtt.keepalive_s,
+        root_topic=config.mqtt.root,
+        central_url=config.central.url,
+        central_token=config.central.token,
+        central_ca_file=config.central.ca_file,
+        snapshot_timeout=config.central.timeout_s,
+        resend_after=config.sync.resend_after_s,
+        max_inflight_batches=config.sync.window_messages,
+        batch_max_events=config.sync.batch_max_events,
+        batch_max_bytes=config.sync.batch_max_bytes,
+        digest_interval=config.sync.digest_interval_s,
+        health_interval=config.sync.health_interval_s,
+        retention_days=config.database.event_retention_days,
+        backoff_base=config.sync.backoff_initial_s,
+        backoff_max=config.sync.backoff_max_s,
+        agent=AGENT_NAME,
+    )
+
+
+class SyncHandle:
+    """What the API and CLI may ask of the running sync (``services.sync``)."""
+
+    def __init__(self, store_sync: StoreSync) -> None:
+        self._sync = store_sync
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._sync.connected
+
+    def request_sync_now(self) -> None:
+        self._sync.outbox.wake()
+        self._sync.request_digest()
+
+    def request_resync(self, reason: str) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._sync.resync_now(reason), name="sync.resync-request"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def figures(self) -> dict[str, Any]:
+        counters = self._sync.counters
+        return {
+            "connected": self._sync.connected,
+            "last_ack_at": self._sync.last_ack_at,
+            "reconnects": counters.reconnects,
+            "clock_offset_ms": self._sync.clock_offset_ms,
+            "last_error": self._sync.last_error,
+            **{k: v for k, v in vars(counters).items() if k not in {"connected", "reconnects"}},
+        }
+
+
+def _wire_status(status: DriverStatus) -> WireDeviceStatus:
+    return WireDeviceStatus(
+        device=status.name,
+        kind=status.kind,
+        state=status.state,
+        port=status.port,
+        since=format_ts_epoch(status.since),
+        reads=status.reads,
+        errors=status.frames_rejected + status.card_data_rejected,
+        detail=status.detail,
+        extra={"reconnects": status.reconnects},
+    )
+
+
+def format_ts_epoch(seconds: float) -> str:
+    return format_ts(datetime.fromtimestamp(seconds, UTC))
+
+
+class Agent:
+    """The running store agent. ``await Agent(config, ledger).run()`` until stopped."""
+
+    def __init__(self, config: Config, ledger: Ledger,
+                 notifier: SystemdNotifier | None = None) -> None:
+        self.config = config
+        self.services = AgentServices(config=config, ledger=ledger)
+        self.notifier = notifier or SystemdNotifier()
+        self._events: asyncio.Queue[tuple[DeviceConfig, DeviceEvent]] = asyncio.Queue(
+            maxsize=10_000
+        )
+        self._readers: dict[str, tuple[DeviceConfig, DeviceReader]] = {}
+        self._port = LedgerStorePort(ledger)
+        self._stop = asyncio.Event()
+        self._scan_handler: Callable[[Any, ScanEvent], Awaitable[None]] | None = None
+        self._presence_handler: Callable[[Any, Any], None] | None = None
+        self._extra_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+
+    # -- wiring --------------------------------------------------------------------------
+    def _open_devices(self) -> None:
+        for device in self.config.devices:
+            if not device.enabled:
+                continue
+            reader = open_reader(
+                device, self._emitter(device), card_filter=self._card_filter
+            )
+            self._readers[device.name] = (device, reader)
+            self.services.device_statuses[device.name] = reader.status
+        self._port = LedgerStorePort(
+            self.services.ledger,
+            [_wire_status(reader.status) for _, reader in self._readers.values()],
+        )
+
+    def _card_filter(self, code: str) -> bool:
+        """True when ``code`` is a GTIN the catalog knows (so not card data)."""
+        return False
+
+    def _emitter(self, device: DeviceConfig) -> Callable[[DeviceEvent], None]:
+        def emit(event: DeviceEvent) -> None:
+            try:
+                self._events.put_nowait((device, event))
+            except asyncio.QueueFull:
+                self.services.count("device_events_dropped")
+
+        return emit
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        self._open_devices()
+        store_sync = StoreSync(sync_settings(self.config), self._port,
+                               boot_id=self.services.boot_id)
+        self.services.sync = SyncHandle(store_sync)
+        await self._setup_surfaces()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, (_, reader) in self._readers.items():
+                    tg.create_task(reader.run(), name=f"driver[{name}].read")
+                tg.create_task(self._route(), name="router")
+                tg.create_task(store_sync.run(), name="sync")
+                for name, factory in self._extra_tasks:
+                    tg.create_task(factory(), name=name)
+                tg.create_task(self._watchdog(), name="watchdog")
+                tg.create_task(self._until_stopped(), name="shutdown")
+                self.services.state = "running"
+                self.notifier.ready(f"store {self.config.store.id} running")
+                log.info("agent running", store=self.config.store.id,
+                         epoch=self.services.ledger.current_epoch,
+                         devices=len(self._readers), boot_id=self.services.boot_id)
+        except* _ShutdownRequested:
+            pass
+        finally:
+            self.services.state = "stopping"
+
+    async def _setup_surfaces(self) -> None:
+        """Hook up the parts that live in their own packages (retail, visitors, API)."""
+
+    async def _until_stopped(self) -> None:
+        await self._stop.wait()
+        self.notifier.stopping()
+        log.info("agent stopping")
+        raise _ShutdownRequested
+
+    # -- routing -------------------------------------------------------------------------
+    async def _route(self) -> None:
+        while True:
+            device, event = await self._events.get()
+            try:
+                await self._route_one(device, event)
+            except EdgeAgentError as exc:
+                self.services.count("route_errors")
+                log.warning("device event refused", device=device.name, error=str(exc))
+            except Exception:
+                self.services.count("route_errors")
+                log.exception("device event failed", device=device.name)
+
+    async def _route_one(self, device: DeviceConfig, event: DeviceEvent) -> None:
+        hub = self.services.hub
+        if isinstance(event, DeviceStateEvent):
+            _, reader = self._readers[device.name]
+            status = reader.status
+            self.services.device_statuses[device.name] = status
+            self._port.set_device_status(_wire_status(status))
+            hub.publish("device", {"device": device.name, "state": event.state,
+                                   "detail": event.detail})
+        elif isinstance(event, ScanEvent):
+            self.services.count("scans")
+            if self._scan_handler is not None and device.mode is not None:
+                await self._scan_handler(device, event)
+            else:
+                hub.publish("scan", {"device": device.name, "code": event.code,
+                                     "symbology": event.symbology})
+        elif isinstance(event, TagEvent | BeaconEvent | DoorEvent):
+            if isinstance(event, DoorEvent):
+                hub.publish("door", {"device": device.name, "direction": event.direction,
+                                     "count": event.count})
+            else:
+                # Raw tag and beacon ids never leave the process, not even to the hub.
+                hub.publish("presence", {"device": device.name, "present": event.present})
+            if self._presence_handler is not None and device.role is not None:
+                self._presence_handler(device, event)
+        elif isinstance(event, RejectedInput):
+            self.services.count(f"rejected_{event.reason}")
+            hub.publish("rejected", {"device": device.name, "reason": event.reason})
+
+    # -- watchdog ------------------------------------------------------------------------
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval_s()
+        period = interval if interval is not None else 15.0
+        while True:
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(LEDGER_PROBE_TIMEOUT_S):
+                    await self.services.ledger.write(lambda tx: None)
+            except TimeoutError:
+                log.error("ledger writer did not answer; withholding the watchdog ping")  # noqa: TRY400 - a timeout, no traceback worth showing
+            else:
+                if interval is not None:
+                    self.notifier.watchdog()
+                self.notifier.status(self._status_line())
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+
+    def _status_line(self) -> str:
+        sync = self.services.sync
+        link = "online" if sync is not None and sync.connected else "offline"
+        connected = sum(1 for s in self.services.device_statuses.values()
+                        if s.state == "connected")
+        return f"{link}; devices {connected}/{len(self.services.device_statuses)}"
+
+
+def run_daemon(config: Config) -> int:
+    """Open the ledger, run the agent until SIGTERM/SIGINT, close everything. Exit code."""
+    configure_logging(config.logging.level, config.logging.format)
+    notifier = SystemdNotifier()
+    try:
+        ledger = Ledger.open(config.database.path, config.store.id)
+    except EdgeAgentError as exc:
+        log.error("cannot open the ledger", error=str(exc))  # noqa: TRY400 - the message is the diagnosis
+        notifier.notify(f"STATUS=failed: {exc}")
+        return 4
+    try:
+        return asyncio.run(_main(config, ledger, notifier))
+    finally:
+        ledger.close()  # finishes every queued commit first
+        notifier.close()
+
+
+async def _main(config: Config, ledger: Ledger, notifier: SystemdNotifier) -> int:
+    agent = Agent(config, ledger, notifier)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop)
+    try:
+        await agent.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    return 0
