@@ -39,7 +39,15 @@ from edge_agent.errors import (
 )
 from edge_agent.ledger import schema
 from sync.errors import WireFormatError
-from sync.wire import MAX_ITEM_BYTES, MAX_SAFE_INT, SKU_RE, digest_lines, encode_fact, now_ts
+from sync.wire import (
+    MAX_ITEM_BYTES,
+    MAX_SAFE_INT,
+    SKU_RE,
+    digest_lines,
+    encode_fact,
+    new_uuid,
+    now_ts,
+)
 
 T = TypeVar("T")
 log = structlog.get_logger("edge_agent.ledger")
@@ -167,7 +175,7 @@ class Tx:
         if not isinstance(data, dict):
             raise FactRejected("event data must be an object")
         seq = ledger._last_seq + 1
-        event_id = event_id or str(uuid.uuid4())
+        event_id = event_id or new_uuid()
         ts = ts or now_ts()
         event: dict[str, Any] = {"seq": seq, "id": event_id, "type": type, "ts": ts, "data": data}
         if stock_list:
