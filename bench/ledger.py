@@ -93,7 +93,7 @@ def ledger_batched(ledger: Ledger, facts: int) -> float:
 
 async def ledger_latency(ledger: Ledger, rate: float, seconds: float) -> list[float]:
     latencies: list[float] = []
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: list[asyncio.Task[None]] = []
 
     async def one() -> None:
         begun = time.perf_counter()
@@ -107,11 +107,8 @@ async def ledger_latency(ledger: Ledger, rate: float, seconds: float) -> list[fl
         delay = start + i * interval - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.get_running_loop().create_task(one())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    while tasks:
-        await asyncio.sleep(0.01)
+        tasks.append(asyncio.get_running_loop().create_task(one()))
+    await asyncio.gather(*tasks)
     return latencies
 
 
