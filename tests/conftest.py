@@ -15,3 +15,12 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     """A fresh mosquitto on a free loopback port, stopped by PID at the end."""
     with running_broker(tmp_path / "broker") as running:
         yield running
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-long",
+        action="store_true",
+        default=False,
+        help="run the long chaos runs (>= 10,000 facts, >= 200 agent kills) instead of the short ones",
+    )
