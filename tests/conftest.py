@@ -22,5 +22,5 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--chaos-long",
         action="store_true",
         default=False,
-        help="run the long chaos runs (>= 10,000 facts, >= 200 agent kills) instead of the short ones",
+        help="run the long chaos runs (>= 10,000 facts, >= 200 agent kills)",
     )
