@@ -108,7 +108,8 @@ def test_backup_while_a_writer_process_writes(tmp_path: Path) -> None:
             assert n == result.last_seq
             sizes.append(n)
         assert sizes[0] > 1
-        assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+        assert sizes == sorted(sizes)
+        assert sizes[-1] > sizes[0]
     finally:
         stop(writer)
     assert not list(tmp_path.glob(".*.tmp"))
@@ -207,15 +208,19 @@ def test_restore_keeps_an_earlier_pre_restore_file(tmp_path: Path) -> None:
     first = restore_database(backup, db, STORE)
     second = restore_database(backup, db, STORE)
     assert first.previous != second.previous
-    assert first.previous is not None and Path(first.previous).exists()
-    assert second.previous is not None and Path(second.previous).exists()
+    assert first.previous is not None
+    assert Path(first.previous).exists()
+    assert second.previous is not None
+    assert Path(second.previous).exists()
 
 
 def test_check_reports_a_damaged_database(tmp_path: Path) -> None:
     db = tmp_path / "ledger.db"
     make_db(db, 50)
     good = check_database(db, full=True)
-    assert good.ok and good.mode == "integrity_check" and good.store_id == STORE
+    assert good.ok
+    assert good.mode == "integrity_check"
+    assert good.store_id == STORE
     assert good.epochs[-1].last_seq == 50
     # overwrite a page in the middle of the file
     data = bytearray(db.read_bytes())
@@ -223,7 +228,8 @@ def test_check_reports_a_damaged_database(tmp_path: Path) -> None:
     data[2 * page : 3 * page] = os.urandom(page)
     db.write_bytes(bytes(data))
     bad = check_database(db)
-    assert not bad.ok and bad.problems
+    assert not bad.ok
+    assert bad.problems
 
 
 def test_vacuum_shrinks_after_deletes(tmp_path: Path) -> None:
