@@ -137,7 +137,7 @@ def _age(seconds: Any) -> str | None:
     s = int(seconds)
     if s < 120:
         return f"{s} s"
-    if s < 7200:
+    if s < 3600:
         return f"{s // 60} min"
     return f"{s // 3600} h {s % 3600 // 60} min"
 
