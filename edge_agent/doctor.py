@@ -540,6 +540,9 @@ def check_systemd(unit: str = "edge-agent", systemctl: str | None = None) -> Che
     state = proc.stdout.strip()
     if state == "active":
         return _ok(name, f"{unit}: active")
+    if state in ("inactive", "failed") and _load_state(exe, unit) == "not-found":
+        return CheckResult(name, "warn", f"{unit}.service is not installed",
+                           "install it with `sudo systemd/install.sh` (see the README)")
     if state in ("inactive", "failed", "activating", "deactivating", "reloading"):
         return CheckResult(name, "fail" if state in ("inactive", "failed") else "warn",
                            f"{unit}: {state}",
@@ -547,6 +550,17 @@ def check_systemd(unit: str = "edge-agent", systemctl: str | None = None) -> Che
                            f"`systemctl start {unit}`")
     reason = (proc.stderr.strip() or state or "no answer").splitlines()[0]
     return CheckResult(name, "skip", f"systemd is not running here ({reason})")
+
+
+def _load_state(exe: str, unit: str) -> str:
+    try:
+        proc = subprocess.run(  # noqa: S603 -- fixed arguments
+            [exe, "show", "-p", "LoadState", "--value", unit], capture_output=True, text=True,
+            timeout=10, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout.strip()
 
 
 def check_agent(status: dict[str, Any] | None, error: str | None = None) -> CheckResult:
