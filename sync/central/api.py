@@ -163,7 +163,10 @@ def create_app(service: CentralService) -> FastAPI:
                 "counters": {"messages": c.messages, "events_applied": c.events_applied,
                              "events_duplicate": c.events_duplicate,
                              "events_quarantined": c.events_quarantined, "drops": c.drops,
-                             "acks": c.acks, "groups": c.groups},
+                             "acks": c.acks, "groups": c.groups,
+                             "writer_busy_s": round(service.writer.busy_seconds, 3),
+                             "writer_publish_s": round(service.writer.publish_seconds, 3),
+                             "inbox": service.writer.inbox.qsize()},
                 "stores": overview}
 
     @app.get("/v1/stores/{store}", dependencies=admin)

@@ -125,7 +125,7 @@ class CentralConfig(BaseModel):
     root: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "retail"
     database_url: str = "sqlite:///var/lib/edge-central/central.db"
     resend_after: float = Field(default=10.0, gt=0, le=3600)
-    max_group_messages: int = Field(default=2000, ge=1, le=100_000)
+    max_group_messages: int = Field(default=500, ge=1, le=100_000)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     partition: PartitionSettings = Field(default_factory=PartitionSettings)

@@ -36,6 +36,7 @@ from sync.wire import (
     MAX_BATCH_ITEMS,
     MAX_ITEM_BYTES,
     MAX_PAYLOAD_BYTES,
+    MAX_SAFE_INT,
     SKU_RE,
     STORE_RE,
     canonical_json,
@@ -51,6 +52,8 @@ COMMAND_WINDOW = 2000
 """Commands sent beyond the store's acknowledged watermark before waiting for its ack."""
 
 REPEATED_DROP_ALERT = 3
+
+_EVENT_COLUMNS = ("store", "epoch", "seq", "hash", "type", "body", "quarantine", "received")
 
 # topics central itself publishes: never input
 _OWN_TOPICS = frozenset({"events/ack", "commands"})
@@ -316,8 +319,8 @@ class Core:
             kind = kind if isinstance(kind, str) else ""
             quarantine: str | None = None
             try:
-                moves = check_deltas(event["stock"], "stock") if "stock" in event else []
-                holds = check_deltas(event["reserve"], "reserve") if "reserve" in event else []
+                moves = _deltas(event["stock"], "stock") if "stock" in event else []
+                holds = _deltas(event["reserve"], "reserve") if "reserve" in event else []
             except WireFormatError as exc:
                 quarantine = str(exc)
                 moves = holds = []
@@ -642,15 +645,9 @@ class Core:
     def _flush(self, group: _Group) -> None:
         conn = self.conn
         if group.events:
-            conn.executemany(
-                "INSERT INTO events (store, epoch, seq, hash, type, body, quarantine, received)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", group.events)
+            conn.insert_rows("events", _EVENT_COLUMNS, group.events)
         if group.stock:
-            conn.executemany(
-                "INSERT INTO stock (store, sku, on_hand, reserved) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (store, sku) DO UPDATE SET on_hand = stock.on_hand + "
-                "excluded.on_hand, reserved = stock.reserved + excluded.reserved",
-                [(store, sku, c[0], c[1]) for (store, sku), c in group.stock.items()])
+            conn.add_stock([(store, sku, c[0], c[1]) for (store, sku), c in group.stock.items()])
         if group.epochs:
             conn.executemany(
                 "INSERT INTO epochs (store, epoch, applied_seq, max_seen_seq, first_seen) "
@@ -830,11 +827,7 @@ class Core:
             for line in command[name]:
                 cells.setdefault(line["sku"], [0, 0])[column] += line["delta"]
         if cells:
-            conn.executemany(
-                "INSERT INTO stock (store, sku, on_hand, reserved) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (store, sku) DO UPDATE SET on_hand = stock.on_hand + "
-                "excluded.on_hand, reserved = stock.reserved + excluded.reserved",
-                [(store, sku, c[0], c[1]) for sku, c in cells.items()])
+            conn.add_stock([(store, sku, c[0], c[1]) for sku, c in cells.items()])
         if kind == "catalog.upsert":
             conn.executemany(
                 "INSERT INTO catalog (store, sku, item) VALUES (?, ?, ?) ON CONFLICT "
@@ -876,6 +869,30 @@ class Core:
         st = self._store(store)
         st.quarantined = max(0, st.quarantined - 1)
         return True
+
+
+_KNOWN_SKUS: set[str] = set()
+
+
+def _deltas(value: Any, name: str) -> list[tuple[str, int]]:
+    """:func:`sync.wire.check_deltas` with a fast path for SKUs already seen valid (the hot
+    path of a busy central: the same few thousand SKUs over and over)."""
+    if type(value) is not list:
+        raise WireFormatError(f"{name}: must be a list")
+    out: list[tuple[str, int]] = []
+    for item in value:
+        if type(item) is dict:
+            sku = item.get("sku")
+            delta = item.get("delta")
+            if (type(delta) is int and -MAX_SAFE_INT <= delta <= MAX_SAFE_INT
+                    and sku in _KNOWN_SKUS):
+                out.append((str(sku), delta))
+                continue
+        pairs = check_deltas(value, name)  # slow path: full checks, precise error
+        if len(_KNOWN_SKUS) < 1_000_000:
+            _KNOWN_SKUS.update(sku for sku, _ in pairs)
+        return pairs
+    return out
 
 
 def _range_key(rest: str, obj: dict[str, Any]) -> tuple[Any, ...]:

@@ -54,14 +54,15 @@ class Writer:
     """The single writer: drains the inbox in groups, commits, then publishes."""
 
     def __init__(self, core: Core, publish: Callable[[list[Publish]], None],
-                 max_group: int = 2000, inbox_size: int = 200_000) -> None:
+                 max_group: int = 500, inbox_size: int = 200_000) -> None:
         self.core = core
         self.publish = publish
         self.max_group = max_group
         self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=inbox_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="central.writer", daemon=True)
-        self.committed_groups = 0
+        self.busy_seconds = 0.0  # applying + committing
+        self.publish_seconds = 0.0  # handing acks and commands to the MQTT client
 
     def start(self) -> None:
         self._thread.start()
@@ -108,14 +109,18 @@ class Writer:
         self.core.conn.close()
 
     def _safe(self, fn: Callable[[], list[Publish]]) -> None:
+        started = time.perf_counter()
         try:
             out = fn()
         except Exception:
             log.exception("writer step failed")
             return
-        self.committed_groups += 1
+        finally:
+            self.busy_seconds += time.perf_counter() - started
         if out:
+            started = time.perf_counter()
             self.publish(out)
+            self.publish_seconds += time.perf_counter() - started
 
     def _run_job(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():

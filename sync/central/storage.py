@@ -119,6 +119,13 @@ _ALERTS_TAIL = (
 )
 
 
+_ADD_STOCK = (
+    "INSERT INTO stock (store, sku, on_hand, reserved) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (store, sku) DO UPDATE SET on_hand = stock.on_hand + excluded.on_hand, "
+    "reserved = stock.reserved + excluded.reserved"
+)
+
+
 class Connection(Protocol):
     """What the central needs from a database connection."""
 
@@ -127,6 +134,12 @@ class Connection(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def insert_rows(self, table: str, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def add_stock(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
+        """Add (store, sku, on_hand delta, reserved delta); one row per (store, sku)."""
 
     def begin_write(self) -> None: ...
 
@@ -163,6 +176,14 @@ class SqliteConnection:
             self._db.executemany(sql, rows)
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite: {exc}") from exc
+
+    def insert_rows(self, table: str, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def add_stock(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
+        self.executemany(_ADD_STOCK, rows)
 
     def begin_write(self) -> None:
         self.execute("BEGIN IMMEDIATE")
@@ -218,6 +239,32 @@ class PostgresConnection:
                 cur.executemany(self._sql(sql), rows)
         except self._psycopg.Error as exc:
             raise StorageError(f"PostgreSQL: {exc}") from exc
+
+    def insert_rows(self, table: str, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk insert with COPY: several times faster than executemany for big groups."""
+        try:
+            with self._db.cursor() as cur, cur.copy(
+                    f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except self._psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL: {exc}") from exc
+
+    def add_stock(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
+        if len(rows) < 64:
+            self.executemany(_ADD_STOCK, rows)
+            return
+        # big groups: COPY into a temporary table, then one set-based upsert
+        self.execute("CREATE TEMP TABLE IF NOT EXISTS stock_delta (store TEXT, sku TEXT, "
+                     "on_hand BIGINT, reserved BIGINT) ON COMMIT DELETE ROWS")
+        self.insert_rows("stock_delta", ("store", "sku", "on_hand", "reserved"), rows)
+        self.execute(
+            "INSERT INTO stock (store, sku, on_hand, reserved) SELECT store, sku, on_hand, "
+            "reserved FROM stock_delta ON CONFLICT (store, sku) DO UPDATE SET "
+            "on_hand = stock.on_hand + excluded.on_hand, "
+            "reserved = stock.reserved + excluded.reserved")
+        self.execute("DELETE FROM stock_delta")
 
     def begin_write(self) -> None:
         self.execute("BEGIN")

@@ -59,6 +59,7 @@ class Postgres:
     user: pwd.struct_passwd | None
     process: subprocess.Popen[bytes] | None = None
     databases: list[str] = field(default_factory=list)
+    durable: bool = False
 
     @property
     def data(self) -> Path:
@@ -88,7 +89,7 @@ class Postgres:
         self.process = subprocess.Popen(
             [_binary("postgres"), "-D", str(self.data), "-p", str(self.port),
              "-k", str(self.socket_dir), "-c", "listen_addresses=127.0.0.1",
-             "-c", "fsync=off", "-c", "max_connections=200"],
+             "-c", f"fsync={'on' if self.durable else 'off'}", "-c", "max_connections=200"],
             stdout=log, stderr=log, cwd=self.base, **self._run_as(),
         )
         log.close()
@@ -127,14 +128,15 @@ class Postgres:
 
 
 @contextmanager
-def running_postgres() -> Iterator[Postgres]:
+def running_postgres(durable: bool = False) -> Iterator[Postgres]:
+    """``durable=False`` (tests) runs with fsync=off; benchmarks pass True."""
     user = _service_user() if os.geteuid() == 0 else None
     base = Path(tempfile.mkdtemp(prefix="edge-pg-"))
     (base / "sock").mkdir()
     if user is not None:
         for path in (base, base / "sock"):
             os.chown(path, user.pw_uid, user.pw_gid)
-    server = Postgres(base=base, port=free_port(), user=user)
+    server = Postgres(base=base, port=free_port(), user=user, durable=durable)
     try:
         server.init()
         server.start()

@@ -180,3 +180,16 @@ def test_many_stores_one_burst(central: Central, make_store: Callable[[str], Fak
         s.wait_ack(40)
     for s in stores:
         assert central.stock(s.store) == {"A-1": (-40, 0)}
+
+
+def test_wide_batch_touches_many_skus(central: Central,
+                                      make_store: Callable[[str], FakeStore]) -> None:
+    # more SKUs than the bulk (COPY) threshold of the PostgreSQL stock upsert
+    store = make_store("S001")
+    store.send([event(seq, f"SKU-{seq % 150:03d}", seq) for seq in range(1, 301)])
+    store.wait_ack(300)
+    store.send([event(seq, f"SKU-{seq % 150:03d}", -1) for seq in range(301, 451)])
+    store.wait_ack(450)
+    expected = {f"SKU-{k:03d}": (k + (k + 150) - 1 if k else 150 + 300 - 1, 0)
+                for k in range(150)}
+    assert central.stock("S001") == expected
