@@ -158,7 +158,8 @@ def check_state_dir(config: Config, user: str = SERVICE_USER) -> CheckResult:
     directory = config.database.path.parent
     if not directory.exists():
         return CheckResult(name, "warn", f"{directory} does not exist",
-                           f"create it: install -d -o {user} -g {user} -m 750 {directory}")
+                           "systemd creates it at the first start (StateDirectory=); by hand: "
+                           f"install -d -o {user} -g {user} -m 750 {directory}")
     if _accessible_by(directory, user, os.W_OK | os.X_OK):
         return _ok(name, f"{directory} writable by {_who(user)}")
     return CheckResult(name, "fail", f"{directory} is not writable by {_who(user)}",

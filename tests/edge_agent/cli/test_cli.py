@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
+import time
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -386,3 +388,28 @@ def test_seed_helper_is_gapless(tmp_path: Path) -> None:
         assert read_epochs(conn)[0].epoch == epoch
     finally:
         conn.close()
+
+
+def test_simulate_wraps_the_drivers_simulator(tmp_path: Path) -> None:
+    out = tmp_path / "devices.toml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "simulate", "--dir", str(tmp_path / "sim"),
+         "--config-out", str(out), "--no-demo"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert out.exists(), proc.stderr.read().decode() if proc.poll() is not None else ""
+        devices = tomllib.loads(out.read_text())["devices"]
+        till = next(d for d in devices if d["name"] == "till-1")
+        assert Path(till["port"]).exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        assert proc.stderr is not None
+        proc.stderr.close()
