@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sys
 import time
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -29,6 +31,7 @@ from edge_agent.cli.cmd_core import client_for
 from edge_agent.config import Config
 from edge_agent.doctor import check_device, device_path
 from edge_agent.ledger import is_locked
+from edge_agent.ledger.core import lock_path
 
 _DIGIT_RUN = re.compile(r"[0-9][0-9 -]{11,30}[0-9]")
 
@@ -128,6 +131,24 @@ def devices_tail(name: str | None, topics: str, duration: float | None) -> None:
             click.echo(f"{time.strftime('%H:%M:%S')} {event:<7} {body}")
 
 
+def port_holder(db: Path, port: str | None) -> int | bool:
+    """Does the agent holding ``db`` have ``port`` open? Its pid if so, False if it does
+    not, True when that cannot be told (no permission to look): then assume it does."""
+    if port is None:
+        return True
+    try:
+        pid = int(lock_path(db).read_text().split()[0])
+        target = os.path.realpath(port)
+        fds = Path(f"/proc/{pid}/fd")
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                if os.path.realpath(fd) == target:
+                    return pid
+    except (OSError, ValueError, IndexError):
+        return True
+    return False
+
+
 def _event_dict(event: Any) -> dict[str, Any]:
     data = asdict(event) if is_dataclass(event) and not isinstance(event, type) else {}
     data["type"] = type(event).__name__
@@ -179,11 +200,16 @@ def devices_test(name: str, seconds: float) -> None:
     config = st.config()
     settings = _find(config, name)
     if is_locked(config.database.path):
-        raise CliError(
-            f"the running agent holds {name}'s port; a second reader would steal its frames",
-            hint=f"watch it live with `edge-agent devices tail {name}`, or stop the agent "
-                 "(systemctl stop edge-agent) and test again",
-        )
+        holder = port_holder(config.database.path, device_path(settings))
+        if holder is not False:
+            who = f" (pid {holder})" if isinstance(holder, int) else ""
+            raise CliError(
+                f"the running agent{who} holds {name}'s port; a second reader would steal "
+                "its frames",
+                hint=f"watch it live with `edge-agent devices tail {name}`, or stop the agent "
+                     "(systemctl stop edge-agent) and test again",
+            )
+        note(f"the agent is running but does not hold {name}'s port: testing it directly")
 
     def show(data: dict[str, Any]) -> None:
         if not st.json:

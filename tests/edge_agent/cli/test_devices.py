@@ -20,11 +20,12 @@ CARD = "4111111111111111"
 @pytest.fixture
 def scanner_pty() -> Iterator[tuple[str, int]]:
     master, slave = os.openpty()
+    name = os.ttyname(slave)
+    os.close(slave)  # like a real device: nobody holds it until a reader opens the path
     try:
-        yield os.ttyname(slave), master
+        yield name, master
     finally:
         os.close(master)
-        os.close(slave)
 
 
 def feed(master: int, stop: threading.Event) -> None:
@@ -77,10 +78,19 @@ def test_devices_test_refused_while_the_agent_runs(tmp_path: Path,
     port, _master = scanner_pty
     config = config_with(tmp_path, port)
     with Ledger.open(db_path(tmp_path), STORE):
-        result = invoke(config, "devices", "test", "till-1", "--seconds", "0.5")
-    assert result.exit_code == 1
-    assert "holds till-1's port" in result.stderr
-    assert "devices tail till-1" in result.stderr
+        # this process is "the agent": it holds the database, and now the port too
+        held = os.open(port, os.O_RDWR | os.O_NOCTTY)
+        try:
+            result = invoke(config, "devices", "test", "till-1", "--seconds", "0.5")
+        finally:
+            os.close(held)
+        assert result.exit_code == 1
+        assert f"(pid {os.getpid()}) holds till-1's port" in result.stderr
+        assert "devices tail till-1" in result.stderr
+        # the agent runs but does not hold this port (say it gave up on it): test it
+        free = invoke(config, "devices", "test", "till-1", "--seconds", "0.5", "--json")
+        assert "does not hold till-1's port" in free.stderr
+        assert as_json(free)["state"] == "connected"
     unknown = invoke(config, "devices", "test", "nope")
     assert unknown.exit_code == 2
     assert "till-1" in unknown.stderr
