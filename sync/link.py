@@ -7,7 +7,9 @@ aiomqtt/paho errors are mapped to :mod:`sync.errors` here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -76,6 +78,13 @@ def _rc_value(rc: object) -> int | None:
     return None
 
 
+# aiomqtt waits with ``asyncio.wait_for`` when given a finite timeout, and on Python 3.11
+# ``wait_for`` can swallow a cancellation that arrives as the operation completes
+# (gh-86296): a supervised task would then never end. So aiomqtt always gets an infinite
+# timeout (a plain ``await``) and the timeouts are ours, with ``asyncio.timeout``.
+_NO_TIMEOUT = math.inf
+
+
 def map_mqtt_error(exc: aiomqtt.MqttError, what: str) -> LinkError:
     if isinstance(exc, aiomqtt.MqttCodeError) and _rc_value(exc.rc) in _AUTH_CODES:
         return AuthenticationFailed(f"{what}: broker refused the credentials ({exc})")
@@ -94,15 +103,22 @@ class LinkSession:
     ) -> None:
         """Waits for the PUBACK. A raise means *unknown*: the message may still arrive."""
         try:
-            await self._client.publish(
-                topic, payload, qos=qos, retain=retain, timeout=self._publish_timeout
-            )
+            async with asyncio.timeout(self._publish_timeout):
+                await self._client.publish(
+                    topic, payload, qos=qos, retain=retain, timeout=_NO_TIMEOUT
+                )
+        except TimeoutError as exc:
+            raise LinkError(f"publish to {topic}: no PUBACK within {self._publish_timeout} s") \
+                from exc
         except aiomqtt.MqttError as exc:
             raise map_mqtt_error(exc, f"publish to {topic}") from exc
 
     async def subscribe(self, *topics: str) -> None:
         try:
-            await self._client.subscribe([(t, 1) for t in topics])
+            async with asyncio.timeout(self._publish_timeout):
+                await self._client.subscribe([(t, 1) for t in topics], timeout=_NO_TIMEOUT)
+        except TimeoutError as exc:
+            raise LinkError("subscribe: no SUBACK") from exc
         except aiomqtt.MqttError as exc:
             raise map_mqtt_error(exc, "subscribe") from exc
 
@@ -156,24 +172,29 @@ class Link:
             will=aiomqtt.Will(will_topic, will_payload, qos=1, retain=True),
             clean_start=True,  # explicit on every connection (aiomqtt's default is FIRST_ONLY)
             keepalive=cfg.keepalive,
-            timeout=cfg.connect_timeout,
+            timeout=_NO_TIMEOUT,
             tls_context=self._tls,
             max_inflight_messages=20,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         client.pending_calls_threshold = 1000
+        where = f"{self.address.host}:{self.address.port}"
         try:
-            await client.__aenter__()
-        except aiomqtt.MqttError as exc:
-            raise map_mqtt_error(exc, f"connect to {self.address.host}:{self.address.port}") \
+            async with asyncio.timeout(cfg.connect_timeout):
+                await client.__aenter__()
+        except TimeoutError as exc:
+            raise LinkError(f"connect to {where}: no CONNACK within {cfg.connect_timeout} s") \
                 from exc
+        except aiomqtt.MqttError as exc:
+            raise map_mqtt_error(exc, f"connect to {where}") from exc
         try:
             yield LinkSession(client, cfg.publish_timeout)
         finally:
             try:
-                await client.__aexit__(None, None, None)
-            except aiomqtt.MqttError as exc:
-                log.debug("link: disconnect: %s", exc)
+                async with asyncio.timeout(5.0):
+                    await client.__aexit__(None, None, None)
+            except (aiomqtt.MqttError, TimeoutError) as exc:
+                log.debug("link: disconnect: %r", exc)
 
 
 __all__ = ["Incoming", "Link", "LinkConfig", "LinkSession", "map_mqtt_error", "parse_broker_url"]

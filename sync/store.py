@@ -306,14 +306,17 @@ class StoreSync:
             will_topic=self.topics.status, will_payload=self._status("offline")
         ) as session:
             await session.subscribe(self.topics.events_ack, self.topics.commands)
-            await session.publish(self.topics.status, await self._birth(), retain=True)
-            self._session = session
-            self.connected = True
-            self.last_error = None
-            self._link_backoff.reset()
-            log.info("sync: connected to %s (%s)", self.settings.broker_url,
-                     "first" if first else "reconnect")
             try:
+                await session.publish(self.topics.status, await self._birth(), retain=True)
+                if await self.port.has_resynced() and await self.port.needs_resync() is None:
+                    # a resync may have completed while we were offline: tell central now
+                    await self._publish_commands_ack(session, await self.port.applied_cseq())
+                self._session = session
+                self.connected = True
+                self.last_error = None
+                self._link_backoff.reset()
+                log.info("sync: connected to %s (%s)", self.settings.broker_url,
+                         "first" if first else "reconnect")
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._dispatch(session), name="sync.dispatch")
                     tg.create_task(self.outbox.run_connected(session), name="sync.outbox")
