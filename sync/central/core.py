@@ -9,6 +9,7 @@ published for work that was not committed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -27,7 +28,6 @@ from sync.messages import (
     CommandAck,
     DeviceState,
     Digest,
-    EventBatch,
     Health,
     Status,
     store_from_topic,
@@ -181,25 +181,50 @@ class Core:
 
     # ------------------------------------------------------------------ group apply
     def process(self, messages: Iterable[tuple[str, bytes, bool]]) -> list[Publish]:
-        """Apply a burst of MQTT messages in one transaction; return what to publish."""
-        now = self.clock()
-        group = _Group(ts=now_ts(), now=now)
-        self.conn.begin_write()
-        try:
-            for topic, payload, retained in messages:
-                self._n["messages"] += 1
-                self._dispatch(group, topic, payload, retained)
-            self._flush(group)
-            for store in group.digests:
-                self._check_digest(group, store)
-            self._flush_alerts(group)
-            self._ensure_store_rows(group)
-            self.conn.commit()
-        except StorageError:
-            self.conn.rollback()
-            log.exception("group transaction failed; nothing acknowledged, reloading state")
-            self.load()
-            return []
+        """Apply a burst of MQTT messages in one transaction; return what to publish.
+
+        A message whose handling raises an unexpected error (a bug, not bad input: bad
+        input is dropped) is logged and skipped; the group is rolled back, the state
+        reloaded and the rest of the group applied again, so one poison message can never
+        hold back the other stores' acks."""
+        batch = list(messages)
+        poisoned: set[int] = set()
+        while True:
+            now = self.clock()
+            group = _Group(ts=now_ts(), now=now)
+            counters = dict(self._n)
+            current = -1
+            self.conn.begin_write()
+            try:
+                for current, (topic, payload, retained) in enumerate(batch):
+                    if current in poisoned:
+                        continue
+                    self._n["messages"] += 1
+                    self._dispatch(group, topic, payload, retained)
+                current = -1
+                self._flush(group)
+                for store in group.digests:
+                    self._check_digest(group, store)
+                self._flush_alerts(group)
+                self._ensure_store_rows(group)
+                self.conn.commit()
+            except StorageError:
+                self.conn.rollback()
+                log.exception("group transaction failed; nothing acknowledged, reloading state")
+                self.load()
+                return []
+            except Exception:
+                self.conn.rollback()
+                self._n = counters
+                self.load()
+                if current < 0:
+                    raise
+                log.exception("message on %s could not be handled; skipped",
+                              batch[current][0])
+                poisoned.add(current)
+                self._n["drops"] += 1
+                continue
+            break
         self._n["groups"] += 1
         out: list[Publish] = []
         for store, epoch in group.acks:
@@ -281,12 +306,11 @@ class Core:
     # ------------------------------------------------------------------ events
     def _on_events(self, group: _Group, store: str, obj: dict[str, Any],
                    range_key: tuple[Any, ...]) -> None:
-        try:
-            batch = EventBatch.model_validate(obj)
-        except ValidationError:
+        parsed = _event_batch(obj)
+        if parsed is None:
             self._drop(group, store, "malformed event batch", range_key)
             return
-        epoch = batch.epoch
+        epoch, events = parsed
         key = (store, epoch)
         applied = self.applied.get(key)
         if applied is None:
@@ -294,8 +318,7 @@ class Core:
             self.max_seen[key] = 0
         group.epochs.add(key)
         group.acks[key] = None
-        events = batch.events
-        first = batch.first_seq
+        first = events[0]["seq"]
         last = first + len(events) - 1
         self.max_seen[key] = max(self.max_seen[key], last)
         if first > applied + 1:
@@ -311,19 +334,24 @@ class Core:
         stock = group.stock
         rows = group.events
         hashes = group.hashes
+        dumps = orjson.dumps
+        sort_keys = orjson.OPT_SORT_KEYS
+        sha256 = hashlib.sha256
         for event in events[skip:]:
             seq = event["seq"]
-            body = canonical_json(event)
-            digest = sha256_hex(body)
+            body = dumps(event, option=sort_keys)  # = canonical_json(event)
+            digest = sha256(body).hexdigest()
             kind = event.get("type")
             kind = kind if isinstance(kind, str) else ""
             quarantine: str | None = None
+            moves = event.get("stock", _ABSENT)
+            holds = event.get("reserve", _ABSENT)
             try:
-                moves = _deltas(event["stock"], "stock") if "stock" in event else []
-                holds = _deltas(event["reserve"], "reserve") if "reserve" in event else []
+                moves = () if moves is _ABSENT or moves == [] else _deltas(moves, "stock")
+                holds = () if holds is _ABSENT or holds == [] else _deltas(holds, "reserve")
             except WireFormatError as exc:
                 quarantine = str(exc)
-                moves = holds = []
+                moves = holds = ()
             if quarantine is not None:
                 self._n["quarantined"] += 1
                 self._store(store).quarantined += 1
@@ -342,7 +370,7 @@ class Core:
                         stock[(store, sku)] = [0, delta]
                     else:
                         cell[1] += delta
-                if kind in ("fulfilment", "reservation.released", "count"):
+                if kind in _CLOSING:
                     self._closing(group, store, kind, event)
             rows.append((store, epoch, seq, digest, kind, body.decode(), quarantine, ts))
             hashes[(store, epoch, seq)] = digest
@@ -872,6 +900,32 @@ class Core:
 
 
 _KNOWN_SKUS: set[str] = set()
+_ABSENT: Any = object()
+_CLOSING = frozenset({"fulfilment", "reservation.released", "count"})
+
+
+def _event_batch(obj: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+    """The §4.3 well-formedness test of an event batch (``v`` and ``store`` are checked by
+    the caller), equivalent to ``sync.messages.EventBatch`` but without copying events:
+    ``epoch`` a string of 1 to 64 characters, 1 to 1000 events, each an object whose ``seq`` is a
+    positive safe integer, contiguous and increasing. Returns (epoch, events) or None."""
+    epoch = obj.get("epoch")
+    events = obj.get("events")
+    if type(epoch) is not str or not 1 <= len(epoch) <= 64:
+        return None
+    if type(events) is not list or not 1 <= len(events) <= MAX_BATCH_ITEMS:
+        return None
+    expected = None
+    for item in events:
+        if type(item) is not dict:
+            return None
+        seq = item.get("seq")
+        if type(seq) is not int or not 1 <= seq <= MAX_SAFE_INT:
+            return None
+        if expected is not None and seq != expected:
+            return None
+        expected = seq + 1
+    return epoch, events
 
 
 def _deltas(value: Any, name: str) -> list[tuple[str, int]]:

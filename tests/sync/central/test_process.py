@@ -118,7 +118,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             # a store's go-back-N: send a window from the watermark, then wait for progress
             for first in range(start, min(total, start + 40 * size - 1) + 1, size):
                 last = min(total, first + size - 1)
-                store.send([event(s) for s in range(first, last + 1)])
+                store.send([event(s, id=f"e{s}") for s in range(first, last + 1)])
             if not killed and max_ack() > total // 3:
                 central_process.kill()
                 killed = True

@@ -1,0 +1,82 @@
+"""The protocol engine alone (``Core.process``) on a real SQLite file, no broker: batch
+well-formedness, one group holding several batches of one store, poison messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from sync.central.core import Core, _event_batch
+from sync.central.storage import Database
+from sync.messages import EventBatch
+from tests.sync.central.conftest import event
+
+TOPIC = "retail/v1/stores/S001/events"
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Core:
+    db = Database(f"sqlite:///{tmp_path}/c.db")
+    db.create_schema()
+    return Core(db.connect())
+
+
+def batch(events: list[dict[str, Any]], epoch: str = "e1") -> tuple[str, bytes, bool]:
+    return TOPIC, orjson.dumps({"v": 1, "store": "S001", "epoch": epoch, "events": events}), False
+
+
+seqs = st.one_of(st.integers(min_value=-2, max_value=2**53 + 1), st.text(max_size=2),
+                 st.none(), st.booleans())
+items = st.one_of(st.fixed_dictionaries({"seq": seqs}), st.integers(), st.just({}))
+
+
+@settings(max_examples=150, deadline=None)
+@given(epoch=st.one_of(st.text(max_size=70), st.integers(), st.none()),
+       events=st.one_of(st.lists(items, max_size=4),
+                        st.builds(lambda n, k: [{"seq": n + i} for i in range(k)],
+                                  st.integers(min_value=-1, max_value=5),
+                                  st.integers(min_value=0, max_value=4)),
+                        st.none()))
+def test_fast_batch_check_agrees_with_the_model(epoch: Any, events: Any) -> None:
+    obj = {"v": 1, "store": "S001", "epoch": epoch, "events": events}
+    try:
+        EventBatch.model_validate(obj)
+        model_ok = True
+    except ValidationError:
+        model_ok = False
+    assert (_event_batch(obj) is not None) == model_ok
+
+
+def test_several_batches_of_one_store_in_one_group(core: Core) -> None:
+    first = [event(1, "A", -1), event(2, "A", -1)]
+    out = core.process([
+        batch(first),
+        batch([*first, event(3, "A", -1)]),  # overlaps what this same group applied
+        batch([event(5, "A", -1)]),  # gap
+        batch([event(2, "A", -7)]),  # conflict with an event of this same group
+    ])
+    acks = [orjson.loads(p.payload) for p in out]
+    assert [(a["epoch"], a["through_seq"]) for a in acks] == [("e1", 3)]
+    assert core.conn.execute("SELECT on_hand FROM stock WHERE sku = 'A'") == [(-3,)]
+    kinds = [k for (k,) in core.conn.execute("SELECT kind FROM alerts")]
+    assert kinds == ["event_conflict"]
+
+
+def test_poison_message_is_skipped_without_losing_the_group(core: Core) -> None:
+    class Fragile(Core):
+        def _on_health(self, *args: Any) -> None:
+            raise RuntimeError("bug")
+
+    fragile = Fragile(core.conn)
+    health = ("retail/v1/stores/S002/health", orjson.dumps({"v": 1, "store": "S002"}), False)
+    out = fragile.process([batch([event(1, "A", -1)]), health,
+                           batch([event(2, "A", -1)])])
+    assert [orjson.loads(p.payload)["through_seq"] for p in out] == [2]
+    assert fragile.conn.execute("SELECT COUNT(*) FROM events") == [(2,)]
+    assert fragile.counters().drops == 1
