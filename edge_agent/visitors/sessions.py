@@ -1,0 +1,201 @@
+"""Presence reads -> visits. Pure (sans-IO): time is passed in, nothing is written.
+
+A *read* is one sighting of a raw id (tag or beacon id) by a presence device, or the
+device's report that the id is gone (``present=False``; the readers emit one "present"
+when an id appears and one "gone" when it has not been seen for their window).
+
+- A visit opens on the first sighting of a shopper with no open visit; ``entered_at`` is
+  that sighting.
+- While any device reports the shopper present, the visit stays open and ``last_seen``
+  follows the clock. Once no device does, the visit closes when ``gap_s`` has passed
+  without a new sighting, with ``left_at`` = the last sighting.
+- Visits are keyed by pseudonym. Raw ids live only in the ``_recent`` table, which maps a
+  raw id to its open visit so repeated reads skip the HMAC; an entry is dropped
+  ``dedup_s`` after its last read, when the id is reported gone, or on key rotation.
+- On key rotation the previous key is kept (in memory only) for ``grace_s`` so shoppers
+  in the store at that moment stay in their visit; then it is dropped.
+- A visit reported present for more than ``max_visit_s`` (a fob left by the door) closes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from edge_agent.visitors.pseudonym import Pseudonymiser
+
+MAX_VISIT_S: Final = 12 * 3600.0
+
+
+@dataclass(slots=True, eq=False)
+class OpenVisit:
+    visit_id: str
+    visitor: str
+    source: str
+    zone: str
+    device: str
+    entered_at: float
+    last_seen: float
+    customer: str | None = None
+    present: set[str] = field(default_factory=set)
+    closed: bool = False
+    persisted_seen: float | None = None
+    """``last_seen`` as last written to the database (None: never written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedVisit:
+    visit_id: str
+    visitor: str
+    source: str
+    zone: str
+    device: str
+    entered_at: float
+    left_at: float
+    customer: str | None
+
+    @property
+    def dwell_s(self) -> int:
+        return max(0, round(self.left_at - self.entered_at))
+
+
+class _Recent:
+    """A raw id's link to its open visit (memory only, for the dedup window)."""
+
+    __slots__ = ("seen", "visit")
+
+    def __init__(self, visit: OpenVisit, seen: float) -> None:
+        self.visit = visit
+        self.seen = seen
+
+
+def _new_visit_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Sessioniser:
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        gap_s: float = 300.0,
+        dedup_s: float = 10.0,
+        max_visit_s: float = MAX_VISIT_S,
+        id_factory: Callable[[], str] = _new_visit_id,
+    ) -> None:
+        self.gap_s = gap_s
+        self.dedup_s = dedup_s
+        self.max_visit_s = max_visit_s
+        self._id_factory = id_factory
+        self._pseudo = Pseudonymiser(key)
+        self._prev: Pseudonymiser | None = None
+        self._prev_until = 0.0
+        self._open: dict[str, OpenVisit] = {}
+        self._recent: dict[str, _Recent] = {}
+        self.reads = 0
+        self.duplicates = 0
+        self.opened = 0
+
+    # -- reads -----------------------------------------------------------------------------
+    def read(
+        self, raw_id: str, *, device: str, source: str, zone: str, present: bool, now: float
+    ) -> OpenVisit | None:
+        """Record one read; returns the visit if this read opened it."""
+        self.reads += 1
+        entry = self._recent.get(raw_id)
+        if entry is not None and present:
+            visit = entry.visit
+            if not visit.closed:
+                entry.seen = now
+                self.duplicates += 1
+                if now > visit.last_seen:  # noqa: PLR1730 - hot path: max() costs a call
+                    visit.last_seen = now
+                visit.present.add(device)
+                return None
+        return self._read_slow(raw_id, device, source, zone, present=present, now=now)
+
+    def _read_slow(
+        self, raw_id: str, device: str, source: str, zone: str, *, present: bool, now: float
+    ) -> OpenVisit | None:
+        visitor = self._pseudo(raw_id)
+        visit = self._open.get(visitor)
+        if visit is None and self._prev is not None and now < self._prev_until:
+            visit = self._open.get(self._prev(raw_id))
+        if not present:
+            self._recent.pop(raw_id, None)
+            if visit is not None:
+                visit.present.discard(device)
+                visit.last_seen = max(visit.last_seen, now)
+            return None
+        opened = None
+        if visit is None:
+            visit = OpenVisit(self._id_factory(), visitor, source, zone, device, now, now)
+            self._open[visitor] = visit
+            self.opened += 1
+            opened = visit
+        elif now > visit.last_seen:
+            visit.last_seen = now
+        visit.present.add(device)
+        self._recent[raw_id] = _Recent(visit, now)
+        return opened
+
+    # -- time ------------------------------------------------------------------------------
+    def tick(self, now: float) -> list[ClosedVisit]:
+        """Forget raw ids past the dedup window; close visits past the gap."""
+        limit = now - self.dedup_s
+        stale = [raw for raw, entry in self._recent.items()
+                 if entry.seen <= limit or entry.visit.closed]
+        for raw in stale:
+            del self._recent[raw]
+        if self._prev is not None and now >= self._prev_until:
+            self._prev = None
+        closed: list[ClosedVisit] = []
+        for visit in list(self._open.values()):
+            if visit.present:
+                if now - visit.entered_at >= self.max_visit_s:
+                    closed.append(self._close(visit, now))
+                elif now > visit.last_seen:
+                    visit.last_seen = now
+            elif now - visit.last_seen >= self.gap_s:
+                closed.append(self._close(visit, visit.last_seen))
+        return closed
+
+    def _close(self, visit: OpenVisit, left_at: float) -> ClosedVisit:
+        visit.closed = True
+        del self._open[visit.visitor]
+        return ClosedVisit(visit.visit_id, visit.visitor, visit.source, visit.zone, visit.device,
+                           visit.entered_at, max(left_at, visit.entered_at), visit.customer)
+
+    def close_all(self) -> list[ClosedVisit]:
+        """Close every open visit at its last sighting (used by tests and tools)."""
+        return [self._close(visit, visit.last_seen) for visit in list(self._open.values())]
+
+    def rotate(self, key: bytes, now: float, *, grace_s: float) -> None:
+        """Use ``key`` from now on; the previous key stays in memory for ``grace_s``."""
+        self._prev = self._pseudo
+        self._prev_until = now + grace_s
+        self._pseudo = Pseudonymiser(key)
+        self._recent.clear()
+
+    def forget_previous_key(self) -> None:
+        self._prev = None
+
+    # -- state -----------------------------------------------------------------------------
+    def restore(self, visits: Iterable[OpenVisit]) -> None:
+        for visit in visits:
+            visit.present = set()
+            self._open[visit.visitor] = visit
+
+    @property
+    def open_visits(self) -> list[OpenVisit]:
+        return list(self._open.values())
+
+    @property
+    def raw_ids_held(self) -> int:
+        return len(self._recent)
+
+    @property
+    def has_previous_key(self) -> bool:
+        return self._prev is not None

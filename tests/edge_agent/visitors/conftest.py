@@ -1,0 +1,74 @@
+"""Fixtures for the visitors tests: a real ledger file, a config, a settable clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.config import Config, parse_config
+from edge_agent.ledger import Ledger
+from edge_agent.services import AgentServices
+
+
+class Clock:
+    """A settable clock for the engine (``clock()`` returns ``now``)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+# Wednesday 2026-11-25 10:00:00 UTC (a quarter-hour boundary).
+T0 = 1795600800.0
+
+
+def door_device(name: str = "door-1", port: str = "/dev/null") -> dict[str, Any]:
+    return {"kind": "door_counter", "name": name, "port": port, "role": "door",
+            "zone": "entrance"}
+
+
+def rfid_device(name: str = "rfid-1", port: str = "/dev/null") -> dict[str, Any]:
+    return {"kind": "em4100", "name": name, "port": port, "role": "presence",
+            "zone": "entrance", "gone_after_s": 0.5}
+
+
+def make_config(tmp_path: Path, devices: list[dict[str, Any]] | None = None,
+                **visitors: Any) -> Config:
+    raw: dict[str, Any] = {
+        "store": {"id": "S001", "timezone": "Europe/Berlin",
+                  "opening_hours": ["08:00", "20:00"]},
+        "database": {"path": str(tmp_path / "ledger.db"), "min_free_bytes": 1000},
+        "devices": devices if devices is not None else [door_device(), rfid_device()],
+        "visitors": visitors,
+    }
+    return parse_config(raw, tmp_path / "config.toml")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+@pytest.fixture
+def open_services(tmp_path: Path) -> Iterator[Callable[..., AgentServices]]:
+    """``open_services(devices=None, **visitors)`` -> services on a real ledger file."""
+    ledgers: list[Ledger] = []
+
+    def factory(devices: list[dict[str, Any]] | None = None, **visitors: Any) -> AgentServices:
+        config = make_config(tmp_path, devices, **visitors)
+        ledger = Ledger.open(config.database.path, config.store.id)
+        ledgers.append(ledger)
+        return AgentServices(config=config, ledger=ledger)
+
+    yield factory
+    for ledger in ledgers:
+        ledger.close()
