@@ -413,3 +413,21 @@ def test_simulate_wraps_the_drivers_simulator(tmp_path: Path) -> None:
             proc.wait(10)
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_visitors_today_from_the_database(config_path: Path, seeded: str,
+                                          tmp_path: Path) -> None:
+    with Ledger.open(db_path(tmp_path), STORE) as ledger:
+        ledger.write_blocking(lambda tx: tx.execute(
+            "INSERT INTO footfall (door, period_start, period_s, entries, exits) "
+            "VALUES ('door-1', ?, 900, 7, 5)", (int(time.time()) // 900 * 900,)))
+    result = invoke(config_path, "visitors", "--today", "--json")
+    assert result.exit_code == 0, result.output
+    assert NOTE in result.stderr
+    data = as_json(result)
+    assert data["entries"] == 7
+    assert data["exits"] == 5
+    assert data["visits"] == 0
+    human = invoke(config_path, "visitors")
+    assert human.exit_code == 0
+    assert "entries" in human.stdout
