@@ -197,6 +197,15 @@ async def test_restart_within_the_gap_restores_the_visit(
     assert visit["dwell_s"] == 100
 
 
+def checkpointed_bytes(path: Path) -> bytes:
+    """The database file and its WAL after a full checkpoint (as an auditor would read)."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    wal = Path(f"{path}-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
 def key_rows(services: AgentServices) -> list[bytes]:
     return [bytes(r[0]) for r in services.ledger.read_blocking(
         lambda conn: conn.execute("SELECT key FROM visitor_keys").fetchall())]
@@ -231,14 +240,8 @@ async def test_key_rotation_changes_pseudonyms_and_destroys_the_old_key(
     assert visitors[0] == visitors[1] == pseudonym(old_key, "CAFE0000AA")
     assert visitors[2] == pseudonym(new_key, "CAFE0000AA") != visitors[0]
     # the old key's bytes are gone from the file once the WAL is checkpointed
-    path = Path(services.config.database.path)
     services.ledger.close()
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    data = path.read_bytes()
-    wal = Path(f"{path}-wal")
-    data += wal.read_bytes() if wal.exists() else b""
+    data = checkpointed_bytes(Path(services.config.database.path))
     assert old_key not in data
     assert new_key in data  # the search can find a key when it is there
 
