@@ -70,8 +70,10 @@ def error_for(exc: BaseException) -> CliError:
         return exc
     if isinstance(exc, ConfigError):
         first, *rest = str(exc).splitlines()
+        hint = "" if "no such configuration file" in first else \
+            "`edge-agent config check` lists every problem"
         return CliError(first + ("".join(f"\n{line}" for line in rest)), code=EXIT_USAGE,
-                        hint="`edge-agent config check` lists every problem")
+                        hint=hint)
     if isinstance(exc, DatabaseLocked):
         return CliError(str(exc), code=EXIT_FAILED)
     if isinstance(exc, LedgerError):
