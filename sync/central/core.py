@@ -133,6 +133,7 @@ class Core:
         self.max_seen: dict[tuple[str, str], int] = {}
         self.stores: dict[str, StoreState] = {}
         self._drop_ranges: dict[tuple[Any, ...], int] = {}
+        self._conflicts: set[tuple[str, str, int, str]] = set()
         self._n = {"messages": 0, "applied": 0, "dup": 0, "quarantined": 0, "drops": 0,
                    "acks": 0, "groups": 0}
         self.load()
@@ -142,6 +143,7 @@ class Core:
         """(Re)load watermarks from the database: at start and after a failed group."""
         self.applied.clear()
         self.max_seen.clear()
+        self._conflicts.clear()  # alerts of a rolled-back group must be raised again
         old = self.stores
         self.stores = {}
         for store, epoch, applied, seen in self.conn.execute(
@@ -415,6 +417,12 @@ class Core:
             seq = event["seq"]
             digest = sha256_hex(canonical_json(event))
             if known.get(seq) != digest:
+                conflict = (store, epoch, seq, digest)
+                if conflict in self._conflicts:
+                    continue  # the same conflicting version resent: alerted once already
+                if len(self._conflicts) > 100_000:
+                    self._conflicts.clear()
+                self._conflicts.add(conflict)
                 self._alert(group, store, "event_conflict", "critical",
                             {"epoch": epoch, "seq": seq, "kept_sha256": known.get(seq),
                              "received_sha256": digest})
@@ -876,6 +884,14 @@ class Core:
         elif kind == "count.request":
             conn.execute("INSERT INTO count_requests (store, count_id, skus) VALUES (?, ?, ?)",
                          (store, data["count_id"], canonical_json(data["skus"]).decode()))
+
+    def checkpoint(self) -> None:
+        """Passive WAL checkpoint (SQLite only); never blocks on readers."""
+        if self.conn.dialect == "sqlite":
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except StorageError:
+                log.warning("WAL checkpoint failed", exc_info=True)
 
     def resolve_quarantine(self, store: str, epoch: str, seq: int) -> bool:
         """An operator has dealt with a quarantined event: automatic resync is allowed again

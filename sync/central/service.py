@@ -78,6 +78,7 @@ class Writer:
 
     def _run(self) -> None:
         next_tick = time.monotonic() + 0.2
+        next_checkpoint = time.monotonic() + 60
         inbox = self.inbox
         while not self._stop.is_set():
             try:
@@ -106,6 +107,10 @@ class Writer:
             if now >= next_tick:
                 next_tick = now + 0.2
                 self._safe(self.core.tick)
+            if first is None and now >= next_checkpoint:
+                # idle: keep the SQLite WAL from growing behind long-lived readers
+                next_checkpoint = now + 60
+                self.core.checkpoint()
         self.core.conn.close()
 
     def _safe(self, fn: Callable[[], list[Publish]]) -> None:

@@ -164,7 +164,7 @@ def test_catalog_import_splits_into_64k_commands(
     store.birth(applied_cseq=0)
     items = [{"sku": f"SKU-{i:05d}", "name": "Product " + "x" * 150, "gtins": ["4006381333931"],
               "price": "12.90", "currency": "EUR", "uom": "unit", "active": True}
-             for i in range(1500)]
+             for i in range(800)]
     out = central.post("/v1/stores/S001/catalog", {"items": items})
     n = len(out["commands"])
     assert n > 3
@@ -174,7 +174,7 @@ def test_catalog_import_splits_into_64k_commands(
     assert received == [i["sku"] for i in items]
     snap = central.http.get("/v1/stores/S001/snapshot",
                             headers={"Authorization": "Bearer token-s001"}).json()
-    assert len(snap["catalog"]) == 1500
+    assert len(snap["catalog"]) == 800
     central.post("/v1/stores/S001/catalog", {"items": [{"sku": "bad sku", "name": "x",
                                                         "price": "1", "currency": "EUR"}]},
                  expect=422)

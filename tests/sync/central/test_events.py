@@ -49,10 +49,15 @@ def test_conflicting_hash_raises_alert_and_keeps_first(
     store.send([event(1, "A-1", -1), event(2, "A-1", -1)])
     store.wait_ack(2)
     before = store.ack_count()
-    store.send([event(2, "A-1", -50)])  # same key, different content
+    conflicting = event(2, "A-1", -50)  # same key, different content
+    store.send([conflicting])
+    store.wait_ack(2, after=before)
+    before = store.ack_count()
+    store.send([conflicting])  # resent: still refused, alerted only once
     store.wait_ack(2, after=before)
     assert central.stock("S001") == {"A-1": (-2, 0)}
     conflicts = wait_until(lambda: central.alerts("event_conflict"), what="conflict alert")
+    assert len(conflicts) == 1
     assert conflicts[0]["detail"]["seq"] == 2
     assert conflicts[0]["severity"] == "critical"
 
