@@ -1,0 +1,108 @@
+"""The store's catalog as the barcode resolver sees it, over any query function (a
+:class:`~edge_agent.ledger.Tx` inside a write, or a read-only connection)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from drivers.barcode import BarcodeInfo, RcnRegion, interpret, resolve
+from drivers.carddata import is_card_data
+from edge_agent.errors import OperationError
+from edge_agent.retail.ops import CatalogItem
+from edge_agent.retail.requests import CARD_DATA_MESSAGE
+
+QueryFn = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
+
+
+def conn_query(conn: sqlite3.Connection) -> QueryFn:
+    def query(sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        return list(conn.execute(sql, tuple(params)).fetchall())
+
+    return query
+
+
+class CatalogView:
+    """Implements :class:`drivers.barcode.CatalogLookup`, plus item rows."""
+
+    def __init__(self, query: QueryFn) -> None:
+        self._query = query
+
+    def sku_for_gtin(self, gtin14: str) -> str | None:
+        rows = self._query("SELECT sku FROM catalog_gtins WHERE gtin = ?", (gtin14,))
+        return str(rows[0][0]) if rows else None
+
+    def has_sku(self, code: str) -> bool:
+        return bool(self._query("SELECT 1 FROM catalog WHERE sku = ?", (code,)))
+
+    def sku_for_alias(self, code: str) -> str | None:
+        rows = self._query("SELECT sku FROM catalog_aliases WHERE alias = ?", (code,))
+        return str(rows[0][0]) if rows else None
+
+    def is_known_gtin(self, gtin14: str) -> bool:
+        return self.sku_for_gtin(gtin14) is not None
+
+    def item(self, sku: str) -> CatalogItem | None:
+        rows = self._query(
+            "SELECT sku, name, price, currency, uom, active FROM catalog WHERE sku = ?", (sku,)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        try:
+            price = Decimal(str(row["price"]))
+        except InvalidOperation:
+            raise OperationError("catalog_invalid", f"{sku}: the catalog price is not a "
+                                 "decimal", status=500) from None
+        return CatalogItem(str(row["sku"]), str(row["name"]), price, str(row["currency"]),
+                           str(row["uom"]), bool(row["active"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedItem:
+    """A code resolved to a catalog item, with what a variable-measure barcode carries."""
+
+    item: CatalogItem
+    info: BarcodeInfo
+    via: str
+    qty: int | None  # from a weight barcode, in the SKU's unit of measure
+    line_total: Decimal | None  # from a price barcode
+
+    @property
+    def gtin(self) -> str | None:
+        return self.info.gtin if self.via == "gtin" else None
+
+
+def scan_code(view: CatalogView, code: str, region: RcnRegion | None) -> ScannedItem:
+    """Resolve a scanned or typed code; OperationError ``card_data_rejected`` /
+    ``unknown_sku`` when it cannot be sold."""
+    if is_card_data(code, view.is_known_gtin):
+        raise OperationError("card_data_rejected", CARD_DATA_MESSAGE, status=422)
+    info = interpret(code, region)
+    found = resolve(info, view)
+    item = view.item(found.sku) if found.sku is not None else None
+    if item is None:
+        reason = found.reason or "unknown_code"
+        raise OperationError("unknown_sku", f"no catalog item for code {info.raw!r} ({reason})",
+                             status=422)
+    qty: int | None = None
+    total: Decimal | None = None
+    if info.weight_g is not None and item.uom == "g":
+        qty = max(1, info.weight_g)
+    if info.price is not None:
+        total = info.price
+        if item.uom != "unit" and item.price > 0:
+            qty = max(1, int((info.price / item.price).to_integral_value()))
+        elif qty is None:
+            qty = 1
+    return ScannedItem(item, info, found.via or "sku", qty, total)
+
+
+def read_known_gtins(conn: sqlite3.Connection) -> frozenset[str]:
+    """Every catalog GTIN (14 digits), for a reader's card filter:
+    ``drivers.carddata.make_filter(gtins.__contains__)`` keeps EAN-13s that happen to pass
+    a card number's Luhn and brand checks (e.g. 5901234123457) from being dropped."""
+    return frozenset(str(r[0]) for r in conn.execute("SELECT gtin FROM catalog_gtins"))
