@@ -20,6 +20,7 @@ __all__ = ["Em4100Frame", "Em4100Parser", "encode_em4100"]
 STX = 0x02
 ETX = 0x03
 _CACHE_MAX = 1024
+_HEX_DIGITS = b"0123456789ABCDEFabcdef"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +103,10 @@ class Em4100Parser:
     def _check(self, raw: bytes) -> str | None:
         if raw[13:] != self._tail:
             return "bad_frame_end"
-        try:
-            val = bytes.fromhex(raw[1:13].decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
+        payload = raw[1:13]
+        if payload.translate(None, _HEX_DIGITS):  # anything left is not a hex digit
             return "bad_hex"
-        if len(val) != 6:  # fromhex skips whitespace; demand 12 real hex digits
-            return "bad_hex"
-        if val[0] ^ val[1] ^ val[2] ^ val[3] ^ val[4] != val[5]:
+        v = bytes.fromhex(payload.decode("ascii"))
+        if v[0] ^ v[1] ^ v[2] ^ v[3] ^ v[4] != v[5]:
             return "bad_checksum"
         return None

@@ -2,8 +2,8 @@
 
 A key is *present* from its first sighting; further sightings only refresh it.
 It is *gone* once it has not been seen for ``window`` seconds.  The table is
-bounded: beyond ``max_keys`` the oldest entry is evicted and reported as gone by
-the next :meth:`PresenceTracker.expire`.
+bounded: when ``max_keys`` is reached the oldest eighth of the entries is
+evicted and reported as gone by the next :meth:`PresenceTracker.expire`.
 """
 
 from __future__ import annotations
@@ -33,11 +33,20 @@ class PresenceTracker:
             last[key] = now
             return False
         if len(last) >= self.max_keys:
-            oldest = min(last, key=last.__getitem__)
-            del last[oldest]
-            self._evicted.append(oldest)
+            self._evict()
         last[key] = now
         return True
+
+    def _evict(self) -> None:
+        # Evict the oldest eighth in one pass: O(n log n) once per n/8 new keys,
+        # so a flood of distinct ids costs O(log n) per read, not O(n).
+        last = self._last
+        times = sorted(last.values())
+        cutoff = times[max(0, len(times) // 8 - 1)]
+        victims = [k for k, t in last.items() if t <= cutoff]
+        for k in victims:
+            del last[k]
+        self._evicted.extend(victims)
 
     def expire(self, now: float) -> list[str]:
         """Keys gone (not seen for ``window`` seconds, or evicted), removed from the table."""

@@ -102,6 +102,17 @@ def test_presence_dedup_window_and_bound() -> None:
     assert sorted(t.clear()) == ["b", "c"]
 
 
+def test_presence_flood_of_distinct_ids_stays_bounded() -> None:
+    t = PresenceTracker(window=60.0, max_keys=1000)
+    for i in range(20_000):  # would be ~20M comparisons with a per-key min() scan
+        t.seen(f"tag{i}", float(i))
+    assert len(t) <= 1000
+    gone = t.expire(20_000.0)
+    assert len(gone) >= 19_000
+    assert "tag19999" in t
+    assert "tag0" in gone
+
+
 # -- config -------------------------------------------------------------------------
 
 TA: TypeAdapter[DeviceSettings] = TypeAdapter(DeviceSettings)
