@@ -1,0 +1,285 @@
+"""The agent as a store PC feels it: memory, CPU when idle, start-up time, a big backlog.
+
+Run: ``.venv/bin/python -m bench.footprint [--quick]``.
+
+The real agent process (``python -m edge_agent --config X run``) with the demo devices
+(two serial scanners, a door counter, an EM4100 reader) on simulator ptys, under a
+systemd-style ``NOTIFY_SOCKET`` (a real ``AF_UNIX`` datagram socket made here):
+
+- **ready**: wall time from just before the process is spawned to its ``READY=1``
+  (median of several starts; target ≤ 1 s). Ceiling: a bare interpreter that sends
+  ``READY=1`` at once, spawned the same way;
+- **idle**: VmRSS (``/proc/<pid>/status``) and CPU (``utime+stime`` of
+  ``/proc/<pid>/stat``) over 60 s (15 s quick) of an online, idle store with its devices
+  connected (targets ≤ 60 MiB, ≤ 1 % of a core). Ceiling for RSS: the bare interpreter;
+- **backlog**: a 1,000,000-event (100k quick) offline backlog built with the ledger's
+  batched ops, then the agent started with no broker reachable; its RSS must stay
+  bounded (the backlog lives on disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    MIB,
+    Row,
+    build_backlog,
+    print_rows,
+    proc_cpu_seconds,
+    proc_rss_bytes,
+    running_broker,
+    scratch_dir,
+)
+from drivers.simulator import Simulator
+from tests.helpers.ports import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+STORE = "S001"
+RSS_TARGET_MIB = 60.0
+CPU_TARGET_PCT = 1.0
+READY_TARGET_S = 1.0
+
+BARE_READY = (
+    "import os, socket, time\n"
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+    "s.sendto(b'READY=1\\nMAINPID=%d' % os.getpid(), os.environ['NOTIFY_SOCKET'])\n"
+    "time.sleep(float(os.environ.get('BENCH_LINGER', '0')))\n"
+)
+
+ROUTING = {"till-1": {"mode": "sale", "terminal": "T1"},
+           "backroom": {"mode": "receive", "terminal": "BR"},
+           "door-main": {"role": "door"},
+           "entrance-rfid": {"role": "presence"}}
+
+
+def _sizes(quick: bool, tiny: bool) -> dict[str, Any]:
+    if tiny:
+        return {"idle_s": 2.0, "starts": 1, "backlog": 2_000, "settle_s": 1.0}
+    if quick:
+        return {"idle_s": 15.0, "starts": 3, "backlog": 100_000, "settle_s": 3.0}
+    return {"idle_s": 60.0, "starts": 5, "backlog": 1_000_000, "settle_s": 5.0}
+
+
+# --------------------------------------------------------------------------- config
+def agent_config(work: Path, db: Path, mqtt_url: str, sim: Simulator) -> Path:
+    devices = []
+    for entry in sim.config_entries():
+        routed = {**entry, **ROUTING.get(str(entry["name"]), {})}
+        devices.append("[[devices]]\n" + "".join(
+            f"{key} = {json.dumps(value)}\n" for key, value in routed.items()))
+    text = (
+        f'[store]\nid = "{STORE}"\ntimezone = "UTC"\nopening_hours = ["00:00", "23:59"]\n\n'
+        f'[database]\npath = {json.dumps(str(db))}\nmin_free_bytes = 0\n\n'
+        f'[mqtt]\nurl = "{mqtt_url}"\npassword_credential = ""\n\n'
+        '[central]\ntoken_credential = ""\n\n'
+        f'[api]\nsocket = {json.dumps(str(work / "api.sock"))}\n\n'
+        '[logging]\nlevel = "warning"\nformat = "json"\n\n' + "\n".join(devices)
+    )
+    path = work / "agent.toml"
+    path.write_text(text)
+    path.chmod(0o640)
+    return path
+
+
+# --------------------------------------------------------------------------- processes
+class Notified:
+    """A process spawned under our own NOTIFY_SOCKET; ``ready_s`` once READY=1 arrives."""
+
+    def __init__(self, work: Path, argv: list[str], env: dict[str, str] | None = None,
+                 log_name: str = "agent.log") -> None:
+        self.path = work / f"notify-{os.getpid()}-{time.monotonic_ns()}.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        full_env = {**os.environ, **(env or {}), "NOTIFY_SOCKET": str(self.path)}
+        for key in ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
+            full_env.pop(key, None)
+        self.log = (work / log_name).open("ab")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(argv, env=full_env, cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.ready_s: float | None = None
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        deadline = time.perf_counter() + timeout
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0 or self.proc.poll() is not None:
+                raise RuntimeError(f"no READY=1 (exit code {self.proc.poll()}); "
+                                   f"see {self.log.name}")
+            self.sock.settimeout(min(remaining, 0.5))
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            if b"READY=1" in data.split(b"\n"):
+                self.ready_s = time.perf_counter() - self.started
+                return self.ready_s
+
+    def stop(self, timeout: float = 30.0) -> float | None:
+        """SIGTERM, then SIGKILL after ``timeout``; seconds to a clean exit (None if killed)."""
+        try:
+            if self.proc.poll() is None:
+                begun = time.perf_counter()
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                    return time.perf_counter() - begun
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(10)
+            return None
+        finally:
+            self.sock.close()
+            self.path.unlink(missing_ok=True)
+            self.log.close()
+
+
+def agent_argv(config: Path) -> list[str]:
+    return [sys.executable, "-m", "edge_agent", "--config", str(config), "run"]
+
+
+def open_ptys(pid: int) -> int:
+    """How many pseudo-terminals (the simulated devices) the process holds open."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd).startswith("/dev/pts/")
+    return count
+
+
+async def sample(pid: int, seconds: float, every: float = 1.0) -> dict[str, float]:
+    """RSS samples and CPU share of a live process over ``seconds``."""
+    cpu0, wall0 = proc_cpu_seconds(pid), time.perf_counter()
+    rss: list[int] = [proc_rss_bytes(pid)]
+    while time.perf_counter() - wall0 < seconds:
+        await asyncio.sleep(min(every, max(0.0, seconds - (time.perf_counter() - wall0))))
+        rss.append(proc_rss_bytes(pid))
+    wall = time.perf_counter() - wall0
+    cpu = proc_cpu_seconds(pid) - cpu0
+    ttys = open_ptys(pid)
+    return {"rss_mib": rss[-1] / MIB, "rss_max_mib": max(rss) / MIB,
+            "hwm_mib": proc_rss_bytes(pid, "VmHWM") / MIB,
+            "cpu_pct": 100.0 * cpu / wall, "cpu_s": cpu, "wall_s": wall,
+            "device_ptys_open": ttys}
+
+
+async def bare_ceiling(work: Path, starts: int) -> dict[str, float]:
+    """The floor: an interpreter that only says READY=1 (spawn cost and bare RSS)."""
+    times, rss = [], []
+    for _ in range(starts):
+        bare = Notified(work, [sys.executable, "-c", BARE_READY], {"BENCH_LINGER": "2"},
+                        "bare.log")
+        try:
+            times.append(await asyncio.to_thread(bare.wait_ready, 20))
+            await asyncio.sleep(0.3)
+            rss.append(proc_rss_bytes(bare.proc.pid) / MIB)
+        finally:
+            bare.stop()
+    return {"ready_s": statistics.median(times), "rss_mib": statistics.median(rss)}
+
+
+# --------------------------------------------------------------------------- phases
+async def idle_phase(work: Path, sim: Simulator, sizes: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with running_broker(work / "broker") as broker:
+        config = agent_config(work, work / "idle" / "ledger.db", broker.url, sim)
+        readies, stops = [], []
+        for i in range(sizes["starts"]):
+            agent = Notified(work, agent_argv(config))
+            try:
+                readies.append(await asyncio.to_thread(agent.wait_ready))
+                if i == 0:
+                    await asyncio.sleep(sizes["settle_s"])  # connects, opens the devices
+                    out["idle"] = await sample(agent.proc.pid, sizes["idle_s"])
+            finally:
+                stops.append(agent.stop())
+        out["ready_s"] = statistics.median(readies)
+        out["ready_max_s"] = max(readies)
+        out["ready_samples"] = readies
+        clean = [s for s in stops if s is not None]
+        out["stop_s_max"] = max(clean) if clean else None
+        out["unclean_stops"] = len(stops) - len(clean)
+    return out
+
+
+async def backlog_phase(work: Path, sim: Simulator, n: int, settle_s: float) -> dict[str, Any]:
+    db = work / "backlog" / "ledger.db"
+    rate = await asyncio.to_thread(build_backlog, db, n, STORE)
+    on_disk = sum(p.stat().st_size for p in db.parent.glob("ledger.db*"))
+    closed = free_port()  # nothing listens there: the agent runs offline
+    config = agent_config(work, db, f"mqtt://127.0.0.1:{closed}", sim)
+    agent = Notified(work, agent_argv(config))
+    try:
+        ready = await asyncio.to_thread(agent.wait_ready)
+        await asyncio.sleep(settle_s)
+        figures = await sample(agent.proc.pid, max(2.0, settle_s))
+    finally:
+        agent.stop()
+    return {"events": n, "build_events_per_s": rate, "db_mib": on_disk / MIB,
+            "ready_s": ready, **figures}
+
+
+async def _run(quick: bool, tiny: bool) -> dict[str, Any]:
+    sizes = _sizes(quick, tiny)
+    with scratch_dir("bench-footprint-") as work:
+        async with Simulator(work / "dev") as sim:
+            sim.add_scanner("till-1", suffix="CR")
+            sim.add_scanner("backroom", suffix="CRLF")
+            sim.add_door("door-main")
+            sim.add_em4100("entrance-rfid")
+            await sim.start()
+            out: dict[str, Any] = {"bare": await bare_ceiling(work, sizes["starts"])}
+            out.update(await idle_phase(work, sim, sizes))
+            out["backlog"] = await backlog_phase(work, sim, sizes["backlog"], sizes["settle_s"])
+    out["idle_seconds"] = sizes["idle_s"]
+    return out
+
+
+def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
+    return asyncio.run(_run(quick, tiny))
+
+
+def rows(f: dict[str, Any]) -> list[Row]:
+    g = "footprint"
+    idle, backlog, bare = f["idle"], f["backlog"], f["bare"]
+    return [
+        Row(g, "start → READY=1 (median)", f["ready_s"], "s", bare["ready_s"],
+            "bare interpreter → READY", f"≤ {READY_TARGET_S:g} s",
+            f["ready_s"] <= READY_TARGET_S, note=f"max {f['ready_max_s']:.2f} s"),
+        Row(g, f"idle RSS, devices connected, {f['idle_seconds']:g} s", idle["rss_max_mib"],
+            "MiB", bare["rss_mib"], "bare interpreter", f"≤ {RSS_TARGET_MIB:g} MiB",
+            idle["rss_max_mib"] <= RSS_TARGET_MIB,
+            note=f"{idle['device_ptys_open']} device ptys open"),
+        Row(g, f"idle CPU, {f['idle_seconds']:g} s", idle["cpu_pct"], "%", None, "",
+            f"≤ {CPU_TARGET_PCT:g} % of a core", idle["cpu_pct"] <= CPU_TARGET_PCT),
+        Row(g, f"RSS with a {backlog['events']:,}-event offline backlog", backlog["rss_max_mib"],
+            "MiB", idle["rss_max_mib"], "idle RSS, empty ledger",
+            f"≤ {RSS_TARGET_MIB:g} MiB, bounded", backlog["rss_max_mib"] <= RSS_TARGET_MIB,
+            note=f"ledger {backlog['db_mib']:.0f} MiB on disk"),
+        Row(g, "start → READY=1 with that backlog", backlog["ready_s"], "s", f["ready_s"],
+            "empty ledger", f"≤ {READY_TARGET_S:g} s", backlog["ready_s"] <= READY_TARGET_S),
+        Row(g, "backlog build (ledger batched ops, 1000/op)", backlog["build_events_per_s"],
+            "ev/s"),
+    ]
+
+
+def main() -> None:
+    figures = run(quick="--quick" in sys.argv, tiny="--tiny" in sys.argv)
+    print_rows("agent footprint", rows(figures))
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
