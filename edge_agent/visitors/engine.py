@@ -250,8 +250,9 @@ class VisitorsEngine:
         async with self._lock:
             now = self._clock()
             cfg = self._cfg
-            if final:  # present shoppers were seen until now
+            if final:
                 self._pending.extend(sessions.tick(now))
+            sessions.refresh_present(now)  # present shoppers were seen until now
             closed, self._pending = self._pending, []
             deltas = self._counter.drain()
             key_id = self._key_id

@@ -6,12 +6,13 @@ when an id appears and one "gone" when it has not been seen for their window).
 
 - A visit opens on the first sighting of a shopper with no open visit; ``entered_at`` is
   that sighting.
-- While any device reports the shopper present, the visit stays open and ``last_seen``
-  follows the clock. Once no device does, the visit closes when ``gap_s`` has passed
-  without a new sighting, with ``left_at`` = the last sighting.
+- While any device reports the shopper present, the visit stays open (``last_seen``
+  follows the clock; :meth:`Sessioniser.refresh_present`). Once no device does, the visit
+  closes when ``gap_s`` has passed without a new sighting, ``left_at`` = last sighting.
 - Visits are keyed by pseudonym. Raw ids live only in the ``_recent`` table, which maps a
   raw id to its open visit so repeated reads skip the HMAC; an entry is dropped
-  ``dedup_s`` after its last read, when the id is reported gone, or on key rotation.
+  ``dedup_s`` after it was made (a shopper still being read is re-cached through one
+  HMAC), when the id is reported gone, or on key rotation.
 - On key rotation the previous key is kept (in memory only) for ``grace_s`` so shoppers
   in the store at that moment stay in their visit; then it is dropped.
 - A visit reported present for more than ``max_visit_s`` (a fob left by the door) closes.
@@ -19,7 +20,8 @@ when an id appears and one "gone" when it has not been seen for their window).
 
 from __future__ import annotations
 
-import uuid
+import heapq
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -61,18 +63,24 @@ class ClosedVisit:
         return max(0, round(self.left_at - self.entered_at))
 
 
-class _Recent:
-    """A raw id's link to its open visit (memory only, for the dedup window)."""
+class RandomIds:
+    """UUID4 strings from pooled ``os.urandom`` bytes (a fifth of ``str(uuid.uuid4())``'s
+    cost; visits open on the read path)."""
 
-    __slots__ = ("seen", "visit")
+    __slots__ = ("_pool", "_pos")
 
-    def __init__(self, visit: OpenVisit, seen: float) -> None:
-        self.visit = visit
-        self.seen = seen
+    def __init__(self) -> None:
+        self._pool = b""
+        self._pos = 0
 
-
-def _new_visit_id() -> str:
-    return str(uuid.uuid4())
+    def __call__(self) -> str:
+        if self._pos >= len(self._pool):
+            self._pool = os.urandom(16 * 256)
+            self._pos = 0
+        h = self._pool[self._pos:self._pos + 16].hex()
+        self._pos += 16
+        variant = "89ab"[int(h[16], 16) & 3]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 class Sessioniser:
@@ -83,33 +91,35 @@ class Sessioniser:
         gap_s: float = 300.0,
         dedup_s: float = 10.0,
         max_visit_s: float = MAX_VISIT_S,
-        id_factory: Callable[[], str] = _new_visit_id,
+        id_factory: Callable[[], str] | None = None,
     ) -> None:
         self.gap_s = gap_s
         self.dedup_s = dedup_s
         self.max_visit_s = max_visit_s
-        self._id_factory = id_factory
+        self._id_factory = id_factory or RandomIds()
         self._pseudo = Pseudonymiser(key)
         self._prev: Pseudonymiser | None = None
         self._prev_until = 0.0
         self._open: dict[str, OpenVisit] = {}
-        self._recent: dict[str, _Recent] = {}
-        self.reads = 0
-        self.duplicates = 0
+        # raw id -> (its open visit, when cached); insertion order = age, so expiry pops
+        # from the front. The only place raw ids are held.
+        self._recent: dict[str, tuple[OpenVisit, float]] = {}
+        # (deadline, n, visit) for visits no device reports present; checked lazily.
+        self._idle: list[tuple[float, int, OpenVisit]] = []
+        self._pushes = 0
+        self._next_scan = float("-inf")
+        self.slow_reads = 0
         self.opened = 0
 
     # -- reads -----------------------------------------------------------------------------
-    def read(
-        self, raw_id: str, *, device: str, source: str, zone: str, present: bool, now: float
+    def read(  # noqa: PLR0917 - hot path: positional arguments are cheaper
+        self, raw_id: str, device: str, source: str, zone: str, present: bool, now: float
     ) -> OpenVisit | None:
         """Record one read; returns the visit if this read opened it."""
-        self.reads += 1
         entry = self._recent.get(raw_id)
         if entry is not None and present:
-            visit = entry.visit
+            visit = entry[0]
             if not visit.closed:
-                entry.seen = now
-                self.duplicates += 1
                 if now > visit.last_seen:  # noqa: PLR1730 - hot path: max() costs a call
                     visit.last_seen = now
                 visit.present.add(device)
@@ -119,15 +129,18 @@ class Sessioniser:
     def _read_slow(
         self, raw_id: str, device: str, source: str, zone: str, *, present: bool, now: float
     ) -> OpenVisit | None:
+        self.slow_reads += 1
         visitor = self._pseudo(raw_id)
         visit = self._open.get(visitor)
         if visit is None and self._prev is not None and now < self._prev_until:
             visit = self._open.get(self._prev(raw_id))
+        self._recent.pop(raw_id, None)
         if not present:
-            self._recent.pop(raw_id, None)
             if visit is not None:
                 visit.present.discard(device)
                 visit.last_seen = max(visit.last_seen, now)
+                if not visit.present:
+                    self._push_idle(visit)
             return None
         opened = None
         if visit is None:
@@ -135,32 +148,53 @@ class Sessioniser:
             self._open[visitor] = visit
             self.opened += 1
             opened = visit
-        elif now > visit.last_seen:
-            visit.last_seen = now
+        else:
+            visit.last_seen = max(visit.last_seen, now)
         visit.present.add(device)
-        self._recent[raw_id] = _Recent(visit, now)
+        self._recent[raw_id] = (visit, now)
         return opened
+
+    def _push_idle(self, visit: OpenVisit) -> None:
+        self._pushes += 1
+        heapq.heappush(self._idle, (visit.last_seen + self.gap_s, self._pushes, visit))
 
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> list[ClosedVisit]:
-        """Forget raw ids past the dedup window; close visits past the gap."""
+        """Forget raw ids cached ``dedup_s`` ago; close visits past the gap (and present
+        ones past ``max_visit_s``, checked once a minute)."""
+        recent = self._recent
         limit = now - self.dedup_s
-        stale = [raw for raw, entry in self._recent.items()
-                 if entry.seen <= limit or entry.visit.closed]
-        for raw in stale:
-            del self._recent[raw]
+        while recent:
+            raw = next(iter(recent))
+            if recent[raw][1] > limit:
+                break
+            del recent[raw]
         if self._prev is not None and now >= self._prev_until:
             self._prev = None
         closed: list[ClosedVisit] = []
-        for visit in list(self._open.values()):
-            if visit.present:
-                if now - visit.entered_at >= self.max_visit_s:
-                    closed.append(self._close(visit, now))
-                elif now > visit.last_seen:
-                    visit.last_seen = now
-            elif now - visit.last_seen >= self.gap_s:
+        idle = self._idle
+        while idle and idle[0][0] <= now:
+            _, _, visit = heapq.heappop(idle)
+            if visit.closed or visit.present:
+                continue  # closed already, or present again (pushed anew when it goes)
+            if visit.last_seen + self.gap_s <= now:
                 closed.append(self._close(visit, visit.last_seen))
+            else:
+                self._push_idle(visit)  # seen again since it was queued
+        if now >= self._next_scan:
+            self._next_scan = now + 60.0
+            closed.extend(
+                self._close(visit, visit.entered_at + self.max_visit_s)
+                for visit in list(self._open.values())
+                if visit.present and now - visit.entered_at >= self.max_visit_s
+            )
         return closed
+
+    def refresh_present(self, now: float) -> None:
+        """Visits a device reports present were seen until ``now`` (before saving them)."""
+        for visit in self._open.values():
+            if visit.present and now > visit.last_seen:
+                visit.last_seen = now
 
     def _close(self, visit: OpenVisit, left_at: float) -> ClosedVisit:
         visit.closed = True
@@ -186,7 +220,9 @@ class Sessioniser:
     def restore(self, visits: Iterable[OpenVisit]) -> None:
         for visit in visits:
             visit.present = set()
+            visit.closed = False
             self._open[visit.visitor] = visit
+            self._push_idle(visit)
 
     @property
     def open_visits(self) -> list[OpenVisit]:

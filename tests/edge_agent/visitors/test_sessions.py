@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import uuid
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
@@ -18,7 +19,7 @@ from edge_agent.visitors.footfall import (
     periods_between,
 )
 from edge_agent.visitors.pseudonym import Pseudonymiser, loyalty_hash, new_key, pseudonym
-from edge_agent.visitors.sessions import Sessioniser
+from edge_agent.visitors.sessions import RandomIds, Sessioniser
 
 KEY = bytes(range(32))
 
@@ -57,10 +58,13 @@ def test_raw_ids_are_forgotten_after_the_dedup_window() -> None:
     read(s, "B", 0.0)
     read(s, "B", 1.0, present=False)  # gone: dropped at once
     assert s.raw_ids_held == 1
+    read(s, "A", 5.0)  # a duplicate does not extend the raw id's stay
     s.tick(9.0)
     assert s.raw_ids_held == 1
     s.tick(10.0)
     assert s.raw_ids_held == 0
+    assert not read(s, "A", 11.0)  # still the same visit, found through its pseudonym
+    assert s.raw_ids_held == 1
     assert len(s.open_visits) == 2  # visits keep only pseudonyms
 
 
@@ -79,7 +83,7 @@ def test_stuck_presence_is_capped() -> None:
     s = Sessioniser(KEY, gap_s=60, dedup_s=10, max_visit_s=3600)
     read(s, "A", 0.0)
     assert s.tick(3599.0) == []
-    [visit] = s.tick(3600.0)
+    [visit] = s.tick(3660.0)  # checked once a minute, closed at the cap
     assert visit.dwell_s == 3600
 
 
@@ -150,3 +154,12 @@ def test_periods_and_counters() -> None:
     assert counter.drain() == []
     counter.restore(deltas)
     assert counter.pending("door-1", 0) == (2, 1)
+
+
+def test_visit_ids_are_distinct_uuid4s() -> None:
+    ids = RandomIds()
+    made = [ids() for _ in range(600)]  # more than one pool
+    assert len(set(made)) == 600
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
