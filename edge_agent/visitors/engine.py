@@ -101,6 +101,7 @@ class VisitorsEngine:
         self._last_retention = float("-inf")
         self._shedding = False
         self._lock = asyncio.Lock()
+        self._started_disabled = False
         self._figures: dict[str, int] = dict.fromkeys((
             "presence_reads", "presence_shed", "presence_ignored", "product_tags_ignored",
             "door_entries", "door_exits", "visits_opened", "visits_recorded",
@@ -114,6 +115,10 @@ class VisitorsEngine:
         now = self._clock()
         cfg = self._cfg
         config = self._services.config
+        self._services.extras[ENGINE_EXTRA] = self
+        if not cfg.enabled:
+            await self._disable(now)
+            return
         candidate = new_key()
 
         def op(tx: Tx) -> tuple[store.KeyRow, list[Any], int]:
@@ -137,13 +142,27 @@ class VisitorsEngine:
         self._figures["visits_recorded"] += closed
         self._loyalty_version, self._loyalty = await self._ledger.read(store.load_loyalty)
         self._loyalty_checked = now
-        self._services.extras[ENGINE_EXTRA] = self
         log.info("visitors engine started", restored_visits=len(fresh), closed_at_restart=closed,
                  doors=len(self._doors), enabled=cfg.enabled)
 
+    async def _disable(self, now: float) -> None:
+        """``visitors.enabled = false``: destroy the key and the open-visit state (so no
+        pseudonym can be linked any more), keep only retention of what was recorded."""
+        cutoff = now - self._cfg.retention_days * 86400.0
+
+        def op(tx: Tx) -> int:
+            store.destroy_keys(tx)
+            tx.execute("DELETE FROM visit_open")
+            return store.apply_retention(tx, cutoff)
+
+        deleted = await self._ledger.write(op)
+        self._last_retention = now
+        self._started_disabled = True
+        log.info("visitors disabled: key and open visits destroyed", retention_deleted=deleted)
+
     async def run(self) -> None:
         """Tick until cancelled; on the way out save open visits and counters."""
-        if self._sessions is None:
+        if self._sessions is None and not self._started_disabled:
             await self.start()
         try:
             while True:
@@ -213,6 +232,10 @@ class VisitorsEngine:
     async def tick(self) -> None:
         """One round: disk check, visits past the gap, then one ledger transaction."""
         now = self._clock()
+        if self._started_disabled:
+            if now - self._last_retention >= RETENTION_EVERY_S:
+                await self._disable(now)
+            return
         self._check_disk()
         if self._sessions is not None:
             self._pending.extend(self._sessions.tick(now))

@@ -46,19 +46,25 @@ def load_or_create_key(tx: Tx, new_key: bytes, now: float) -> KeyRow:
     return KeyRow(int(cursor.lastrowid or 0), new_key, now)
 
 
-def rotate_key(tx: Tx, new_key: bytes, now: float) -> KeyRow:
-    """Destroy every stored key (overwrite with zeros, then delete, with
-    ``secure_delete`` so SQLite zeroes the freed cell space) and store ``new_key``."""
+def destroy_keys(tx: Tx) -> None:
+    """Overwrite every stored key with zeros, then delete it, with ``secure_delete`` on so
+    SQLite also zeroes the freed cell space (the old page image leaves the WAL at the next
+    checkpoint)."""
     previous = int(tx.query("PRAGMA secure_delete")[0][0])
     tx.execute("PRAGMA secure_delete = ON")
     try:
         tx.execute("UPDATE visitor_keys SET key = zeroblob(length(key))")
         tx.execute("DELETE FROM visitor_keys")
-        cursor = tx.execute(
-            "INSERT INTO visitor_keys (key, created_at) VALUES (?, ?)", (new_key, now)
-        )
     finally:
         tx.execute(f"PRAGMA secure_delete = {1 if previous else 0}")
+
+
+def rotate_key(tx: Tx, new_key: bytes, now: float) -> KeyRow:
+    """Destroy every stored key and store ``new_key``."""
+    destroy_keys(tx)
+    cursor = tx.execute(
+        "INSERT INTO visitor_keys (key, created_at) VALUES (?, ?)", (new_key, now)
+    )
     return KeyRow(int(cursor.lastrowid or 0), new_key, now)
 
 

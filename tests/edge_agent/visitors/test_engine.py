@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -342,3 +344,49 @@ async def test_handle_never_raises_and_ignores_devices_without_presence_role(
     assert figures["product_tags_ignored"] == 1
     assert figures["handle_errors"] == 1
     assert figures["open_visits"] == 1
+
+
+async def test_run_ticks_and_saves_open_visits_when_cancelled(
+    open_services: Factory, clock: Clock
+) -> None:
+    services = open_services(absence_gap_s=300)
+    rfid = device(services.config, "rfid-1")
+    engine = VisitorsEngine(services, clock=clock, tick_s=0.01)
+    task = asyncio.create_task(engine.run(), name="visitors.run")
+    await asyncio.sleep(0.1)  # run() starts the engine itself
+    engine.handle(rfid, tag("ABCDEF0123"))
+    clock.advance(20)
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    rows = services.ledger.read_blocking(lambda conn: conn.execute(
+        "SELECT entered_at, last_seen FROM visit_open").fetchall())
+    assert [tuple(r) for r in rows] == [(T0, T0 + 20)]
+
+
+async def test_disabled_destroys_the_key_and_records_nothing(
+    open_services: Factory, clock: Clock, tmp_path: Path
+) -> None:
+    services = open_services()
+    engine = VisitorsEngine(services, clock=clock)
+    await engine.start()
+    engine.handle(device(services.config, "rfid-1"), tag("ABCDEF0123"))
+    await engine.flush(final=True)
+    [old_key] = key_rows(services)
+    services.ledger.close()
+    services2 = open_services(enabled=False)
+    engine2 = VisitorsEngine(services2, clock=clock)
+    await engine2.start()
+    engine2.handle(device(services2.config, "rfid-1"), tag("ABCDEF0123"))
+    engine2.handle(device(services2.config, "door-1"),
+                   DoorEvent(device="door-1", direction="in", count=1))
+    clock.advance(3600)
+    await engine2.tick()
+    assert key_rows(services2) == []
+    assert facts(services2, "visit") == facts(services2, "footfall") == []
+    assert services2.ledger.read_blocking(
+        lambda conn: conn.execute("SELECT count(*) FROM visit_open").fetchone()[0]) == 0
+    services2.ledger.close()
+    assert old_key not in checkpointed_bytes(Path(services2.config.database.path))
