@@ -3,8 +3,9 @@ production)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,9 @@ def stock_table(ledger: Ledger) -> dict[str, tuple[int, int]]:
         r[0]: (int(r[1]), int(r[2]))
         for r in conn.execute("SELECT sku, on_hand, reserved FROM stock")
     })
+
+
+async def until(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
+    async with asyncio.timeout(limit_s):
+        while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
+            await asyncio.sleep(0.01)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from tests.edge_agent.retail.seed import (
     event_payloads,
     open_ledger,
     stock_table,
+    until,
 )
 
 
@@ -38,12 +39,6 @@ def device(name: str, mode: str, terminal: str = "T1",
 
 def services_for(ledger: Ledger, cfg: Config | None = None) -> AgentServices:
     return AgentServices(config=cfg or config(), ledger=ledger, hub=EventHub())
-
-
-async def until(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
-    async with asyncio.timeout(limit_s):
-        while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
-            await asyncio.sleep(0.02)
 
 
 class Collector:

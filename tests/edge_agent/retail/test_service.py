@@ -334,3 +334,14 @@ def test_stock_equals_sum_of_deltas(tmp_path_factory: pytest.TempPathFactory,
             assert table.get(line["sku"], (0, 0))[1] == line["qty"]
     finally:
         ledger.close()
+
+
+async def test_ledger_stats_see_every_fact(retail: RetailService, ledger: Ledger) -> None:
+    """Writes that append and then run SQL still leave the outbox figures right."""
+    await retail.sale(sale([{"sku": "A-100"}], "2.50"), idempotency_key="s1")
+    await retail.receipt(ReceiptRequest.model_validate({"lines": [{"sku": "A-100", "qty": 1}]}),
+                         idempotency_key="r1")
+    stats = await ledger.stats()
+    assert (stats.last_seq, stats.outbox_pending) == (3, 3)  # sale, oversold alert, receipt
+    digest = await ledger.digest_state()
+    assert digest.through_seq == 3
