@@ -4,14 +4,21 @@ production)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import Config, StoreSection
+from drivers import open_reader
+from drivers.carddata import make_filter
+from drivers.events import DeviceEvent, ScanEvent
+from drivers.simulator import Simulator
+from edge_agent.config import Config, SerialScannerDevice, StoreSection
 from edge_agent.ledger import Ledger, Tx
+from edge_agent.retail.catalog import read_known_gtins
+from edge_agent.retail.scanmodes import ScanModes
 
 STORE = StoreSection(id="S001", currency="EUR", rcn_region="sweden")
 
@@ -109,3 +116,40 @@ async def until(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
     async with asyncio.timeout(limit_s):
         while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
             await asyncio.sleep(0.01)
+
+
+def device(name: str, mode: str, terminal: str = "T1",
+           port: str = "/dev/null") -> SerialScannerDevice:
+    return SerialScannerDevice.model_validate(
+        {"name": name, "port": port, "mode": mode, "terminal": terminal})
+
+
+@contextlib.asynccontextmanager
+async def scanner_pipeline(sim: Simulator, dev: SerialScannerDevice,
+                           modes: ScanModes) -> AsyncIterator[list[ScanEvent]]:
+    """pty -> drivers reader -> ScanModes.handle_scan, as the daemon's router does."""
+    queue: asyncio.Queue[DeviceEvent] = asyncio.Queue()
+    handled: list[ScanEvent] = []
+    gtins = await modes.services.ledger.read(read_known_gtins)
+    # 5901234123457 passes a 13-digit Maestro's Luhn and prefix checks: without the catalog
+    # the reader would drop it as card data.
+    reader = open_reader(dev, queue.put_nowait, card_filter=make_filter(gtins.__contains__))
+
+    async def route() -> None:
+        while True:
+            event = await queue.get()
+            if isinstance(event, ScanEvent):
+                await modes.handle_scan(dev, event)
+                handled.append(event)
+
+    tasks = [asyncio.create_task(reader.run(), name=f"driver[{dev.name}].read"),
+             asyncio.create_task(route(), name=f"router[{dev.name}]")]
+    try:
+        await until(lambda: reader.status.state == "connected")
+        yield handled
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

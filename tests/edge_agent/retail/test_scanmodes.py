@@ -4,37 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from drivers import open_reader
-from drivers.carddata import make_filter
-from drivers.events import DeviceEvent, ScanEvent
+from drivers.events import ScanEvent
 from drivers.simulator import Simulator
-from edge_agent.config import Config, SerialScannerDevice
+from edge_agent.config import Config
 from edge_agent.hub import EventHub
 from edge_agent.ledger import Ledger
-from edge_agent.retail.catalog import read_known_gtins
 from edge_agent.retail.scanmodes import ScanModes
 from edge_agent.services import AgentServices
 from tests.edge_agent.retail.seed import (
     SALE_BARCODE,
     STORE,
     config,
+    device,
     event_payloads,
     open_ledger,
+    scanner_pipeline,
     stock_table,
     until,
 )
-
-
-def device(name: str, mode: str, terminal: str = "T1",
-           port: str = "/dev/null") -> SerialScannerDevice:
-    return SerialScannerDevice.model_validate(
-        {"name": name, "port": port, "mode": mode, "terminal": terminal})
 
 
 def services_for(ledger: Ledger, cfg: Config | None = None) -> AgentServices:
@@ -72,37 +64,6 @@ class Collector:
 
     def of(self, topic: str) -> list[dict[str, Any]]:
         return [data for t, data in self.items if t == topic]
-
-
-@contextlib.asynccontextmanager
-async def scanner_pipeline(sim: Simulator, dev: SerialScannerDevice,
-                           modes: ScanModes) -> AsyncIterator[list[ScanEvent]]:
-    """pty -> drivers reader -> ScanModes.handle_scan, as the daemon's router does."""
-    queue: asyncio.Queue[DeviceEvent] = asyncio.Queue()
-    handled: list[ScanEvent] = []
-    gtins = await modes.services.ledger.read(read_known_gtins)
-    # 5901234123457 passes a 13-digit Maestro's Luhn and prefix checks: without the catalog
-    # the reader would drop it as card data.
-    reader = open_reader(dev, queue.put_nowait, card_filter=make_filter(gtins.__contains__))
-
-    async def route() -> None:
-        while True:
-            event = await queue.get()
-            if isinstance(event, ScanEvent):
-                await modes.handle_scan(dev, event)
-                handled.append(event)
-
-    tasks = [asyncio.create_task(reader.run(), name=f"driver[{dev.name}].read"),
-             asyncio.create_task(route(), name=f"router[{dev.name}]")]
-    try:
-        await until(lambda: reader.status.state == "connected")
-        yield handled
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def test_sale_basket_over_pty_checks_out_as_one_sale(tmp_path: Path) -> None:
