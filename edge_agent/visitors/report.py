@@ -120,7 +120,15 @@ def periods(conn: sqlite3.Connection, start: float, end: float,
 
 def visitors_today(conn: sqlite3.Connection, *, now: float | None = None,
                    timezone: str | None = None) -> dict[str, Any]:
-    """Today's figures in the store's time zone (``edge-agent visitors --today``)."""
+    """Today's figures in the store's time zone (``edge-agent visitors --today``).
+
+    ``timezone`` defaults to the one the engine saved (UTC before it first ran). A database
+    an older agent wrote (no visitors tables yet) gives zeros and says so.
+    """
+    if not _has_table(conn, "visits"):
+        return {"visits": 0, "visitors": 0, "entries": 0, "exits": 0,
+                "note": "no visitors data in this database (the agent has not run the "
+                        "visitors migration yet)"}
     tz, _ = settings(conn)
     tz = timezone or tz
     now = time.time() if now is None else now

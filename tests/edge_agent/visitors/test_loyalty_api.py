@@ -168,3 +168,14 @@ def test_report_reads_a_plain_read_only_connection(open_services: Factory) -> No
         assert visitors_today(conn, now=T0 + 2000)["visits"] == 3
     finally:
         conn.close()
+
+
+def test_report_on_a_database_without_visitors_tables(tmp_path: Any) -> None:
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    try:
+        summary = visitors_today(conn, now=T0)
+    finally:
+        conn.close()
+    assert (summary["visits"], summary["entries"]) == (0, 0)
+    assert "migration" in summary["note"]
