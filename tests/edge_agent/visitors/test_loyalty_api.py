@@ -179,3 +179,21 @@ def test_report_on_a_database_without_visitors_tables(tmp_path: Any) -> None:
         conn.close()
     assert (summary["visits"], summary["entries"]) == (0, 0)
     assert "migration" in summary["note"]
+
+
+async def test_router_inside_the_agent_app(open_services: Factory, clock: Clock) -> None:
+    from edge_agent.api.app import create_app  # noqa: PLC0415 - the lead's app, if present
+
+    services = open_services()
+    engine = VisitorsEngine(services, clock=clock)
+    await engine.start()
+    app = create_app(services)
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://agent") as client:
+        today = (await client.get("/v1/visitors/today")).json()
+        assert today["live"]["open_visits"] == 0
+        assert today["live"]["shedding"] is False
+        bad = await client.get("/v1/visitors/conversion",
+                               params={"from": "2026-11-25T10:00:00Z"})
+        assert bad.status_code == 422
