@@ -106,7 +106,7 @@ class VisitorsEngine:
             "presence_reads", "presence_shed", "presence_ignored", "product_tags_ignored",
             "door_entries", "door_exits", "visits_opened", "visits_recorded",
             "visits_dropped", "customers_arrived", "footfall_periods", "key_rotations",
-            "retention_deleted", "write_errors", "handle_errors", "not_started",
+            "retention_deleted", "write_errors", "handle_errors", "tick_errors", "not_started",
         ), 0)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -157,8 +157,11 @@ class VisitorsEngine:
 
         deleted = await self._ledger.write(op)
         self._last_retention = now
+        if not self._started_disabled:
+            log.info("visitors disabled: key and open visits destroyed",
+                     retention_deleted=deleted)
         self._started_disabled = True
-        log.info("visitors disabled: key and open visits destroyed", retention_deleted=deleted)
+        self._figures["retention_deleted"] += deleted
 
     async def run(self) -> None:
         """Tick until cancelled; on the way out save open visits and counters."""
@@ -166,7 +169,11 @@ class VisitorsEngine:
             await self.start()
         try:
             while True:
-                await self.tick()
+                try:
+                    await self.tick()
+                except Exception as exc:  # noqa: BLE001 - visitors must never stop the agent
+                    self._figures["tick_errors"] += 1
+                    log.error("visitors: tick failed", error=type(exc).__name__)  # noqa: TRY400
                 await asyncio.sleep(self._tick_s)
         finally:
             with contextlib.suppress(EdgeAgentError):
@@ -301,9 +308,11 @@ class VisitorsEngine:
 
             try:
                 recorded, periods, deleted, key = await self._ledger.write(op)
-            except EdgeAgentError as exc:
+            except Exception as exc:  # noqa: BLE001 - kept for the next tick, never lost here
                 self._figures["write_errors"] += 1
-                log.warning("visitors: write failed, will retry", error=str(exc))
+                log.warning("visitors: write failed, will retry",
+                            error=str(exc) if isinstance(exc, EdgeAgentError)
+                            else type(exc).__name__)
                 merged = closed + self._pending
                 overflow = max(0, len(merged) - MAX_PENDING_VISITS)
                 self._pending = merged[overflow:]  # dropped ones stay in visit_open: a

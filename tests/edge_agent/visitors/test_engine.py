@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from drivers.events import BeaconEvent, DoorEvent, TagEvent
 from edge_agent.config import Config
 from edge_agent.services import AgentServices
@@ -390,3 +392,37 @@ async def test_disabled_destroys_the_key_and_records_nothing(
         lambda conn: conn.execute("SELECT count(*) FROM visit_open").fetchone()[0]) == 0
     services2.ledger.close()
     assert old_key not in checkpointed_bytes(Path(services2.config.database.path))
+
+
+async def test_a_failed_write_is_retried_and_recorded_once(
+    open_services: Factory, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.errors import DiskFull  # noqa: PLC0415
+    from edge_agent.visitors import store  # noqa: PLC0415
+
+    services = open_services(absence_gap_s=60)
+    rfid, door = device(services.config, "rfid-1"), device(services.config, "door-1")
+    engine = VisitorsEngine(services, clock=clock)
+    await engine.start()
+    engine.handle(rfid, tag("ABABABABAB"))
+    engine.handle(rfid, tag("ABABABABAB", present=False))
+    engine.handle(door, DoorEvent(device="door-1", direction="in", count=2))
+    real = store.emit_footfall
+    failures = {"left": 1}
+
+    def failing(*args: Any, **kwargs: Any) -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise DiskFull("injected: the disk is full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "emit_footfall", failing)
+    clock.advance(900)
+    await engine.tick()  # the whole transaction fails: nothing recorded, all kept
+    assert engine.figures()["write_errors"] == 1
+    assert facts(services, "visit") == facts(services, "footfall") == []
+    await engine.tick()
+    assert len(facts(services, "visit")) == 1
+    assert [(f["entries"]) for f in facts(services, "footfall")] == [2]
+    await engine.tick()
+    assert len(facts(services, "visit")) == 1
