@@ -105,7 +105,8 @@ def _since(value: Any) -> str | None:
 
 @devices_group.command(name="tail")
 @click.argument("name", required=False)
-@click.option("--topics", default="scan,tag,device,door,presence,rejected", show_default=True,
+@click.option("--topics", default="scan,scan_rejected,tag,device,door,presence,rejected",
+              show_default=True,
               help="Event topics to follow.")
 @click.option("--duration", type=float, default=None,
               help="Stop after this many seconds without events (default: until Ctrl-C).")

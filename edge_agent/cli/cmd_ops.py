@@ -14,12 +14,10 @@ from edge_agent.cli._base import (
     emit_json,
     json_option,
     kv_table,
-    note,
     state,
     table,
 )
 from edge_agent.cli.app import cli
-from edge_agent.cli.client import ApiError
 from edge_agent.cli.cmd_core import _age, client_for, daemon_or_db
 
 
@@ -32,6 +30,11 @@ def outbox(limit: int) -> None:
     """Events not yet acknowledged by central: count, oldest, and the first --limit."""
     data, _live = daemon_or_db(lambda c: c.get("/v1/outbox", limit=limit),
                                lambda cfg: local.outbox(cfg, limit))
+    data = dict(data)
+    if "items" not in data:  # the API lists them as "events"
+        data["items"] = data.pop("events", [])
+    if data.get("oldest_age_s") is None:
+        data["oldest_age_s"] = local.age_s(data.get("oldest_ts"))
     if state().json:
         emit_json(data)
         return
@@ -100,27 +103,16 @@ def _watch_fields(status: dict[str, Any]) -> dict[str, Any]:
 
 @sync_group.command(name="watch")
 @click.option("--interval", type=float, default=2.0, show_default=True,
-              help="Polling interval when the agent has no live sync stream.")
+              help="Seconds between two looks at the agent's status.")
 @click.option("--duration", type=float, default=None,
               help="Stop after this many seconds (default: until Ctrl-C).")
 @json_option
 def sync_watch(interval: float, duration: float | None) -> None:
-    """Live acknowledgements and commands (the API's sync stream, else status polling)."""
+    """Live acknowledgements and commands: prints each change of the broker link, last
+    ack, outbox backlog, last seq and applied cseq (polling the agent's status)."""
     st = state()
     client = client_for(st.config())
     deadline = None if duration is None else time.monotonic() + duration
-    try:
-        for event, data in client.stream("/v1/events/stream", params={"topics": "sync"},
-                                          timeout=duration):
-            _print_event(event, data, st.json)
-            if deadline is not None and time.monotonic() > deadline:
-                break
-    except ApiError as exc:
-        if exc.status not in (400, 404, 422):
-            raise
-        note("the agent has no live sync stream: polling its status")
-    else:
-        return
     previous: dict[str, Any] | None = None
     while deadline is None or time.monotonic() < deadline:
         current = _watch_fields(client.get("/v1/status"))
@@ -190,8 +182,9 @@ def sales(today: bool, day: datetime | None) -> None:
     if day is not None and today:
         raise click.UsageError("give --today or --date, not both")
     when = day.date() if day is not None else _today(config.store.timezone)
-    data, _ = daemon_or_db(lambda c: c.get("/v1/sales", date=when.isoformat()),
-                           lambda cfg: local.sales(cfg, when))
+    # The ledger's sale events are the record; reading them read-only is safe while the
+    # agent runs, so this command never needs the daemon.
+    data = local.sales(config, when)
     if st.json:
         emit_json(data)
         return

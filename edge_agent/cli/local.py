@@ -26,6 +26,7 @@ from edge_agent.config import Config
 from edge_agent.errors import LedgerError
 from edge_agent.ledger import read_epochs, read_stats
 from edge_agent.ledger.schema import connect
+from sync.errors import WireFormatError
 from sync.wire import format_ts, parse_ts
 
 T = TypeVar("T")
@@ -61,10 +62,14 @@ def _meta(conn: sqlite3.Connection, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _age_s(ts: str | None) -> int | None:
-    if ts is None:
+def age_s(ts: Any) -> int | None:
+    """Seconds since the RFC 3339 timestamp ``ts`` (None when absent or unreadable)."""
+    if not isinstance(ts, str):
         return None
-    return max(0, int(time.time() - parse_ts(ts).timestamp()))
+    try:
+        return max(0, int(time.time() - parse_ts(ts).timestamp()))
+    except WireFormatError:
+        return None
 
 
 def status(config: Config) -> dict[str, Any]:
@@ -86,7 +91,7 @@ def status(config: Config) -> dict[str, Any]:
             "resync_reason": _meta(conn, "resync_reason"),
             "broker": {"connected": False, "last_ack_at": None, "reconnects": None},
             "outbox": {"pending": stats.outbox_pending, "oldest_ts": stats.outbox_oldest_ts,
-                       "oldest_age_s": _age_s(stats.outbox_oldest_ts)},
+                       "oldest_age_s": age_s(stats.outbox_oldest_ts)},
             "devices": {"connected": 0, "total": len(config.devices),
                         "items": [{"name": d.name, "kind": d.kind, "state": "stopped"}
                                   for d in config.devices]},
@@ -118,7 +123,7 @@ def outbox(config: Config, limit: int) -> dict[str, Any]:
                     items.append({"epoch": info.epoch, "seq": int(seq), "id": event_id,
                                   "type": kind, "ts": ts, "bytes": int(size)})
         return {
-            "pending": pending, "oldest_ts": oldest, "oldest_age_s": _age_s(oldest),
+            "pending": pending, "oldest_ts": oldest, "oldest_age_s": age_s(oldest),
             "epochs": [{"epoch": e.epoch, "last_seq": e.last_seq, "acked_seq": e.acked_seq}
                        for e in epochs],
             "items": items,
@@ -133,12 +138,10 @@ def stock(config: Config, sku: str) -> dict[str, Any]:
                            (sku,)).fetchone()
         cat = conn.execute("SELECT name, price, currency, active FROM catalog WHERE sku = ?",
                            (sku,)).fetchone()
-        if row is None and cat is None:
-            raise CliError(f"unknown SKU {sku!r}", code=1)
         on_hand = int(row[0]) if row else 0
         reserved = int(row[1]) if row else 0
         return {
-            "sku": sku, "name": cat["name"] if cat else None,
+            "sku": sku, "in_catalog": cat is not None, "name": cat["name"] if cat else None,
             "price": cat["price"] if cat else None, "currency": cat["currency"] if cat else None,
             "on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved,
         }

@@ -191,14 +191,13 @@ def test_outbox_lists_pending_events_from_the_database(config_path: Path, seeded
 def test_stock_and_low_stock_from_the_database(config_path: Path, seeded: str) -> None:
     one = invoke(config_path, "stock", "A-1", "--json")
     assert one.exit_code == 0, one.output
-    assert as_json(one) | {} == {"sku": "A-1", "name": "Blue mug", "price": "12.90",
-                                 "currency": "EUR", "on_hand": 8, "reserved": 0,
-                                 "available": 8}
+    assert as_json(one) == {"sku": "A-1", "in_catalog": True, "name": "Blue mug",
+                            "price": "12.90", "currency": "EUR", "on_hand": 8, "reserved": 0,
+                            "available": 8}
     low = invoke(config_path, "stock", "low", "--json")
     assert [i["sku"] for i in as_json(low)["items"]] == ["B-2"]
-    unknown = invoke(config_path, "stock", "Z-9")
-    assert unknown.exit_code == 1
-    assert "unknown SKU" in unknown.stderr
+    unknown = as_json(invoke(config_path, "stock", "Z-9", "--json"))
+    assert (unknown["in_catalog"], unknown["on_hand"]) == (False, 0)
 
 
 def test_sales_today_from_the_database(config_path: Path, seeded: str) -> None:
@@ -225,7 +224,7 @@ def test_read_commands_never_write_the_database(config_path: Path, seeded: str,
 
 
 def test_commands_needing_the_daemon_exit_3(config_path: Path, seeded: str) -> None:
-    for args in (["sync", "now"], ["sync", "resync"], ["devices", "tail"]):
+    for args in (["sync", "now"], ["sync", "resync"], ["sync", "watch"], ["devices", "tail"]):
         result = invoke(config_path, *args)
         assert result.exit_code == 3, (args, result.output)
         assert "daemon not running" in result.stderr
@@ -297,27 +296,22 @@ def test_devices_tail_masks_card_data(config_path: Path, fake_daemon: FakeDaemon
     assert "12345678" in machine.stdout
 
 
-def test_sync_watch_polls_status_without_a_sync_stream(
-    config_path: Path, fake_daemon: FakeDaemon
-) -> None:
-    fake_daemon.routes[("GET", "/v1/events/stream")] = lambda _q, _b: (
-        400, {"code": "bad_topic", "message": "unknown topic sync"})
-    fake_daemon.json("GET", "/v1/status", STATUS)
-    result = invoke(config_path, "sync", "watch", "--interval", "0.2", "--duration", "0.5",
+def test_sync_watch_prints_changes(config_path: Path, fake_daemon: FakeDaemon) -> None:
+    answers = [dict(STATUS), dict(STATUS), {**STATUS, "applied_cseq": 8, "last_seq": 58}]
+
+    def status(_q: object, _b: object) -> tuple[int, object]:
+        return 200, answers.pop(0) if len(answers) > 1 else answers[0]
+
+    fake_daemon.routes[("GET", "/v1/status")] = status
+    result = invoke(config_path, "sync", "watch", "--interval", "0.1", "--duration", "0.6",
                     "--json")
     assert result.exit_code == 0, result.output
-    assert "polling" in result.stderr
-    first = json.loads(result.stdout.split("\n}\n")[0] + "\n}")
-    assert first["event"] == "status"
-    assert first["data"]["applied_cseq"] == 7
-    assert first["data"]["last_ack_at"] == STATUS["broker"]["last_ack_at"]  # type: ignore[index]
-
-
-def test_sync_watch_follows_the_sync_stream(config_path: Path, fake_daemon: FakeDaemon) -> None:
-    fake_daemon.streams["stream"] = [("sync", {"ack": {"epoch": "e-1", "through_seq": 9}})]
-    result = invoke(config_path, "sync", "watch", "--duration", "1")
-    assert result.exit_code == 0, result.output
-    assert "through_seq" in result.stdout
+    changes = [json.loads(chunk + "}") for chunk in result.stdout.split("\n}")
+               if chunk.strip()]
+    assert changes[0]["data"]["applied_cseq"] == 7
+    assert changes[0]["data"]["last_ack_at"] == "2026-11-25T09:15:02.123Z"
+    assert changes[1]["data"] == {"applied_cseq": 8, "last_seq": 58}
+    assert len(changes) == 2
 
 
 # -- db ------------------------------------------------------------------------------------------
