@@ -30,7 +30,7 @@ from edge_agent.visitors.engine import VisitorsEngine
 from edge_agent.visitors.loyalty import apply_loyalty_command
 from edge_agent.visitors.pseudonym import loyalty_hash
 from edge_agent.visitors.report import periods, visitors_today
-from tests.edge_agent.visitors.conftest import T0, Clock
+from tests.edge_agent.visitors.conftest import T0, Clock, insert_sale
 
 BEACON_UUID = uuid.UUID("f7826da6-4fa2-4e98-8024-bc5b71e0893e")
 EM_TAGS = ["0A1B2C3D4E", "7F00FF1234"]
@@ -199,9 +199,7 @@ async def test_devices_to_visits_footfall_conversion_without_raw_ids(
     assert [v.get("customer") for v in visits].count("C-1001") == 1
     [footfall] = [e["data"] for e in events if e["type"] == "footfall"]
     assert (footfall["entries"], footfall["exits"]) == (3, 2)
-    ledger.write_blocking(lambda tx: tx.execute(  # what the retail service records per sale
-        "INSERT INTO sales (sale_id, epoch, seq, ts, terminal, total, currency) "
-        "VALUES ('s-1', 'e', 1, '2026-11-25T10:05:00.000Z', 'till-1', '1.00', 'EUR')"))
+    ledger.write_blocking(lambda tx: insert_sale(tx, "s-1", "2026-11-25T10:05:00.000Z"))
     summary = ledger.read_blocking(lambda conn: visitors_today(conn, now=T0 + 1000))
     assert (summary["visits"], summary["entries"], summary["sales"]) == (5, 3, 1)
     assert summary["sales_per_visit"] == 0.2

@@ -19,7 +19,7 @@ from edge_agent.visitors.errors import LoyaltyCommandInvalid
 from edge_agent.visitors.loyalty import apply_loyalty_command
 from edge_agent.visitors.pseudonym import loyalty_hash
 from edge_agent.visitors.report import conversion, periods, visitors_today
-from tests.edge_agent.visitors.conftest import T0, Clock
+from tests.edge_agent.visitors.conftest import T0, Clock, insert_sale
 
 Factory = Callable[..., AgentServices]
 H1, H2 = loyalty_hash("0A0A0A0A0A"), loyalty_hash("0B0B0B0B0B")
@@ -107,11 +107,9 @@ def seed(conn_tx: Any) -> None:
         "VALUES (?, ?, 900, ?, ?, 1)",
         [("door-1", int(T0), 4, 1), ("door-1", int(T0) + 900, 2, 3),
          ("door-2", int(T0) + 900, 2, 0)])
-    tx.executemany(
-        "INSERT INTO sales (sale_id, epoch, seq, ts, terminal, total, currency) "
-        "VALUES (?, 'e', 1, ?, 't', '1.00', 'EUR')",
-        [("s1", "2026-11-25T10:05:00.000Z"), ("s2", "2026-11-25T10:15:00.000Z"),
-         ("s3", "2026-11-25T10:29:59.999Z"), ("s0", "2026-11-24T10:00:00.000Z")])
+    for sale_id, ts in [("s1", "2026-11-25T10:05:00.000Z"), ("s2", "2026-11-25T10:15:00.000Z"),
+                        ("s3", "2026-11-25T10:29:59.999Z"), ("s0", "2026-11-24T10:00:00.000Z")]:
+        insert_sale(tx, sale_id, ts)
     tx.set_meta("visitors.timezone", "Europe/Berlin")
     tx.set_meta("visitors.footfall_period_s", "900")
 
