@@ -1,0 +1,126 @@
+"""The CLI against the agent's real API app (FastAPI + uvicorn) on a real Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge_agent.api import create_app, serve_api
+from edge_agent.config import load_config
+from edge_agent.ledger import Ledger
+from edge_agent.retail import RetailService
+from edge_agent.services import AgentServices
+from tests.edge_agent.cli.conftest import STORE, as_json, db_path, invoke, seed, write_config
+
+CARD = "4111111111111111"
+
+
+@dataclass
+class LiveApi:
+    config: Path
+    services: AgentServices
+    loop: asyncio.AbstractEventLoop
+
+    def publish(self, topic: str, data: dict[str, object]) -> None:
+        self.loop.call_soon_threadsafe(self.services.hub.publish, topic, data)
+
+
+@pytest.fixture
+def live_api(tmp_path: Path) -> Iterator[LiveApi]:
+    config_path = write_config(tmp_path, devices=(
+        '[[devices]]\nname = "till-1"\nkind = "serial_scanner"\nport = "/dev/null"\n'))
+    seed(db_path(tmp_path))
+    config = load_config(config_path)
+    ledger = Ledger.open(config.database.path, STORE)
+    services = AgentServices(config=config, ledger=ledger)
+    retail = RetailService(ledger, config.store, controls=config.controls, hub=services.hub)
+    app = create_app(services, retail=retail)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    task_box: list[asyncio.Task[None]] = []
+
+    async def main() -> None:
+        ready = asyncio.Event()
+        task = asyncio.create_task(serve_api(app, config.api, ready=ready), name="test.api")
+        task_box.append(task)
+        await ready.wait()
+        started.set()
+        await task
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except asyncio.CancelledError:
+            pass
+
+    thread = threading.Thread(target=run, name="test-api-loop", daemon=True)
+    thread.start()
+    assert started.wait(15), "the API did not start"
+    try:
+        yield LiveApi(config_path, services, loop)
+    finally:
+        loop.call_soon_threadsafe(task_box[0].cancel)
+        thread.join(15)
+        loop.close()
+        ledger.close()
+
+
+def test_status_outbox_stock_devices_from_the_live_api(live_api: LiveApi) -> None:
+    status = invoke(live_api.config, "status", "--json")
+    assert status.exit_code == 0, status.output
+    data = as_json(status)
+    assert data["source"] == "daemon"
+    assert data["store"] == STORE
+    assert data["last_seq"] == 4
+    assert data["outbox"]["pending"] == 3
+    assert "daemon not running" not in status.stderr
+    assert invoke(live_api.config, "status").exit_code == 0
+
+    outbox = as_json(invoke(live_api.config, "outbox", "--limit", "2", "--json"))
+    assert outbox["pending"] == 3
+    assert [(i["seq"], i["type"]) for i in outbox["items"]] == [(2, "receipt"), (3, "sale")]
+    assert outbox["oldest_age_s"] is not None
+
+    stock = as_json(invoke(live_api.config, "stock", "A-1", "--json"))
+    assert (stock["on_hand"], stock["available"], stock["name"]) == (8, 8, "Blue mug")
+    low = as_json(invoke(live_api.config, "stock", "low", "--json"))
+    assert [i["sku"] for i in low["items"]] == ["B-2"]
+
+    devices = invoke(live_api.config, "devices", "list", "--json")
+    assert devices.exit_code == 0, devices.output
+    assert as_json(devices)["source"] == "daemon"
+
+
+def test_sync_without_sync_running_is_a_clear_refusal(live_api: LiveApi) -> None:
+    result = invoke(live_api.config, "sync", "now")
+    assert result.exit_code == 1
+    assert "sync with central is not running" in result.stderr
+    assert "HTTP 503" in result.stderr
+
+
+def test_devices_tail_over_the_live_stream_masks_card_data(live_api: LiveApi) -> None:
+    stop = threading.Event()
+
+    def publisher() -> None:
+        while not stop.wait(0.1):
+            live_api.publish("scan", {"device": "till-1", "code": "4006381333931"})
+            live_api.publish("scan_rejected", {"device": "till-1", "code": CARD})
+
+    thread = threading.Thread(target=publisher, daemon=True)
+    thread.start()
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    result = invoke(live_api.config, "devices", "tail", "till-1", "--duration", "1")
+    stop.set()
+    thread.join(5)
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 10
+    assert "4006381333931" in result.stdout
+    assert "scan_rejected" in result.stdout
+    assert CARD not in result.stdout
