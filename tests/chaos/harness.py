@@ -40,7 +40,8 @@ from tests.helpers.processes import (
     wait_until,
 )
 
-AGENT_MODES = ("external", "external", "after_commit", "in_command", "after_command")
+AGENT_MODES = ("none", "after_commit", "in_command", "none", "after_command")
+"""Each life of an agent, in turn: killed from outside only, or by itself at a precise point."""
 PROXY_FAULTS = ("reset", "refuse", "stall", "blackhole", "half_open")
 
 
@@ -143,16 +144,18 @@ class ChaosRun:
         self.report = ChaosReport(plan)
         self.use_faketime = plan.clock_jumps > 0 and faketime_lib() is not None
         self.report.clock_jumps_applied = self.use_faketime
+        self.lives = 0
 
     # -- pieces ----------------------------------------------------------------------------
     def _start_agent(self, store: str, final: bool = False) -> None:
         mode, arg = "none", 0
         if not final:
-            mode = self.rng.choice(AGENT_MODES)
-            if mode == "external":
-                mode = "none"
+            mode = AGENT_MODES[self.lives % len(AGENT_MODES)]
+            self.lives += 1
+            if mode == "none":
+                pass
             elif mode == "after_commit":
-                arg = self.rng.randint(1, 60)
+                arg = self.rng.randint(1, 8)
             else:
                 arg = 1
         self.agents[store].start(target=self.plan.facts, rate=self.plan.rate, mode=mode,

@@ -18,10 +18,12 @@ pytestmark = pytest.mark.chaos
 @pytest.mark.timeout(300)
 def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path, broker: Broker) -> None:
     plan = ChaosPlan(facts=2000, agent_kills=10, broker_kills=3, central_kills=1,
-                     proxy_faults=6, clock_jumps=4, rate=45.0, seed=20261125)
+                     proxy_faults=6, clock_jumps=4, rate=150.0, seed=20261125)
     report = ChaosRun(tmp_path, broker, plan).run()
     print(report.table())
     assert report.faults["agent_kills"] >= 10
+    for mode in ("external", "after_commit", "in_command", "after_command"):
+        assert report.faults[f"agent_kill_{mode}"] >= 1, mode
     assert report.faults["broker_kills"] >= 3
     assert sum(s.attempted for s in report.stores) >= 2000
     assert report.passed, report.table()
