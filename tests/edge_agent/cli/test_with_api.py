@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -54,10 +55,8 @@ def live_api(tmp_path: Path) -> Iterator[LiveApi]:
         await task
 
     def run() -> None:
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # the fixture cancels the server
             loop.run_until_complete(main())
-        except asyncio.CancelledError:
-            pass
 
     thread = threading.Thread(target=run, name="test-api-loop", daemon=True)
     thread.start()
