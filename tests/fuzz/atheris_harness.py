@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.fuzz.targets import TARGETS
+
 atheris: Any
 try:
     atheris = importlib.import_module("atheris")
 except ImportError:  # the default test run does not need it
     atheris = None
-
-from tests.fuzz.targets import TARGETS
 
 
 def replay(target: str, paths: list[Path]) -> int:
