@@ -115,6 +115,7 @@ class RequestMetrics:
         self.app = app
         self.requests = requests
         self.latency = latency
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,5 +135,10 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.requests.labels(scope.get("method", "?"), template, str(status)).inc()
-            self.latency.labels(template).observe(time.perf_counter() - started)
+            key = (str(scope.get("method", "?")), template, str(status))
+            children = self._children.get(key)
+            if children is None:  # label lookups cost more than the observation itself
+                children = (self.requests.labels(*key), self.latency.labels(template))
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)

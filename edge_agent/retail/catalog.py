@@ -30,6 +30,20 @@ class CatalogView:
 
     def __init__(self, query: QueryFn) -> None:
         self._query = query
+        self._items: dict[str, CatalogItem | None] = {}
+
+    def prefetch(self, skus: Sequence[str]) -> None:
+        """Load these SKUs' rows in one query (a sale's lines), for :meth:`item`."""
+        wanted = [sku for sku in dict.fromkeys(skus) if sku not in self._items]
+        if not wanted:
+            return
+        marks = ",".join("?" * len(wanted))
+        rows = self._query(f"SELECT sku, name, price, currency, uom, active FROM catalog "
+                           f"WHERE sku IN ({marks})", wanted)
+        for sku in wanted:
+            self._items[sku] = None
+        for row in rows:
+            self._items[str(row["sku"])] = _item(row)
 
     def sku_for_gtin(self, gtin14: str) -> str | None:
         rows = self._query("SELECT sku FROM catalog_gtins WHERE gtin = ?", (gtin14,))
@@ -46,19 +60,24 @@ class CatalogView:
         return self.sku_for_gtin(gtin14) is not None
 
     def item(self, sku: str) -> CatalogItem | None:
+        if sku in self._items:
+            return self._items[sku]
         rows = self._query(
             "SELECT sku, name, price, currency, uom, active FROM catalog WHERE sku = ?", (sku,)
         )
-        if not rows:
-            return None
-        row = rows[0]
-        try:
-            price = Decimal(str(row["price"]))
-        except InvalidOperation:
-            raise OperationError("catalog_invalid", f"{sku}: the catalog price is not a "
-                                 "decimal", status=500) from None
-        return CatalogItem(str(row["sku"]), str(row["name"]), price, str(row["currency"]),
-                           str(row["uom"]), bool(row["active"]))
+        found = _item(rows[0]) if rows else None
+        self._items[sku] = found
+        return found
+
+
+def _item(row: sqlite3.Row) -> CatalogItem:
+    try:
+        price = Decimal(str(row["price"]))
+    except InvalidOperation:
+        raise OperationError("catalog_invalid", f"{row['sku']}: the catalog price is not a "
+                             "decimal", status=500) from None
+    return CatalogItem(str(row["sku"]), str(row["name"]), price, str(row["currency"]),
+                       str(row["uom"]), bool(row["active"]))
 
 
 @dataclass(frozen=True, slots=True)

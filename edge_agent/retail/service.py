@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -38,7 +37,7 @@ from edge_agent.retail.requests import (
     SaleRequest,
     TransferRequest,
 )
-from sync.wire import canonical_json, loads, now_ts, sha256_hex
+from sync.wire import canonical_json, loads, new_uuid, now_ts, sha256_hex
 
 log = structlog.get_logger("edge_agent.retail")
 
@@ -79,6 +78,14 @@ def _refresh_epoch_cache(tx: Tx) -> None:
 
 def _remaining(text: str) -> dict[str, int]:
     return ops.sum_by_sku((str(x["sku"]), int(x["qty"])) for x in json.loads(text))
+
+
+def _sale_lines(query: QueryFn, sale_id: str) -> list[dict[str, Any]]:
+    rows = query("SELECT lines FROM sales WHERE sale_id = ?", (sale_id,))
+    if not rows:
+        raise OperationError("sale_not_found", f"no sale {sale_id} in this store", status=404)
+    lines: list[dict[str, Any]] = loads(rows[0]["lines"])
+    return lines
 
 
 def _reservation_row(row: sqlite3.Row) -> dict[str, Any]:
@@ -207,28 +214,29 @@ class RetailService:
     def _record_sale(
         self, tx: Tx, sale_id: str, terminal: str, lines: Sequence[ops.PricedLine], *,
         payments: Sequence[tuple[str, Decimal]], customer: str | None,
+        check_exists: bool = True,
     ) -> dict[str, Any]:
         fact = ops.sale_fact(sale_id, terminal, lines, payments, currency=self.currency,
                              customer=customer)
-        if tx.query("SELECT 1 FROM sales WHERE sale_id = ?", (sale_id,)):
+        if check_exists and tx.query("SELECT 1 FROM sales WHERE sale_id = ?", (sale_id,)):
             raise OperationError("sale_exists", f"sale {sale_id} is already recorded")
+        sold = ops.sum_by_sku((line.sku, line.qty) for line in lines)
+        # One read of the stock rows before the fact (tx.query first flushes the group's
+        # buffered deltas, so this is the store's on-hand now); after = before - sold.
+        marks = ",".join("?" * len(sold))
+        before = {str(r[0]): int(r[1]) for r in tx.query(
+            f"SELECT sku, on_hand FROM stock WHERE sku IN ({marks})", tuple(sold))}
         event = _append(tx, fact)
         data = fact.data
         tx.execute(
-            "INSERT INTO sales (sale_id, epoch, seq, ts, terminal, total, currency, customer) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sales (sale_id, epoch, seq, ts, terminal, total, currency, customer, "
+            "lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (sale_id, event["epoch"], event["seq"], event["ts"], terminal, data["total"],
-             self.currency, customer),
+             self.currency, customer, canonical_json(data["lines"]).decode()),
         )
-        tx.executemany(
-            "INSERT INTO sale_lines (sale_id, line_no, sku, qty, unit_price, line_total) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(sale_id, n, x["sku"], x["qty"], x["unit_price"], x["line_total"])
-             for n, x in enumerate(data["lines"], start=1)],
-        )
-        skus = {line.sku for line in lines}
         alerts = []
-        alert = ops.oversold_fact(sale_id, {sku: tx.on_hand(sku) for sku in skus})
+        alert = ops.oversold_fact(sale_id, {sku: before.get(sku, 0) - qty
+                                            for sku, qty in sold.items()})
         if alert is not None:
             alerts.append({**alert.data, "event": _append(tx, alert)})
         return {**data, "event": event, "alerts": alerts}
@@ -238,20 +246,23 @@ class RetailService:
         if currency != self.currency:
             raise OperationError("currency_mismatch", f"this store sells in {self.currency}, "
                                  f"not {currency}", status=422)
-        sale_id = request.sale_id or str(uuid.uuid4())
+        sale_id = request.sale_id or new_uuid()
         payments = [(p.method, parse_money(p.amount)) for p in request.payments]
 
         def run(tx: Tx) -> dict[str, Any]:
-            lines = self._price_lines(CatalogView(tx.query), request)
+            view = CatalogView(tx.query)
+            view.prefetch([line.sku for line in request.lines if line.sku is not None])
+            lines = self._price_lines(view, request)
             return self._record_sale(tx, sale_id, request.terminal, lines, payments=payments,
-                                     customer=request.customer)
+                                     customer=request.customer,
+                                     check_exists=request.sale_id is not None)
 
         return await self._write("sale", request, idempotency_key, run)
 
     # -- return -------------------------------------------------------------------------------
     async def return_goods(self, request: ReturnRequest, *,
                            idempotency_key: str | None) -> WriteResult:
-        return_id = request.return_id or str(uuid.uuid4())
+        return_id = request.return_id or new_uuid()
         lines = [ops.ReturnLine(x.sku, x.qty, x.restock,
                                 parse_money(x.unit_price) if x.unit_price is not None else None)
                  for x in request.lines]
@@ -263,12 +274,8 @@ class RetailService:
             returned: dict[str, int] = {}
             prices: dict[str, Decimal] = {}
             if request.sale_id is not None:
-                if not tx.query("SELECT 1 FROM sales WHERE sale_id = ?", (request.sale_id,)):
-                    raise OperationError("sale_not_found", f"no sale {request.sale_id} in this "
-                                         "store", status=404)
-                sold = [ops.SoldLine(r["sku"], int(r["qty"]), Decimal(r["line_total"]))
-                        for r in tx.query("SELECT sku, qty, line_total FROM sale_lines "
-                                          "WHERE sale_id = ?", (request.sale_id,))]
+                sold = [ops.SoldLine(x["sku"], int(x["qty"]), Decimal(x["line_total"]))
+                        for x in _sale_lines(tx.query, request.sale_id)]
                 returned = {r["sku"]: int(r["q"]) for r in tx.query(
                     "SELECT sku, sum(qty) AS q FROM return_lines WHERE sale_id = ? GROUP BY sku",
                     (request.sale_id,))}
@@ -333,7 +340,7 @@ class RetailService:
         return {**fact.data, "event": event, "closed_request": closed > 0}
 
     async def count(self, request: CountRequest, *, idempotency_key: str | None) -> WriteResult:
-        count_id = request.count_id or str(uuid.uuid4())
+        count_id = request.count_id or new_uuid()
         counted = [(x.sku, x.counted) for x in request.lines]
         return await self._write("count", request, idempotency_key,
                                  lambda tx: self._record_count(tx, count_id, counted))
@@ -480,10 +487,7 @@ class RetailService:
             returned = {r[0]: int(r[1]) for r in conn.execute(
                 "SELECT sku, sum(qty) FROM return_lines WHERE sale_id = ? GROUP BY sku",
                 (sale_id,))}
-            lines = [{"line_no": int(r["line_no"]), "sku": r["sku"], "qty": int(r["qty"]),
-                      "unit_price": r["unit_price"], "line_total": r["line_total"]}
-                     for r in conn.execute("SELECT * FROM sale_lines WHERE sale_id = ? "
-                                           "ORDER BY line_no", (sale_id,))]
+            lines = [{"line_no": n, **x} for n, x in enumerate(loads(row["lines"]), start=1)]
             return {"sale_id": sale_id, "epoch": row["epoch"], "seq": int(row["seq"]),
                     "ts": row["ts"], "terminal": row["terminal"], "total": row["total"],
                     "currency": row["currency"], "customer": row["customer"], "lines": lines,
@@ -553,7 +557,7 @@ class RetailService:
             return rows[0]
         ts = now_ts()
         tx.execute("INSERT INTO baskets (terminal, basket_id, opened_at, updated_at) "
-                   "VALUES (?, ?, ?, ?)", (terminal, str(uuid.uuid4()), ts, ts))
+                   "VALUES (?, ?, ?, ?)", (terminal, new_uuid(), ts, ts))
         return tx.query("SELECT * FROM baskets WHERE terminal = ?", (terminal,))[0]
 
     async def basket(self, terminal: str) -> dict[str, Any] | None:
@@ -708,7 +712,7 @@ class RetailService:
                         "AND status = 'open'", (terminal, kind))
         if rows:
             return str(rows[0]["session_id"])
-        session_id = str(uuid.uuid4())
+        session_id = new_uuid()
         tx.execute("INSERT INTO stock_sessions (session_id, kind, terminal, status, ref, "
                    "count_id, opened_at) VALUES (?, ?, ?, 'open', ?, ?, ?)",
                    (session_id, kind, terminal, ref, count_id, now_ts()))

@@ -14,17 +14,8 @@ CREATE TABLE sales (
     terminal   TEXT NOT NULL,
     total      TEXT NOT NULL,
     currency   TEXT NOT NULL,
-    customer   TEXT
-) WITHOUT ROWID;
-
-CREATE TABLE sale_lines (
-    sale_id    TEXT NOT NULL,
-    line_no    INTEGER NOT NULL,
-    sku        TEXT NOT NULL,
-    qty        INTEGER NOT NULL,
-    unit_price TEXT NOT NULL,
-    line_total TEXT NOT NULL,
-    PRIMARY KEY (sale_id, line_no)
+    customer   TEXT,
+    lines      TEXT NOT NULL  -- the fact's lines [{sku, gtin?, qty, unit_price, line_total}]
 ) WITHOUT ROWID;
 
 CREATE TABLE returns (
