@@ -12,6 +12,8 @@ import httpx
 from edge_agent.cli._base import CliError, DaemonUnreachable
 
 BASE_URL = "http://edge-agent"
+PERMISSION_HINT = ("run it with sudo, or join the edge-agent group: "
+                   "sudo usermod -aG edge-agent $USER (then log in again)")
 
 
 class ApiError(CliError):
@@ -38,6 +40,10 @@ class DaemonClient:
     def _unreachable(self, exc: Exception) -> DaemonUnreachable:
         if not self.socket_path.exists():
             return DaemonUnreachable(f"daemon not running (no socket at {self.socket_path})")
+        if "Permission denied" in str(exc):
+            return DaemonUnreachable(
+                f"no permission to use {self.socket_path}",
+                hint=PERMISSION_HINT)
         return DaemonUnreachable(f"daemon unreachable on {self.socket_path}: {exc}")
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,

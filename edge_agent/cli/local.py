@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_agent import __version__
 from edge_agent.cli._base import EXIT_DATABASE, CliError
+from edge_agent.cli.client import PERMISSION_HINT
 from edge_agent.config import Config
 from edge_agent.errors import LedgerError
 from edge_agent.ledger import read_epochs, read_stats
@@ -37,6 +39,9 @@ def open_readonly(path: Path) -> Iterator[sqlite3.Connection]:
     if not path.exists():
         raise CliError(f"daemon not running and no database at {path}",
                        hint="start the agent or run `edge-agent init`", code=EXIT_DATABASE)
+    if not os.access(path, os.R_OK):
+        raise CliError(f"no permission to read {path}", code=EXIT_DATABASE,
+                       hint=PERMISSION_HINT)
     try:
         conn = connect(path, readonly=True)
     except LedgerError as exc:
