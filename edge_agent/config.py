@@ -14,6 +14,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -85,6 +86,15 @@ class StoreSection(_Section):
     low_stock_threshold: Annotated[int, Field(ge=0)] = 2
     opening_hours: tuple[str, str] = ("08:00", "20:00")
     """Local opening and closing time; footfall periods inside it are written even when empty."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone (e.g. Europe/Paris)") from None
+        return value
 
     @field_validator("opening_hours")
     @classmethod

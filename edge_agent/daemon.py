@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -30,15 +31,18 @@ from drivers import (
     TagEvent,
     open_reader,
 )
+from drivers.carddata import make_filter
 from drivers.events import DeviceStatus as DriverStatus
 from edge_agent import AGENT_NAME
 from edge_agent.config import Config, DeviceConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Ledger
+from edge_agent.ledger.schema import connect
 from edge_agent.logs import configure_logging
 from edge_agent.notify import SystemdNotifier, watchdog_interval_s
 from edge_agent.services import AgentServices
 from edge_agent.sync_adapter import LedgerStorePort
+from edge_agent.visitors.engine import VisitorsEngine
 from sync.store import StoreSync, SyncSettings
 from sync.store_port import DeviceStatus as WireDeviceStatus
 from sync.wire import format_ts
@@ -149,6 +153,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._scan_handler: Callable[[Any, ScanEvent], Awaitable[None]] | None = None
         self._presence_handler: Callable[[Any, Any], None] | None = None
+        self._probe: sqlite3.Connection | None = None
         self._extra_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
     # -- wiring --------------------------------------------------------------------------
@@ -157,7 +162,7 @@ class Agent:
             if not device.enabled:
                 continue
             reader = open_reader(
-                device, self._emitter(device), card_filter=self._card_filter
+                device, self._emitter(device), card_filter=make_filter(self._is_known_gtin)
             )
             self._readers[device.name] = (device, reader)
             self.services.device_statuses[device.name] = reader.status
@@ -166,9 +171,19 @@ class Agent:
             [_wire_status(reader.status) for _, reader in self._readers.values()],
         )
 
-    def _card_filter(self, code: str) -> bool:
-        """True when ``code`` is a GTIN the catalog knows (so not card data)."""
-        return False
+    def _is_known_gtin(self, gtin14: str) -> bool:
+        """Card filter callback: is this Luhn-valid, card-prefixed number a product we sell?
+
+        It is called on the loop thread, and only for the few codes that look like a card
+        number (a few per cent of EAN-13s), so a synchronous primary-key probe on a private
+        read-only connection is cheaper and simpler than an in-memory copy of a catalog
+        that may hold a million GTINs.
+        """
+        if self._probe is None:
+            self._probe = connect(self.services.ledger.path, readonly=True)
+        row = self._probe.execute(
+            "SELECT 1 FROM catalog_gtins WHERE gtin = ?", (gtin14,)).fetchone()
+        return row is not None
 
     def _emitter(self, device: DeviceConfig) -> Callable[[DeviceEvent], None]:
         def emit(event: DeviceEvent) -> None:
@@ -207,9 +222,15 @@ class Agent:
             pass
         finally:
             self.services.state = "stopping"
+            if self._probe is not None:
+                self._probe.close()
 
     async def _setup_surfaces(self) -> None:
         """Hook up the parts that live in their own packages (retail, visitors, API)."""
+        engine = VisitorsEngine(self.services)
+        await engine.start()  # closes visits left open by the last run
+        self._presence_handler = engine.handle
+        self._extra_tasks.append(("visitors", engine.run))
 
     async def _until_stopped(self) -> None:
         await self._stop.wait()
@@ -253,7 +274,9 @@ class Agent:
             else:
                 # Raw tag and beacon ids never leave the process, not even to the hub.
                 hub.publish("presence", {"device": device.name, "present": event.present})
-            if self._presence_handler is not None and device.role is not None:
+            # A door counter is a door even when its entry says no role.
+            if self._presence_handler is not None and (
+                    device.role is not None or isinstance(event, DoorEvent)):
                 self._presence_handler(device, event)
         elif isinstance(event, RejectedInput):
             self.services.count(f"rejected_{event.reason}")

@@ -49,6 +49,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 [store]
 id = "bad id!"
 currency = "euro"
+timezone = "Mars/Olympus_Mons"
 
 [mqtt]
 url = "http://broker"
@@ -76,7 +77,7 @@ key = 1
     text = str(info.value)
     assert str(path) in text
     expected_paths = [
-        "store.id", "store.currency", "mqtt.url", "mqtt.keepalive_s",
+        "store.id", "store.currency", "store.timezone", "mqtt.url", "mqtt.keepalive_s",
         "sync.batch_max_events", "devices[0].port", "devices[0].suffix", "devices[1]",
         "surprise",
     ]
