@@ -39,7 +39,8 @@ from edge_agent.errors import ConfigError, LedgerError
 from edge_agent.ledger import read_stats
 from edge_agent.ledger.schema import connect
 from edge_agent.maintenance import check_database
-from sync.wire import canonical_json, now_ts
+from sync.errors import WireFormatError
+from sync.wire import canonical_json, now_ts, parse_ts
 
 log = structlog.get_logger("edge_agent.doctor")
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -450,7 +451,10 @@ def _health_payload(config: Config) -> bytes:
                 conn.close()
             figures.update(outbox_pending=stats.outbox_pending, applied_cseq=stats.applied_cseq,
                            db_bytes=stats.db_bytes, wal_bytes=stats.wal_bytes)
-        except (LedgerError, OSError, sqlite3.Error) as exc:
+            if stats.outbox_oldest_ts is not None:
+                oldest = parse_ts(stats.outbox_oldest_ts).timestamp()
+                figures["outbox_oldest_age_s"] = max(0, int(time.time() - oldest))
+        except (LedgerError, OSError, sqlite3.Error, WireFormatError) as exc:
             log.debug("doctor.health_figures_unavailable", error=str(exc))
     directory = path.parent if path.parent.exists() else Path("/")
     health = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ import pytest
 from edge_agent.config import load_config
 from edge_agent.doctor import (
     BrokerTarget,
+    _health_payload,
     broker_target,
     check_agent,
     check_central,
@@ -37,6 +39,7 @@ from edge_agent.doctor import (
     run_checks,
     worst,
 )
+from sync.messages import Health
 from tests.edge_agent.cli.conftest import (
     CENTRAL_SECRET,
     MQTT_SECRET,
@@ -400,3 +403,13 @@ def test_doctor_command_exit_codes(tmp_path: Path, broker: Broker,
     offline = run_checks(config, network=False)
     assert not [c for c in offline if c.name.startswith(("broker", "central"))]
     assert worst(offline) in ("ok", "warn")
+
+
+def test_probe_health_payload_is_a_valid_health_message(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    seed(db_path(tmp_path))
+    payload = json.loads(_health_payload(config))
+    health = Health.model_validate(payload)
+    assert health.store == STORE
+    assert health.outbox_pending == 3
+    assert payload["outbox_oldest_age_s"] >= 0
