@@ -32,6 +32,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from edge_agent.api import create_app, serve_api
+from edge_agent.config import Config, StoreSection
+from edge_agent.ledger import Ledger, Tx
+from edge_agent.retail import RetailService, ops
+from edge_agent.retail.requests import SaleRequest
+from edge_agent.services import AgentServices
+
 SALE_BODY = {
     "terminal": "till-1",
     "lines": [{"sku": "A-100", "qty": 1}, {"sku": "B-200", "qty": 2}],
@@ -40,8 +47,6 @@ SALE_BODY = {
 
 
 def _seed(path: Path) -> None:
-    from edge_agent.ledger import Ledger, Tx
-
     def op(tx: Tx) -> None:
         for sku, price in (("A-100", "2.50"), ("B-200", "1.99")):
             tx.execute("INSERT INTO catalog (sku, name, price, currency, uom, active, extra) "
@@ -54,10 +59,6 @@ def _seed(path: Path) -> None:
 
 # -- the server process ------------------------------------------------------------------------
 async def _serve(directory: Path) -> None:
-    from edge_agent.api import create_app, serve_api
-    from edge_agent.config import Config
-    from edge_agent.ledger import Ledger
-    from edge_agent.services import AgentServices
 
     config = Config.model_validate({
         "store": {"id": "S001", "currency": "EUR"},
@@ -80,7 +81,7 @@ async def _serve(directory: Path) -> None:
     ledger.close()
 
 
-# -- a minimal keep-alive HTTP/1.1 client (so the client costs little CPU) --------------------------
+# -- a minimal keep-alive HTTP/1.1 client (so the client costs little CPU) ------------------------
 class _Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -178,12 +179,8 @@ def _pct(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))] * 1000
 
 
-# -- in-process measurements -----------------------------------------------------------------------
+# -- in-process measurements ----------------------------------------------------------------------
 async def _direct(directory: Path, seconds: float, concurrency: int) -> dict[str, float]:
-    from edge_agent.config import StoreSection
-    from edge_agent.ledger import Ledger, Tx
-    from edge_agent.retail import RetailService, ops
-    from edge_agent.retail.requests import SaleRequest
 
     path = directory / "direct.db"
     shutil.copy(directory / "seed.db", path)
@@ -242,7 +239,8 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
             stdout=subprocess.PIPE, text=True,
         )
         try:
-            assert server.stdout is not None
+            if server.stdout is None:
+                raise RuntimeError("no pipe to the server")
             for line in server.stdout:  # log lines may come first
                 if line.strip() == "READY":
                     break
