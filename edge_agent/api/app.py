@@ -65,6 +65,7 @@ from edge_agent.retail.requests import (
     no_card_data,
 )
 from edge_agent.services import AgentServices, SyncControl
+from edge_agent.visitors.api import router as visitors_router
 from sync.errors import WireFormatError
 from sync.wire import SKU_RE, parse_ts, utc_now
 
@@ -386,6 +387,9 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
         return StreamingResponse(_sse(services, wanted), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
+
+    # Visitors and footfall (edge_agent.visitors reads app.state.services).
+    app.include_router(visitors_router)
 
     # -- status and ops ---------------------------------------------------------------------------
     @app.get("/v1/status", tags=["ops"])

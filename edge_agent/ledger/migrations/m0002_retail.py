@@ -17,6 +17,7 @@ CREATE TABLE sales (
     customer   TEXT,
     lines      TEXT NOT NULL  -- the fact's lines [{sku, gtin?, qty, unit_price, line_total}]
 ) WITHOUT ROWID;
+CREATE INDEX sales_ts ON sales (ts);  -- visitors' conversion report counts sales by time
 
 CREATE TABLE returns (
     return_id    TEXT PRIMARY KEY,

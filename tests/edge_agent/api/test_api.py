@@ -433,6 +433,12 @@ async def test_metrics_per_app_registry(api: Api, short_dir: Path) -> None:
         ledger.close()
 
 
+async def test_visitors_report_counts_api_sales(api: Api) -> None:
+    await post(api, "/v1/sales", {"terminal": "t", "lines": [{"sku": "A-100"}], "payments": PAY})
+    today = (await api.client.get("/v1/visitors/today")).json()
+    assert today["sales"] == 1
+
+
 async def test_openapi_and_docs(api: Api) -> None:
     spec = (await api.client.get("/openapi.json")).json()
     for path in ("/v1/sales", "/v1/returns", "/v1/receipts", "/v1/adjustments", "/v1/counts",
