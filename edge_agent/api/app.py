@@ -51,10 +51,12 @@ from edge_agent.errors import (
 from edge_agent.ledger import event_key, read_epochs
 from edge_agent.retail import RetailService, WriteResult
 from edge_agent.retail.requests import (
+    CARD_DATA_MESSAGE,
     AdjustmentRequest,
     BasketItemIn,
     CheckoutRequest,
     CountRequest,
+    FreeText,
     FulfilmentRequest,
     ReceiptRequest,
     ReturnRequest,
@@ -62,7 +64,6 @@ from edge_agent.retail.requests import (
     SessionOpenRequest,
     SessionScanIn,
     TransferRequest,
-    no_card_data,
 )
 from edge_agent.services import AgentServices, SyncControl
 from edge_agent.visitors.api import router as visitors_router
@@ -86,7 +87,7 @@ Terminal = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 class ResyncRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "requested via API"
+    reason: Annotated[FreeText, StringConstraints(min_length=1)] = "requested via API"
 
 
 class ApiError(BaseModel):
@@ -160,7 +161,9 @@ def _install_error_handlers(app: FastAPI) -> None:
                    "type": str(e.get("type", ""))} for e in exc.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
-        return _error(422, "validation_error", f"{where}: {first['msg']}", errors=errors)
+        card = any(CARD_DATA_MESSAGE in str(e["msg"]) for e in errors)
+        return _error(422, "card_data_rejected" if card else "validation_error",
+                      f"{where}: {first['msg']}", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -414,7 +417,7 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     async def post_resync(body: ResyncRequest | None = None) -> dict[str, Any]:
         sync = _sync(services)
         reason = body.reason if body is not None else "requested via API"
-        sync.request_resync(no_card_data(reason))
+        sync.request_resync(reason)
         return {"requested": "resync", "reason": reason}
 
     @app.get("/metrics", tags=["ops"], response_class=Response)

@@ -215,13 +215,13 @@ async def test_card_data_is_refused_and_never_echoed(api: Api) -> None:
     pan = "4111111111111111"
     r = await post(api, "/v1/sales", {"terminal": "t", "lines": [{"sku": "A-100"}],
                                       "payments": PAY, "customer": pan})
-    error = assert_error(r, 422, "validation_error")
+    error = assert_error(r, 422, "card_data_rejected")
     assert error["errors"][0]["loc"] == ["body", "customer"]
     assert "card" in error["message"]
     assert pan not in r.text
     r = await post(api, "/v1/receipts", {"ref": f"paid by {pan[:4]} {pan[4:8]} {pan[8:12]} "
                                                 f"{pan[12:]}", "lines": [{"sku": "A", "qty": 1}]})
-    assert_error(r, 422, "validation_error")
+    assert_error(r, 422, "card_data_rejected")
     assert pan[8:12] + " " + pan[12:] not in r.text
     r = await post(api, "/v1/sales", {"terminal": "t", "lines": [{"barcode": pan}],
                                       "payments": PAY})
@@ -411,6 +411,8 @@ async def test_status_outbox_devices_and_sync(api: Api) -> None:
     assert (await api.client.post("/v1/sync/now")).status_code == 202
     r = await api.client.post("/v1/sync/resync", json={"reason": "technician"})
     assert r.status_code == 202
+    assert_error(await api.client.post("/v1/sync/resync", json={"reason": "4111111111111111"}),
+                 422, "card_data_rejected")
     assert sync.calls == ["now", "resync:technician"]
 
 
