@@ -156,6 +156,13 @@ class RetailService:
 
         return op
 
+    async def prune_idempotency_keys(self, older_than_ts: str) -> int:
+        """Forget idempotency keys recorded before ``older_than_ts`` (RFC 3339): a client
+        retry after that is a new write. Run daily by the daemon's maintenance (keep at least
+        a day so a POS retrying after an outage still gets its original answer)."""
+        return await self.ledger.write(lambda tx: tx.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < ?", (older_than_ts,)).rowcount)
+
     async def _write(
         self, operation: str, body: BaseModel | Mapping[str, Any], key: str | None,
         run: Callable[[Tx], dict[str, Any]],

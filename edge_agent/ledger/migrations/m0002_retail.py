@@ -47,6 +47,7 @@ CREATE TABLE idempotency_keys (
     result      TEXT NOT NULL,
     created_at  TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 
 CREATE TABLE baskets (
     terminal    TEXT PRIMARY KEY,

@@ -118,6 +118,16 @@ async def test_idempotency_replay_and_conflict(retail: RetailService, ledger: Le
     assert stock_table(ledger)["A-100"] == (4, 0)
 
 
+async def test_pruned_keys_are_forgotten(retail: RetailService, ledger: Ledger) -> None:
+    request = ReceiptRequest.model_validate({"lines": [{"sku": "A-100", "qty": 1}]})
+    await retail.receipt(request, idempotency_key="old")
+    assert await retail.prune_idempotency_keys("2000-01-01T00:00:00.000Z") == 0
+    assert (await retail.receipt(request, idempotency_key="old")).replayed
+    assert await retail.prune_idempotency_keys("2999-01-01T00:00:00.000Z") == 1
+    assert not (await retail.receipt(request, idempotency_key="old")).replayed
+    assert stock_table(ledger)["A-100"] == (2, 0)
+
+
 async def test_failed_write_leaves_no_key(retail: RetailService, ledger: Ledger) -> None:
     with pytest.raises(OperationError):
         await retail.sale(sale([{"sku": "A-100"}], "1.00"), idempotency_key="k")
