@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import grp
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ from prometheus_client import generate_latest
 from drivers.events import DeviceStatus
 from edge_agent.api import create_app, serve_api
 from edge_agent.api.server import ApiServerError
+from edge_agent.errors import ConfigError
 from edge_agent.retail import RetailService
 from edge_agent.services import AgentServices
 from tests.edge_agent.api.conftest import Api, running_api
@@ -463,9 +465,11 @@ async def test_socket_mode_stale_file_and_tcp_token(short_dir: Path) -> None:
     token_file = short_dir / "token"
     token_file.write_text("s3cret-token\n")
     port = free_port()
-    async with running_api(short_dir, socket_mode="0640",
+    group = grp.getgrgid(os.getgid()).gr_name
+    async with running_api(short_dir, socket_mode="0640", socket_group=group,
                            tcp={"port": port, "token_file": str(token_file)}) as api:
         assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o640
+        assert os.stat(sock_path).st_gid == os.getgid()
         assert (await api.client.get("/v1/status")).status_code == 200  # no token on the socket
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as tcp:
             assert_error(await tcp.get("/v1/status"), 401, "unauthorized")
@@ -482,6 +486,17 @@ async def test_socket_mode_stale_file_and_tcp_token(short_dir: Path) -> None:
             await serve_api(create_app(second), api.services.config.api)
         assert (await api.client.get("/v1/status")).status_code == 200
     assert not sock_path.exists()  # removed on cancellation
+
+
+async def test_unknown_socket_group_is_a_config_error(short_dir: Path) -> None:
+    ledger = open_ledger(short_dir / "l.db")
+    try:
+        cfg = config(api={"socket": str(short_dir / "api.sock"),
+                          "socket_group": "no-such-group-here"})
+        with pytest.raises(ConfigError, match="no-such-group-here"):
+            await serve_api(create_app(AgentServices(config=cfg, ledger=ledger)), cfg.api)
+    finally:
+        ledger.close()
 
 
 async def test_not_a_socket_is_not_replaced(short_dir: Path) -> None:
