@@ -145,6 +145,8 @@ class ChaosRun:
         self.use_faketime = plan.clock_jumps > 0 and faketime_lib() is not None
         self.report.clock_jumps_applied = self.use_faketime
         self.lives = 0
+        self.modes: dict[str, str] = {}
+        self.started_at: dict[str, float] = {}
 
     # -- pieces ----------------------------------------------------------------------------
     def _start_agent(self, store: str, final: bool = False) -> None:
@@ -161,6 +163,7 @@ class ChaosRun:
         self.agents[store].start(target=self.plan.facts, rate=self.plan.rate, mode=mode,
                                  mode_arg=arg, seed=self.rng.randrange(1 << 30))
         self.modes[store] = mode
+        self.started_at[store] = time.monotonic()
 
     def _restart_broker(self) -> None:
         self.broker.kill()
@@ -211,7 +214,6 @@ class ChaosRun:
     def run(self) -> ChaosReport:
         started = time.monotonic()
         plan = self.plan
-        self.modes: dict[str, str] = {}
         self.central.start()
         for store in self.stores:
             proxy = FaultProxy(self.broker.port).start()
@@ -245,9 +247,15 @@ class ChaosRun:
                                 f"agent {store} exited with {code}; see {agent.log}")
                         self._start_agent(store)
                 while schedule and schedule[0][0] <= now:
-                    _, kind = schedule.pop(0)
+                    when, kind = schedule.pop(0)
                     if kind == "agent_kill":
                         store = self.rng.choice(self.stores)
+                        if (self.modes[store] != "none"
+                                and time.monotonic() - self.started_at[store] < 6):
+                            # give a life that kills itself at a precise point its chance
+                            schedule.append((when + 0.5, kind))
+                            schedule.sort()
+                            break
                         if self.agents[store].kill():
                             self.report.faults["agent_kill_external"] += 1
                             self.report.faults["agent_kills"] += 1
