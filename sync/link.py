@@ -8,14 +8,16 @@ aiomqtt/paho errors are mapped to :mod:`sync.errors` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -98,29 +100,57 @@ class LinkSession:
         self._client = client
         self._publish_timeout = publish_timeout
 
+    async def _until_disconnected(
+        self, operation: Callable[[], Coroutine[Any, Any, None]], what: str
+    ) -> None:
+        """aiomqtt leaves a pending PUBACK/SUBACK wait hanging when the connection drops;
+        end it as soon as the client knows it is disconnected (a LinkError: unknown)."""
+        disconnected: asyncio.Future[None] = self._client._disconnected  # private, no API
+        if disconnected.done():
+            raise LinkError(f"{what}: not connected")
+        task = asyncio.ensure_future(operation())
+        try:
+            done, _ = await asyncio.wait(
+                (task, disconnected), timeout=self._publish_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task in done:
+            task.result()
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
+        if disconnected.done():
+            raise LinkError(f"{what}: disconnected before the broker's acknowledgement")
+        raise LinkError(f"{what}: no acknowledgement within {self._publish_timeout} s")
+
     async def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1
     ) -> None:
         """Waits for the PUBACK. A raise means *unknown*: the message may still arrive."""
         try:
-            async with asyncio.timeout(self._publish_timeout):
-                await self._client.publish(
+            await self._until_disconnected(
+                lambda: self._client.publish(
                     topic, payload, qos=qos, retain=retain, timeout=_NO_TIMEOUT
-                )
-        except TimeoutError as exc:
-            raise LinkError(f"publish to {topic}: no PUBACK within {self._publish_timeout} s") \
-                from exc
+                ),
+                f"publish to {topic}",
+            )
         except aiomqtt.MqttError as exc:
             raise map_mqtt_error(exc, f"publish to {topic}") from exc
 
     async def subscribe(self, *topics: str) -> None:
         try:
-            async with asyncio.timeout(self._publish_timeout):
-                await self._client.subscribe([(t, 1) for t in topics], timeout=_NO_TIMEOUT)
-        except TimeoutError as exc:
-            raise LinkError("subscribe: no SUBACK") from exc
+            await self._until_disconnected(
+                lambda: self._subscribe([(t, 1) for t in topics]), "subscribe"
+            )
         except aiomqtt.MqttError as exc:
             raise map_mqtt_error(exc, "subscribe") from exc
+
+    async def _subscribe(self, topics: list[tuple[str, int]]) -> None:
+        await self._client.subscribe(topics, timeout=_NO_TIMEOUT)
 
     async def messages(self) -> AsyncIterator[Incoming]:
         try:
@@ -179,12 +209,29 @@ class Link:
         )
         client.pending_calls_threshold = 1000
         where = f"{self.address.host}:{self.address.port}"
+        # A connection lost before the CONNACK leaves aiomqtt waiting for it: race the
+        # CONNACK against the disconnection, within our own timeout.
+        disconnected: asyncio.Future[None] = client._disconnected  # private, no API
+        entering = asyncio.ensure_future(client.__aenter__())
         try:
-            async with asyncio.timeout(cfg.connect_timeout):
-                await client.__aenter__()
-        except TimeoutError as exc:
-            raise LinkError(f"connect to {where}: no CONNACK within {cfg.connect_timeout} s") \
-                from exc
+            done, _ = await asyncio.wait(
+                (entering, disconnected), timeout=cfg.connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            entering.cancel()
+            raise
+        if entering not in done:
+            entering.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await entering
+            reason = (disconnected.exception()
+                      if disconnected.done() and not disconnected.cancelled() else None)
+            raise LinkError(f"connect to {where}: "
+                            + (f"connection lost ({reason})" if disconnected.done()
+                               else f"no CONNACK within {cfg.connect_timeout} s"))
+        try:
+            entering.result()
         except aiomqtt.MqttError as exc:
             raise map_mqtt_error(exc, f"connect to {where}") from exc
         try:

@@ -1,0 +1,135 @@
+"""The MQTT link: URLs, credentials, TCP_NODELAY, will, reconnects through faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from sync.errors import AuthenticationFailed, LinkError
+from sync.link import Link, LinkConfig, parse_broker_url
+from sync.wire import loads
+from tests.helpers.faultproxy import FaultProxy
+from tests.helpers.mosquitto import Broker
+from tests.helpers.ports import free_port
+from tests.sync.conftest import STORE, running_peer, running_store, settings_for
+
+
+@pytest.mark.parametrize(("url", "host", "port", "tls"), [
+    ("mqtt://broker.local", "broker.local", 1883, False),
+    ("mqtts://broker.local", "broker.local", 8883, True),
+    ("mqtt://10.0.0.5:1999", "10.0.0.5", 1999, False),
+])
+def test_parse_broker_url(url: str, host: str, port: int, tls: bool) -> None:
+    address = parse_broker_url(url)
+    assert (address.host, address.port, address.tls) == (host, port, tls)
+
+
+@pytest.mark.parametrize("url", ["http://x", "mqtt://", "tcp://h:1", "mqtt://h:notaport"])
+def test_bad_broker_url(url: str) -> None:
+    with pytest.raises(LinkError):
+        parse_broker_url(url)
+
+
+@pytest.fixture
+def password_broker(tmp_path: Path) -> Iterator[Broker]:
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd not installed")
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), STORE, "right-password"],
+                   check=True, capture_output=True)
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    broker = _PasswordBroker(workdir=workdir, port=free_port(), extra_config=str(passwd))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+class _PasswordBroker(Broker):
+    def config_text(self) -> str:
+        return (super().config_text().replace("allow_anonymous true\n", "")
+                .replace(self.extra_config, "")
+                + f"allow_anonymous false\npassword_file {self.extra_config}\n"
+                # as root mosquitto would switch to the "mosquitto" user, which cannot read
+                # pytest's private tmp_path
+                + ("user root\n" if os.geteuid() == 0 else ""))
+
+
+async def test_bad_credentials_raise_authentication_failed(password_broker: Broker) -> None:
+    link = Link(LinkConfig(url=password_broker.url, client_id="t1", username=STORE,
+                           password="wrong"))
+    with pytest.raises(AuthenticationFailed):
+        async with link.connect(will_topic="t/status", will_payload=b"{}"):
+            pass
+    good = Link(LinkConfig(url=password_broker.url, client_id="t2", username=STORE,
+                           password="right-password"))
+    async with good.connect(will_topic="t/status", will_payload=b"{}") as session:
+        await session.publish("t/x", b"1")
+
+
+async def test_store_sync_backs_off_to_the_maximum_after_an_auth_failure(
+    password_broker: Broker, store_db: Path,
+) -> None:
+    settings = settings_for(password_broker.url, None, username=STORE, password="wrong",
+                            backoff_base=0.01, backoff_max=3.0)
+    async with running_store(store_db, settings) as store:
+        await asyncio.sleep(1.2)
+        counters = store.sync.counters
+        # a plain connection failure would have retried ~tens of times by now
+        assert counters.auth_failures == 1
+        assert counters.connected is False
+        assert store.sync.last_error is not None
+        assert "credentials" in store.sync.last_error
+
+
+async def test_client_socket_has_tcp_nodelay(broker: Broker) -> None:
+    link = Link(LinkConfig(url=broker.url, client_id="nodelay"))
+    async with link.connect(will_topic="t/status", will_payload=b"{}") as session:
+        sock = session._client._client.socket()  # the paho socket under aiomqtt
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+async def test_will_is_published_retained_when_the_link_dies(broker: Broker) -> None:
+    with FaultProxy(broker.port) as proxy:
+        link = Link(LinkConfig(url=proxy.url, client_id="will-test", keepalive=5))
+        will = b'{"state":"offline"}'
+        async with link.connect(will_topic="t/status", will_payload=will) as session:
+            await session.publish("t/status", b'{"state":"online"}', retain=True)
+            proxy.reset()  # an abrupt loss: the broker publishes the will
+            await asyncio.sleep(0.3)
+    async with aiomqtt.Client("127.0.0.1", broker.port) as watcher:
+        await watcher.subscribe("t/status", qos=1)
+        async with asyncio.timeout(5):
+            message = await anext(aiter(watcher.messages))
+        assert message.retain
+        assert loads(message.payload) == {"state": "offline"}  # type: ignore[arg-type]
+
+
+async def test_connection_resets_mid_stream_deliver_everything_exactly_once(
+    broker: Broker, store_db: Path,
+) -> None:
+    with FaultProxy(broker.port) as proxy:
+        async with running_peer(broker) as peer, \
+                running_store(store_db, settings_for(proxy.url, peer)) as store:
+            epoch = store.port.current_epoch
+            for round_ in range(4):
+                await store.record(1500, start=1500 * round_)
+                await asyncio.sleep(0.05)
+                proxy.reset()  # publishes in flight raise: their outcome is unknown
+            await peer.wait_for(lambda: peer.applied.get(epoch) == 6000, limit=30)
+            assert [s for _, s, _ in peer.applied_events] == list(range(1, 6001))
+            assert peer.conflicts == 0
+            assert store.sync.counters.reconnects >= 1
+            assert await store.stock() == {s: (v[0], v[1]) for s, v in peer.stock.items()
+                                           if v != [0, 0]}
