@@ -253,10 +253,12 @@ class RetailService:
         if currency != self.currency:
             raise OperationError("currency_mismatch", f"this store sells in {self.currency}, "
                                  f"not {currency}", status=422)
-        sale_id = request.sale_id or new_uuid()
         payments = [(p.method, parse_money(p.amount)) for p in request.payments]
 
         def run(tx: Tx) -> dict[str, Any]:
+            # The id is drawn here, on the writer thread: os.urandom releases the GIL, and
+            # the event loop thread would then queue behind the writer to get it back.
+            sale_id = request.sale_id or new_uuid()
             view = CatalogView(tx.query)
             view.prefetch([line.sku for line in request.lines if line.sku is not None])
             lines = self._price_lines(view, request)
