@@ -34,7 +34,7 @@ def test_long_chaos_run(tmp_path: Path, broker: Broker, request: pytest.FixtureR
     if not request.config.getoption("--chaos-long"):
         pytest.skip("the long chaos run needs --chaos-long")
     plan = ChaosPlan(facts=5000, stores=2, agent_kills=200, broker_kills=20, central_kills=5,
-                     proxy_faults=60, clock_jumps=30, rate=20.0, seed=7)
+                     proxy_faults=60, clock_jumps=30, rate=30.0, seed=7)
     report = ChaosRun(tmp_path, broker, plan).run()
     print(report.table())
     assert report.faults["agent_kills"] >= 200
