@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from edge_agent import commands as cmds
-from edge_agent.ledger import Ledger, Tx
+from edge_agent.ledger import Ledger, Tx, event_key, read_epochs
 from edge_agent.resync import apply_snapshot
 from sync.messages import Snapshot
 from sync.store_port import (
@@ -49,7 +50,7 @@ class LedgerStorePort:
 
     # -- events ----------------------------------------------------------------------------
     async def epochs(self) -> list[EpochMark]:
-        return [EpochMark(e.epoch, e.last_seq, e.acked_seq) for e in await self.ledger.epochs()]
+        return await self.ledger.read(_read_epochs)
 
     async def events_after(
         self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
@@ -190,6 +191,22 @@ class LedgerStorePort:
     async def set_published_devices(self, names: set[str]) -> None:
         value = json.dumps(sorted(names))
         await self.ledger.write(lambda tx: tx.set_meta("sync_published_devices", value))
+
+
+def _read_epochs(conn: sqlite3.Connection) -> list[EpochMark]:
+    """Epochs with last_seq taken from the events themselves (the primary key), not only
+    from the ``epochs.last_seq`` cache: the ledger leaves that cache behind when an op runs
+    SQL after ``tx.append`` (reported to the lead), and the outbox must never miss an
+    event because of it."""
+    out: list[EpochMark] = []
+    for info in read_epochs(conn):
+        top = conn.execute(
+            "SELECT max(id) FROM events WHERE id BETWEEN ? AND ?",
+            (event_key(info.ordinal, 0), event_key(info.ordinal, (1 << 40) - 1)),
+        ).fetchone()[0]
+        last = max(info.last_seq, int(top) & ((1 << 40) - 1) if top is not None else 0)
+        out.append(EpochMark(info.epoch, last, info.acked_seq))
+    return out
 
 
 def _applier(command: Mapping[str, Any]) -> Callable[[Tx], tuple[cmds.Status, str | None]]:

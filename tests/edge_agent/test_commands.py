@@ -190,3 +190,17 @@ def test_expire_reservations_by_store_clock(ledger: Ledger) -> None:
 ])
 def test_normalise_gtin(code: str, expected: str | None) -> None:
     assert cmds.normalise_gtin(code) == expected
+
+
+def test_epoch_last_seq_stays_exact_after_appends_followed_by_sql(ledger: Ledger) -> None:
+    """The outbox reads epochs.last_seq: an op that appends and then runs SQL (cancel,
+    quarantine) must leave it equal to the last recorded seq."""
+    apply(ledger, command(1, "reservation.create",
+                          {"reservation_id": "R1", "order_ref": "O",
+                           "lines": [{"sku": "A", "qty": 1}]},
+                          reserve=[{"sku": "A", "delta": 1}]))
+    apply(ledger, command(2, "reservation.cancel", {"reservation_id": "R1"}))
+    apply(ledger, command(3, "stock.adjust", stock=[{"sku": "A", "delta": "x"}]))
+    (last_seq,) = rows(ledger, "SELECT last_seq FROM epochs")[0]
+    assert last_seq == 2
+    assert rows(ledger, "SELECT max(seq) FROM events") == [(2,)]
