@@ -9,7 +9,9 @@ together or not at all. Reads go through ``ledger.read`` (a consistent snapshot)
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -78,6 +80,18 @@ def _refresh_epoch_cache(tx: Tx) -> None:
 
 def _remaining(text: str) -> dict[str, int]:
     return ops.sum_by_sku((str(x["sku"]), int(x["qty"])) for x in json.loads(text))
+
+
+def time_ordered_id() -> str:
+    """A UUIDv7 (RFC 9562): Unix milliseconds first, then random bits. Sale ids sort by
+    time, so the ``sales`` B-tree grows at its right edge: a group of sales dirties a page
+    or two instead of one random page each (fewer WAL frames to sync per commit)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | (rand >> 64 & 0xFFF) << 64 \
+        | 0b10 << 62 | (rand & 0x3FFFFFFFFFFFFFFF)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _sale_lines(query: QueryFn, sale_id: str) -> list[dict[str, Any]]:
@@ -258,7 +272,7 @@ class RetailService:
         def run(tx: Tx) -> dict[str, Any]:
             # The id is drawn here, on the writer thread: os.urandom releases the GIL, and
             # the event loop thread would then queue behind the writer to get it back.
-            sale_id = request.sale_id or new_uuid()
+            sale_id = request.sale_id or time_ordered_id()
             view = CatalogView(tx.query)
             view.prefetch([line.sku for line in request.lines if line.sku is not None])
             lines = self._price_lines(view, request)
