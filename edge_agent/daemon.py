@@ -14,7 +14,7 @@ import contextlib
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,12 +34,16 @@ from drivers import (
 from drivers.carddata import make_filter
 from drivers.events import DeviceStatus as DriverStatus
 from edge_agent import AGENT_NAME
+from edge_agent.api.app import create_app
+from edge_agent.api.server import serve_api
 from edge_agent.config import Config, DeviceConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Ledger
 from edge_agent.ledger.schema import connect
 from edge_agent.logs import configure_logging
 from edge_agent.notify import SystemdNotifier, watchdog_interval_s
+from edge_agent.retail.scanmodes import ScanModes
+from edge_agent.retail.service import RetailService
 from edge_agent.services import AgentServices
 from edge_agent.sync_adapter import LedgerStorePort
 from edge_agent.visitors.engine import VisitorsEngine
@@ -137,6 +141,22 @@ def format_ts_epoch(seconds: float) -> str:
     return format_ts(datetime.fromtimestamp(seconds, UTC))
 
 
+class _LiveStatuses(Mapping[str, DriverStatus]):
+    """Device statuses read from the readers when asked, so counters are always current."""
+
+    def __init__(self, readers: Mapping[str, tuple[DeviceConfig, DeviceReader]]) -> None:
+        self._readers = readers
+
+    def __getitem__(self, name: str) -> DriverStatus:
+        return self._readers[name][1].status
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._readers)
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+
 class Agent:
     """The running store agent. ``await Agent(config, ledger).run()`` until stopped."""
 
@@ -154,6 +174,7 @@ class Agent:
         self._scan_handler: Callable[[Any, ScanEvent], Awaitable[None]] | None = None
         self._presence_handler: Callable[[Any, Any], None] | None = None
         self._probe: sqlite3.Connection | None = None
+        self._api_ready = asyncio.Event()
         self._extra_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
     # -- wiring --------------------------------------------------------------------------
@@ -165,7 +186,7 @@ class Agent:
                 device, self._emitter(device), card_filter=make_filter(self._is_known_gtin)
             )
             self._readers[device.name] = (device, reader)
-            self.services.device_statuses[device.name] = reader.status
+        self.services.device_statuses = _LiveStatuses(self._readers)
         self._port = LedgerStorePort(
             self.services.ledger,
             [_wire_status(reader.status) for _, reader in self._readers.values()],
@@ -213,6 +234,7 @@ class Agent:
                     tg.create_task(factory(), name=name)
                 tg.create_task(self._watchdog(), name="watchdog")
                 tg.create_task(self._until_stopped(), name="shutdown")
+                await self._api_ready.wait()  # READY means POS software can connect
                 self.services.state = "running"
                 self.notifier.ready(f"store {self.config.store.id} running")
                 log.info("agent running", store=self.config.store.id,
@@ -227,10 +249,17 @@ class Agent:
 
     async def _setup_surfaces(self) -> None:
         """Hook up the parts that live in their own packages (retail, visitors, API)."""
+        config = self.config
+        retail = RetailService(self.services.ledger, config.store, controls=config.controls,
+                               hub=self.services.hub)
+        self._scan_handler = ScanModes(self.services, retail).handle_scan
         engine = VisitorsEngine(self.services)
         await engine.start()  # closes visits left open by the last run
         self._presence_handler = engine.handle
         self._extra_tasks.append(("visitors", engine.run))
+        app = create_app(self.services, retail=retail)
+        self._extra_tasks.append(
+            ("api", lambda: serve_api(app, config.api, ready=self._api_ready)))
 
     async def _until_stopped(self) -> None:
         await self._stop.wait()
@@ -255,9 +284,7 @@ class Agent:
         hub = self.services.hub
         if isinstance(event, DeviceStateEvent):
             _, reader = self._readers[device.name]
-            status = reader.status
-            self.services.device_statuses[device.name] = status
-            self._port.set_device_status(_wire_status(status))
+            self._port.set_device_status(_wire_status(reader.status))
             hub.publish("device", {"device": device.name, "state": event.state,
                                    "detail": event.detail})
         elif isinstance(event, ScanEvent):

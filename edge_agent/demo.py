@@ -229,12 +229,12 @@ class Demo:
         return 0
 
     def stop_children(self) -> None:
+        """Agent first (it publishes its offline status), then central, then the broker."""
         for _name, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for _name, proc in reversed(self.children):
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

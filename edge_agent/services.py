@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,7 +46,7 @@ class AgentServices:
     version: str = __version__
     state: str = "starting"
     sync: SyncControl | None = None
-    device_statuses: dict[str, DeviceStatus] = field(default_factory=dict)
+    device_statuses: Mapping[str, DeviceStatus] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
