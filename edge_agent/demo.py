@@ -57,8 +57,8 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def wait_port(port: int, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
+async def wait_port(port: int, within_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if port_open(port):
             return True
@@ -84,8 +84,8 @@ class Demo:
 
     # -- parts ---------------------------------------------------------------------
     async def start_broker(self) -> None:
-        mosquitto = shutil.which("mosquitto") or (
-            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        # Debian puts the broker in /usr/sbin, which a user's PATH may lack.
+        mosquitto = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
         if mosquitto is None:
             print("mosquitto is not installed: the agent runs offline and queues "
                   "(sudo apt-get install mosquitto to see the whole loop)")
