@@ -226,11 +226,11 @@ class RetailService:
             ))
         return priced
 
-    def _check_currency(self, currency: str, index: int) -> None:
+    def _check_currency(self, currency: str, index: int | None) -> None:
         if currency != self.currency:
-            raise OperationError("currency_mismatch", f"lines[{index}]: the catalog prices this "
-                                 f"item in {currency}, the store sells in {self.currency}",
-                                 status=422)
+            where = "" if index is None else f"lines[{index}]: "
+            raise OperationError("currency_mismatch", f"{where}the catalog prices this item in "
+                                 f"{currency}, the store sells in {self.currency}", status=422)
 
     def _record_sale(
         self, tx: Tx, sale_id: str, terminal: str, lines: Sequence[ops.PricedLine], *,
@@ -602,7 +602,7 @@ class RetailService:
                     raise OperationError("unknown_sku", f"{sku} is not in the catalog",
                                          status=422)
                 item, gtin, fixed_qty, fixed_total = found, None, None, None
-            self._check_currency(item.currency, 0)
+            self._check_currency(item.currency, None)
             head = self._basket_head(tx, terminal)
             pending = head["pending_qty"]
             take = qty or fixed_qty or 1
