@@ -1,0 +1,102 @@
+"""The store (StoreSync over a real ledger) against the reference central ``edge-central``
+as a process, through a real mosquitto: sales, commands, digest, a central SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.mosquitto import Broker
+from tests.helpers.processes import CentralProcess
+from tests.sync.conftest import STORE, RunningStore, running_store, settings_for
+
+
+@pytest.fixture
+def central(tmp_path: Path, broker: Broker) -> Iterator[CentralProcess]:
+    process = CentralProcess(tmp_path / "central", broker.url, [STORE], resend_after=1.0)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.terminate()
+
+
+async def api(central: CentralProcess, method: str, path: str, **kw: Any) -> Any:
+    return await asyncio.to_thread(central.api, method, path, **kw)
+
+
+async def central_stock(central: CentralProcess) -> dict[str, tuple[int, int]]:
+    body = await api(central, "GET", f"/v1/stores/{STORE}/stock")
+    return {r["sku"]: (r["on_hand"], r["reserved"]) for r in body["stock"]
+            if r["on_hand"] or r["reserved"]}
+
+
+async def until(predicate: Any, limit: float = 20.0) -> None:
+    async with asyncio.timeout(limit):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
+async def acked_all(store: RunningStore) -> bool:
+    marks = await store.port.epochs()
+    return all(m.acked_seq >= m.last_seq for m in marks)
+
+
+@pytest.mark.slow
+async def test_store_with_reference_central(
+    broker: Broker, central: CentralProcess, store_db: Path,
+) -> None:
+    settings = settings_for(broker.url, None, central_url=central.url,
+                            central_token=central.token_for(STORE).read_text())
+    async with running_store(store_db, settings) as store:
+        await until(store.port.has_resynced)
+        await store.record(1500, sku_count=9)
+        await until(lambda: acked_all(store))
+
+        await api(central, "POST", f"/v1/stores/{STORE}/adjust",
+                  json={"lines": [{"sku": "SKU-1", "delta": 40}]})
+        res = await api(central, "POST", f"/v1/stores/{STORE}/reservations",
+                        json={"order_ref": "O-1", "lines": [{"sku": "SKU-2", "qty": 3}]})
+        await api(central, "DELETE", f"/v1/stores/{STORE}/reservations/{res['reservation_id']}")
+
+        async def three_commands() -> bool:
+            return await store.port.applied_cseq() >= 3
+
+        await until(three_commands)
+        await until(lambda: acked_all(store))  # incl. the reservation.released event
+
+        async def same_stock() -> bool:
+            return await central_stock(central) == await store.stock()
+
+        await until(same_stock)
+
+        # the central dies (SIGKILL) while the store keeps recording; nothing is lost
+        await asyncio.to_thread(central.kill)
+        await store.record(700, sku_count=9, start=1500)
+        await asyncio.to_thread(central.start)
+        await until(lambda: acked_all(store), limit=30)
+        await until(same_stock)
+
+        # digest: central compares and raises no stock_mismatch
+        store.sync.request_digest()
+        await asyncio.sleep(1.0)
+        alerts = await api(central, "GET", "/v1/alerts", params={"kind": "stock_mismatch"})
+        assert alerts["alerts"] == []
+        everything = await api(central, "GET", "/v1/alerts", params={"store": STORE})
+        # Known central issue (reported): after its restart central re-reads our RETAINED
+        # birth (last_seq of when we connected) and flags history_rolled_back. Anything
+        # else (conflict, quarantine, mismatch) would be a real failure.
+        assert {a["kind"] for a in everything["alerts"]} <= {"history_rolled_back"}
+        status = await api(central, "GET", "/v1/status")
+        assert status["counters"]["events_quarantined"] == 0
+        assert status["counters"]["drops"] == 0
+        assert store.sync.counters.digests_published >= 1
+
+        # a resync on demand rebuilds the same state
+        before = await store.stock()
+        await store.sync.resync_now("technician")
+        assert await store.stock() == before
