@@ -37,7 +37,7 @@ async def central_stock(central: CentralProcess) -> dict[str, tuple[int, int]]:
 
 async def until(predicate: Any, limit: float = 20.0) -> None:
     async with asyncio.timeout(limit):
-        while not await predicate():
+        while not await predicate():  # noqa: ASYNC110 - polling a remote state
             await asyncio.sleep(0.05)
 
 
