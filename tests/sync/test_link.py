@@ -21,6 +21,9 @@ from tests.helpers.mosquitto import Broker
 from tests.helpers.ports import free_port
 from tests.sync.conftest import STORE, running_peer, running_store, settings_for
 
+RIGHT = "right-password"
+WRONG = "wrong-password"
+
 
 @pytest.mark.parametrize(("url", "host", "port", "tls"), [
     ("mqtt://broker.local", "broker.local", 1883, False),
@@ -43,7 +46,7 @@ def password_broker(tmp_path: Path) -> Iterator[Broker]:
     if shutil.which("mosquitto_passwd") is None:
         pytest.skip("mosquitto_passwd not installed")
     passwd = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), STORE, "right-password"],
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), STORE, RIGHT],
                    check=True, capture_output=True)
     workdir = tmp_path / "broker"
     workdir.mkdir()
@@ -67,12 +70,12 @@ class _PasswordBroker(Broker):
 
 async def test_bad_credentials_raise_authentication_failed(password_broker: Broker) -> None:
     link = Link(LinkConfig(url=password_broker.url, client_id="t1", username=STORE,
-                           password="wrong"))
+                           password=WRONG))
     with pytest.raises(AuthenticationFailed):
         async with link.connect(will_topic="t/status", will_payload=b"{}"):
             pass
     good = Link(LinkConfig(url=password_broker.url, client_id="t2", username=STORE,
-                           password="right-password"))
+                           password=RIGHT))
     async with good.connect(will_topic="t/status", will_payload=b"{}") as session:
         await session.publish("t/x", b"1")
 
@@ -80,7 +83,7 @@ async def test_bad_credentials_raise_authentication_failed(password_broker: Brok
 async def test_store_sync_backs_off_to_the_maximum_after_an_auth_failure(
     password_broker: Broker, store_db: Path,
 ) -> None:
-    settings = settings_for(password_broker.url, None, username=STORE, password="wrong",
+    settings = settings_for(password_broker.url, None, username=STORE, password=WRONG,
                             backoff_base=0.01, backoff_max=3.0)
     async with running_store(store_db, settings) as store:
         await asyncio.sleep(1.2)
