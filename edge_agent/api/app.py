@@ -73,8 +73,6 @@ from sync.wire import SKU_RE, parse_ts, utc_now
 log = structlog.get_logger("edge_agent.api")
 
 SSE_KEEPALIVE_S = 15.0
-DEFAULT_TOPICS = frozenset({"scan", "scan_rejected", "tag", "device", "basket", "session",
-                            "lookup"})
 
 IdempotencyKey = Annotated[
     str,
@@ -384,9 +382,10 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
                                             )] = None,
     ) -> StreamingResponse:
         """Server-sent events: `event: <topic>` and `data: <json>` per item; a comment
-        line every 15 s keeps proxies and clients from timing out."""
-        wanted = ({t.strip() for t in topics.split(",") if t.strip()} if topics
-                  else set(DEFAULT_TOPICS))
+        line every 15 s keeps proxies and clients from timing out. Topics: scan,
+        scan_rejected, basket, session, lookup, device, tag, door, presence, rejected, ...
+        (all when `topics` is omitted)."""
+        wanted = {t.strip() for t in topics.split(",") if t.strip()} if topics else None
         return StreamingResponse(_sse(services, wanted), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
@@ -441,7 +440,7 @@ def _sync(services: AgentServices) -> SyncControl:
     return services.sync
 
 
-async def _sse(services: AgentServices, topics: set[str]) -> AsyncIterator[bytes]:
+async def _sse(services: AgentServices, topics: set[str] | None) -> AsyncIterator[bytes]:
     async with services.hub.subscribe(topics) as queue:
         yield b": connected\n\n"
         while True:

@@ -353,6 +353,17 @@ async def test_sse_delivers_hub_items_by_topic(api: Api) -> None:
     await until(lambda: hub.subscriber_count == 0)  # the stream's subscription is gone
 
 
+async def test_sse_without_topics_gets_everything(api: Api) -> None:
+    hub = api.services.hub
+    async with api.client.stream("GET", "/v1/events/stream") as response:
+        await until(lambda: hub.subscriber_count == 1)
+        hub.publish("presence", {"device": "ble-1", "present": True})
+        hub.publish("basket", {"terminal": "T1", "lines": []})
+        async with asyncio.timeout(5):
+            events = await read_sse(response, 2)
+    assert [topic for topic, _ in events] == ["presence", "basket"]
+
+
 # -- status and ops -------------------------------------------------------------------------------
 class _Sync:
     def __init__(self) -> None:
