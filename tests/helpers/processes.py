@@ -142,6 +142,16 @@ class CentralProcess:
         finally:
             conn.close()
 
+    def meta(self, key: str) -> str | None:
+        """A ``meta`` value of the running agent's ledger (None while it is being created)."""
+        if not self.db.exists():
+            return None
+        try:
+            rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        except sqlite3.Error:
+            return None
+        return str(rows[0][0]) if rows else None
+
 
 def agent_config_text(*, store: str, db: Path, broker_url: str, central_url: str,
                       token_file: Path, api_socket: Path, extra: str = "") -> str:
@@ -257,3 +267,13 @@ class AgentProcess:
             return list(conn.execute(sql, params).fetchall())
         finally:
             conn.close()
+
+    def meta(self, key: str) -> str | None:
+        """A ``meta`` value of the running agent's ledger (None while it is being created)."""
+        if not self.db.exists():
+            return None
+        try:
+            rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        except sqlite3.Error:
+            return None
+        return str(rows[0][0]) if rows else None
