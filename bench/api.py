@@ -30,9 +30,12 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header
 
 from edge_agent.api import create_app, serve_api
+from edge_agent.api.server import _server, unix_socket
 from edge_agent.config import Config, StoreSection
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.retail import RetailService, ops
@@ -79,6 +82,25 @@ async def _serve(directory: Path) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     ledger.close()
+
+
+async def _serve_trivial(directory: Path) -> None:
+    """The HTTP stack's own ceiling: same uvicorn setup, same request model and header,
+    a handler that records nothing."""
+    app = FastAPI()
+
+    @app.post("/v1/sales", status_code=201)
+    async def sale(body: SaleRequest,
+                   key: Annotated[str, Header(alias="Idempotency-Key")]) -> dict[str, Any]:
+        return {"terminal": body.terminal, "key": key}
+
+    sock = unix_socket(directory / "trivial.sock", "0660", None)
+    server = _server(app)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="bench.api.trivial")
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.01)
+    print("READY", flush=True)
+    await task
 
 
 # -- a minimal keep-alive HTTP/1.1 client (so the client costs little CPU) ------------------------
@@ -226,6 +248,27 @@ async def _direct(directory: Path, seconds: float, concurrency: int) -> dict[str
         ledger.close()
 
 
+def _start(directory: Path, flag: str) -> subprocess.Popen[str]:
+    server = subprocess.Popen([sys.executable, "-m", "bench.api", flag, str(directory)],
+                              stdout=subprocess.PIPE, text=True)
+    if server.stdout is None:
+        raise RuntimeError("no pipe to the server")
+    for line in server.stdout:  # log lines may come first
+        if line.strip() == "READY":
+            return server
+    server.wait()
+    raise RuntimeError(f"the {flag} server did not start (exit {server.returncode})")
+
+
+def _stop(server: subprocess.Popen[str]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
     seconds = 0.5 if tiny else 1.5 if quick else 5.0
     clients = 16
@@ -233,30 +276,20 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
     try:
         _seed(directory / "seed.db")
         direct = asyncio.run(_direct(directory, seconds, clients))
-        shutil.copy(directory / "seed.db", directory / "api.db")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bench.api", "--serve", str(directory)],
-            stdout=subprocess.PIPE, text=True,
-        )
+        trivial = _start(directory, "--serve-trivial")
         try:
-            if server.stdout is None:
-                raise RuntimeError("no pipe to the server")
-            for line in server.stdout:  # log lines may come first
-                if line.strip() == "READY":
-                    break
-            else:
-                raise RuntimeError("the API server did not start")
+            http = asyncio.run(_closed_loop(directory / "trivial.sock", clients, seconds))
+        finally:
+            _stop(trivial)
+        shutil.copy(directory / "seed.db", directory / "api.db")
+        server = _start(directory, "--serve")
+        try:
             sock = directory / "api.sock"
             closed = asyncio.run(_closed_loop(sock, clients, seconds))
             single = asyncio.run(_closed_loop(sock, 1, seconds / 2))
             opened = asyncio.run(_open_loop(sock, 200.0, seconds))
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            _stop(server)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     ceiling = direct["ledger_concurrent_per_s"]
@@ -264,6 +297,7 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
         "ledger_direct_concurrent_sales_per_s": round(ceiling),
         "ledger_direct_sequential_sales_per_s": round(direct["ledger_sequential_per_s"]),
         "service_inprocess_sales_per_s": round(direct["service_concurrent_per_s"]),
+        "http_stack_trivial_per_s": round(http["sales_per_s"]),
         "api_sales_per_s": round(closed["sales_per_s"]),
         "api_clients": clients,
         "api_p50_ms": round(closed["p50_ms"], 2),
@@ -271,6 +305,7 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
         "api_single_client_sales_per_s": round(single["sales_per_s"]),
         "api_errors": closed["errors"] + single["errors"] + opened["errors"],
         "ratio_api_to_ledger": round(closed["sales_per_s"] / ceiling, 3),
+        "ratio_api_to_http_stack": round(closed["sales_per_s"] / http["sales_per_s"], 3),
         "ratio_api_to_ledger_sequential": round(
             closed["sales_per_s"] / direct["ledger_sequential_per_s"], 3),
         "at_200_per_s_p50_ms": round(opened["p50_ms"], 2),
@@ -288,6 +323,8 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
           f"{figures['ledger_direct_sequential_sales_per_s']}/s")
     print(f"RetailService.sale in process ({clients} tasks): "
           f"{figures['service_inprocess_sales_per_s']}/s")
+    print(f"HTTP stack alone (uvicorn/h11 + FastAPI, same request model, handler writes "
+          f"nothing, {clients} clients): {figures['http_stack_trivial_per_s']}/s")
     print(f"API over the Unix socket ({clients} clients): {figures['api_sales_per_s']}/s "
           f"(p50 {figures['api_p50_ms']} ms, p99 {figures['api_p99_ms']} ms) = "
           f"{figures['ratio_api_to_ledger']:.1%} of the ledger ceiling (target 30%)")
@@ -301,9 +338,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-trivial", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         asyncio.run(_serve(args.serve))
+        return
+    if args.serve_trivial is not None:
+        asyncio.run(_serve_trivial(args.serve_trivial))
         return
     run(quick=args.quick)
 
