@@ -151,8 +151,23 @@ def drivers_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
                         ("uhf_unique", "UHF, every frame a new tag")):
         value = f[f"{name}_driver_frames_per_s"]
         bare = f[f"{name}_bare_find_frames_per_s"]
+        worst = name.endswith("_unique")  # the frame cache's worst case: no target set
         rows.append(Row(g, label, value, "frames/s", bare, "bare bytes.find loop",
-                        "≥ 0.5x bare", value / bare >= 0.5))
+                        "" if worst else "≥ 0.5x bare", None if worst else value / bare >= 0.5))
+    return rows
+
+
+def visitors_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
+    g = "visitors"
+    rows = []
+    for name, label in (("repeat", "presence reads → visits, shoppers read repeatedly"),
+                        ("unique", "presence reads → visits, every read a new shopper")):
+        value = f[f"{name}_sessioniser_reads_per_s"]
+        bare = f[f"{name}_bare_dedup_reads_per_s"]
+        worst = name == "unique"
+        rows.append(Row(g, label, value, "reads/s", bare, "bare dict dedup loop",
+                        "" if worst else "≥ 0.3x bare", None if worst else value / bare >= 0.3,
+                        note=f"{int(f[f'{name}_reads']):,} reads"))
     return rows
 
 
@@ -225,8 +240,8 @@ def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
 
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
-    "sync": sync_rows, "central": central_rows, "footprint": footprint_rows,
-    "scaling": scaling_rows,
+    "sync": sync_rows, "central": central_rows, "visitors": visitors_rows,
+    "footprint": footprint_rows, "scaling": scaling_rows,
 }
 
 
