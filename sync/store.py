@@ -117,6 +117,7 @@ class SyncCounters:
     resyncs: int
     resync_failures: int
     digests_published: int
+    events_pruned: int
     # The store cannot see a digest mismatch (central compares, §7): always 0 here; kept
     # so dashboards can show it next to central's stock_mismatch alerts.
     digest_mismatches_unknown_at_store: int
@@ -225,6 +226,7 @@ class StoreSync:
             resyncs=n["resyncs"],
             resync_failures=n["resync_failures"],
             digests_published=n["digests"],
+            events_pruned=n["events_pruned"],
             digest_mismatches_unknown_at_store=0,
             dropped=dropped,
         )
@@ -521,18 +523,22 @@ class StoreSync:
     # -- housekeeping ----------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
         next_prune = 0.0
+        next_expiry = 0.0
         while True:
             now = self._clock()
             if now >= next_prune:
                 cutoff = format_ts(utc_now() - timedelta(days=self.settings.retention_days))
                 pruned = await self.port.prune_acked(cutoff)
+                self._n["events_pruned"] += pruned
                 if pruned:
                     log.info("sync: pruned %d acknowledged events older than %s", pruned, cutoff)
                 next_prune = now + self.settings.prune_interval
-            expired = await self.port.expire_reservations()
-            if expired:
-                log.info("sync: released %d expired reservations", expired)
-            await asyncio.sleep(self.settings.reservation_check_interval)
+            if now >= next_expiry:
+                expired = await self.port.expire_reservations()
+                if expired:
+                    log.info("sync: released %d expired reservations", expired)
+                next_expiry = now + self.settings.reservation_check_interval
+            await asyncio.sleep(max(0.0, min(next_prune, next_expiry) - self._clock()))
 
 
 def _only_link_errors(exc: BaseException) -> bool:

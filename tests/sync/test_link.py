@@ -136,3 +136,59 @@ async def test_connection_resets_mid_stream_deliver_everything_exactly_once(
             assert store.sync.counters.reconnects >= 1
             assert await store.stock() == {s: (v[0], v[1]) for s, v in peer.stock.items()
                                            if v != [0, 0]}
+
+
+EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _issue(d: Path, cn: str, name: str, san: str | None = None) -> None:
+    _openssl("req", *EC_KEY, "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key",
+             "-out", f"{name}.csr", cwd=d)
+    extra: list[str] = []
+    if san:
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        extra = ["-extfile", f"{name}.ext"]
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", *extra, cwd=d)
+
+
+class _TlsBroker(Broker):
+    def config_text(self) -> str:
+        d = self.extra_config
+        return (super().config_text().replace(self.extra_config, "")
+                + f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n"
+                "require_certificate true\nuse_identity_as_username true\n"
+                + ("user root\n" if os.geteuid() == 0 else ""))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+async def test_mqtts_with_client_certificate(tmp_path: Path) -> None:
+    d = tmp_path / "pki"
+    d.mkdir()
+    _openssl("req", "-x509", *EC_KEY, "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    _issue(d, "127.0.0.1", "server", san="IP:127.0.0.1")
+    _issue(d, STORE, "store")
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    broker = _TlsBroker(workdir=workdir, port=free_port(), extra_config=str(d))
+    broker.start()
+    try:
+        url = f"mqtts://127.0.0.1:{broker.port}"
+        link = Link(LinkConfig(url=url, client_id="tls-store", ca_file=d / "ca.crt",
+                               cert_file=d / "store.crt", key_file=d / "store.key"))
+        async with link.connect(will_topic="t/status", will_payload=b"{}") as session:
+            await session.publish("t/x", b"over TLS")
+        no_cert = Link(LinkConfig(url=url, client_id="tls-anon", ca_file=d / "ca.crt",
+                                  connect_timeout=5))
+        with pytest.raises(LinkError):
+            async with no_cert.connect(will_topic="t/status", will_payload=b"{}"):
+                pass
+        with pytest.raises(LinkError, match="TLS setup"):
+            Link(LinkConfig(url=url, client_id="x", ca_file=d / "missing.crt"))
+    finally:
+        broker.stop()

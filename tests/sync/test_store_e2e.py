@@ -231,3 +231,27 @@ async def test_health_devices_and_dropped_messages(broker: Broker, store_db: Pat
         payload = await store.sync.health_payload()
         assert loads(payload)["clock_offset_ms"] is None or \
             abs(loads(payload)["clock_offset_ms"]) < 5000
+
+
+async def test_acknowledged_events_are_pruned_after_retention(
+    broker: Broker, store_db: Path,
+) -> None:
+    settings = settings_for(broker.url, None, retention_days=0, prune_interval=0.2)
+    async with running_peer(broker) as peer, running_store(store_db, settings) as store:
+        await store.record(300)
+        epoch = store.port.current_epoch
+        await peer.wait_for(lambda: peer.applied.get(epoch) == 300)
+
+        async def remaining() -> int:
+            return await store.ledger.read(
+                lambda conn: int(conn.execute("SELECT count(*) FROM events").fetchone()[0]))
+
+        async with asyncio.timeout(10):
+            while await remaining() > 0:  # noqa: ASYNC110 - polling the database
+                await asyncio.sleep(0.1)
+        assert store.sync.counters.events_pruned == 300
+        # pruning never touches what is not acknowledged yet
+        broker.stop()
+        await store.record(5, start=300)
+        await asyncio.sleep(0.5)
+        assert await remaining() == 5
