@@ -117,4 +117,4 @@ async def test_disk_full_refuses_clearly_keeps_what_was_acknowledged_and_recover
     with Ledger.open(db, "S001") as reopened:
         seq = reopened.write_blocking(fact(n + 2))
         assert seq == len(acked) + 1
-    assert [num for _, num in events(db)] == sorted(acked) + [n + 2]
+    assert [num for _, num in events(db)] == [*sorted(acked), n + 2]
