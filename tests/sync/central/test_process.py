@@ -62,7 +62,12 @@ class CentralProcess:
                 return False
             return r.status_code == 200 and r.json()["mqtt_connected"]
 
-        wait_until(ready, 20, "central process ready")
+        try:
+            wait_until(ready, 60, "central process ready")
+        except AssertionError:
+            self.kill()
+            raise AssertionError(f"central did not start: {self.log.read_text()[-2000:]}"
+                                 ) from None
 
     def kill(self) -> None:
         assert self.proc is not None
