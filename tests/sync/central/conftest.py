@@ -45,7 +45,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.new_database()
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -88,7 +88,7 @@ class FakeStore:
         client.loop_start()
         client.subscribe([(self.topics.events_ack, 1), (self.topics.commands, 1)])
         self.client = client
-        assert self.subscribed.wait(5)
+        assert self.subscribed.wait(20)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -103,7 +103,7 @@ class FakeStore:
                 self.commands.extend(body["commands"])
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(20)
 
     def send(self, events: list[dict[str, Any]], epoch: str | None = None,
              **extra: Any) -> None:
@@ -131,7 +131,7 @@ class FakeStore:
                 "ts": "2026-11-25T09:00:00.000Z"}
         self.publish(self.topics.commands_ack, orjson.dumps(body), retain=True)
 
-    def wait_ack(self, through: int, epoch: str | None = None, timeout: float = 10.0,
+    def wait_ack(self, through: int, epoch: str | None = None, timeout: float = 20.0,
                  after: int = 0) -> dict[str, Any]:
         epoch = epoch or self.epoch
 
@@ -173,7 +173,7 @@ class Central:
         })
         self.service = CentralService(self.config)
         self.service.start()
-        assert self.service.link.connected.wait(10)
+        assert self.service.link.connected.wait(30)
         port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(
             create_app(self.service), host="127.0.0.1", port=port, log_level="warning",

@@ -80,3 +80,39 @@ def test_poison_message_is_skipped_without_losing_the_group(core: Core) -> None:
     assert [orjson.loads(p.payload)["through_seq"] for p in out] == [2]
     assert fragile.conn.execute("SELECT COUNT(*) FROM events") == [(2,)]
     assert fragile.counters().drops == 1
+
+
+def test_command_go_back_is_rate_limited_and_timed(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/clock.db")
+    db.create_schema()
+    now = [100.0]
+    core = Core(db.connect(), resend_after=10, clock=lambda: now[0])
+    status = ("retail/v1/stores/S001/status", orjson.dumps(
+        {"v": 1, "store": "S001", "state": "online", "epoch": "e", "boot_id": "b",
+         "last_seq": 0, "applied_cseq": 0}), False)
+
+    def ack(through: int) -> tuple[str, bytes, bool]:
+        return ("retail/v1/stores/S001/commands/ack", orjson.dumps(
+            {"v": 1, "store": "S001", "epoch": "e", "through_cseq": through,
+             "ts": "2026-11-25T09:00:00.000Z"}), False)
+
+    def cseqs(out: list[Any]) -> list[int]:
+        return [c["cseq"] for p in out for c in orjson.loads(p.payload)["commands"]]
+
+    core.process([status])
+    _, out = core.issue("S001", [{"type": "resync"}, {"type": "resync"}, {"type": "resync"}])
+    assert cseqs(out) == [1, 2, 3]
+    assert cseqs(core.process([ack(1)])) == []  # progress: nothing to resend
+    now[0] += 0.5
+    assert cseqs(core.process([ack(1)])) == [2, 3]  # no progress: go back
+    now[0] += 0.5
+    assert cseqs(core.process([ack(1)])) == []  # within a second of the last go-back
+    now[0] += 0.6
+    assert cseqs(core.process([ack(1)])) == [2, 3]
+    now[0] += 5
+    assert cseqs(core.tick()) == []  # not yet resend_after without progress
+    now[0] += 10
+    assert cseqs(core.tick()) == [2, 3]
+    assert cseqs(core.process([ack(3)])) == []
+    now[0] += 60
+    assert cseqs(core.tick()) == []  # all acknowledged
