@@ -18,7 +18,6 @@ from edge_agent.retail.scanmodes import ScanModes
 from edge_agent.services import AgentServices
 from tests.edge_agent.retail.seed import (
     SALE_BARCODE,
-    STORE,
     config,
     device,
     event_payloads,
@@ -215,7 +214,3 @@ async def test_closed_ledger_is_a_rejection_not_a_crash(tmp_path: Path) -> None:
                                 ScanEvent(device="till-1", code=SALE_BARCODE))
     assert [r["reason"] for r in seen.of("scan_rejected")] == [
         "ledger_unavailable", "card_data_rejected"]
-
-
-def test_store_fixture_region_is_used() -> None:
-    assert STORE.rcn_region == "sweden"
