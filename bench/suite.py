@@ -184,6 +184,13 @@ def sync_rows(f: dict[str, Any], c: dict[str, Any]) -> list[Row]:
             f["naive_events_per_s"], "naive", "≥ 20x naive",
             rate / f["naive_events_per_s"] >= 20),
     ]
+    echo = f.get("ceiling_store_broker_events_per_s")
+    if isinstance(echo, int | float):
+        rows.append(Row(g, "drain vs store → broker → ack echo (nothing applied)", rate, "ev/s",
+                        echo, "store side alone"))
+        rows.append(Row(g, "store side alone (echo) vs naive", echo, "ev/s",
+                        f["naive_events_per_s"], "naive", "≥ 20x naive",
+                        echo / f["naive_events_per_s"] >= 20))
     mqtt = c.get("mqtt_qos1_big_events_per_s")
     if isinstance(mqtt, int | float):
         rows.append(Row(g, "drain vs raw paho QoS 1 (20 KB, window 20)", rate, "ev/s", mqtt,
@@ -197,6 +204,26 @@ def sync_rows(f: dict[str, Any], c: dict[str, Any]) -> list[Row]:
             note=f"{lat['count']} events, max {lat['max_ms']:.0f} ms, {lost} unacked"),
     ]
     return rows
+
+
+def api_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
+    g = "api"
+    ceiling = f["ledger_direct_concurrent_sales_per_s"]
+    api = f["api_sales_per_s"]
+    p99 = f["at_200_per_s_p99_ms"]
+    return [
+        Row(g, f"sales over the Unix socket, {f.get('api_clients', '?')} clients", api,
+            "req/s", ceiling, "ledger.write of the same sale, concurrent",
+            "≥ 0.3x ledger", api / ceiling >= 0.3,
+            note=f"{f.get('api_errors', 0)} errors"),
+        Row(g, "sales over the Unix socket vs bare HTTP stack", api, "req/s",
+            f["http_stack_trivial_per_s"], "same server, trivial route"),
+        Row(g, "in-process RetailService.sale", f["service_inprocess_sales_per_s"], "req/s",
+            ceiling, "ledger.write of the same sale, concurrent"),
+        Row(g, "sale latency at 200 sales/s, p50", f["at_200_per_s_p50_ms"], "ms"),
+        Row(g, "sale latency at 200 sales/s, p99", p99, "ms", target="≤ 25 ms",
+            met=p99 <= 25.0, note=f"max {f.get('at_200_per_s_max_ms')} ms"),
+    ]
 
 
 def central_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
@@ -240,7 +267,7 @@ def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
 
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
-    "sync": sync_rows, "central": central_rows, "visitors": visitors_rows,
+    "sync": sync_rows, "api": api_rows, "central": central_rows, "visitors": visitors_rows,
     "footprint": footprint_rows, "scaling": scaling_rows,
 }
 
