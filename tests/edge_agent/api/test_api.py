@@ -394,11 +394,12 @@ async def test_status_outbox_devices_and_sync(api: Api) -> None:
     sync = _Sync()
     api.services.sync = sync
     api.services.count("scans", 5)
-    api.services.device_statuses["till-1"] = DeviceStatus(
-        name="till-1", kind="serial_scanner", port="/dev/ttyUSB0", state="connected",
-        since=1.0, reads=9)
-    api.services.device_statuses["door-1"] = DeviceStatus(
-        name="door-1", kind="door_counter", port="/dev/ttyUSB1", state="error", since=1.0)
+    api.services.device_statuses = {
+        "till-1": DeviceStatus(name="till-1", kind="serial_scanner", port="/dev/ttyUSB0",
+                               state="connected", since=1.0, reads=9),
+        "door-1": DeviceStatus(name="door-1", kind="door_counter", port="/dev/ttyUSB1",
+                               state="error", since=1.0),
+    }
     status = (await api.client.get("/v1/status")).json()
     expected_keys = {"state", "version", "store", "uptime_s", "boot_id", "epoch", "last_seq",
                      "applied_cseq", "resync_needed", "broker", "outbox", "devices",
