@@ -242,6 +242,11 @@ class Link:
                     await client.__aexit__(None, None, None)
             except (aiomqtt.MqttError, TimeoutError) as exc:
                 log.debug("link: disconnect: %r", exc)
+            # mark the reason of an unexpected disconnection as seen (else asyncio logs
+            # "Future exception was never retrieved" when the client is collected)
+            for future in (disconnected, client._disconnected):  # private, no API
+                if future.done() and not future.cancelled():
+                    future.exception()
 
 
 __all__ = ["Incoming", "Link", "LinkConfig", "LinkSession", "map_mqtt_error", "parse_broker_url"]

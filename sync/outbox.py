@@ -417,8 +417,14 @@ class OutboxSender:
             await self._dirty_event.wait()
             self._dirty_event.clear()
             dirty, self._dirty = self._dirty, {}
-            for epoch, through in dirty.items():
-                await self._mark_acked(epoch, through)
+            try:
+                for epoch, through in dirty.items():
+                    await self._mark_acked(epoch, through)
+            except BaseException:
+                for epoch, through in dirty.items():  # keep them for the next attempt
+                    self._dirty[epoch] = max(self._dirty.get(epoch, 0), through)
+                self._dirty_event.set()
+                raise
 
     async def flush_acks(self) -> None:
         dirty, self._dirty = self._dirty, {}

@@ -25,6 +25,7 @@ import statistics
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -237,6 +238,8 @@ class StoreSync:
 
     async def resync_now(self, reason: str = "technician") -> None:
         """Ask for a resync and wait until it succeeded (retries with backoff meanwhile)."""
+        if self._snapshots is None:
+            raise SnapshotError("no central URL is configured: cannot fetch a snapshot")
         await self.port.request_resync(reason)
         self._resync_idle.clear()
         self._resync_wanted.set()
@@ -253,8 +256,20 @@ class StoreSync:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._link_loop(), name="sync.link")
             tg.create_task(self._resync_loop(), name="sync.resync")
-            tg.create_task(self.outbox.persist_acks(), name="sync.acks")
-            tg.create_task(self._housekeeping(), name="sync.housekeeping")
+            tg.create_task(self._resilient(self.outbox.persist_acks, "acks"), name="sync.acks")
+            tg.create_task(self._resilient(self._housekeeping, "housekeeping"),
+                           name="sync.housekeeping")
+
+    async def _resilient(self, loop: Callable[[], Awaitable[None]], what: str) -> None:
+        """Keep a background loop alive through store errors (e.g. a full disk)."""
+        backoff = Backoff(self.settings.backoff_base, self.settings.backoff_max)
+        while True:
+            try:
+                await loop()
+            except Exception:
+                delay = backoff.next_delay()
+                log.exception("sync: %s failed; restarting it in %.1f s", what, delay)
+                await asyncio.sleep(delay)
 
     # -- link ------------------------------------------------------------------------------
     async def _link_loop(self) -> None:
@@ -433,12 +448,16 @@ class StoreSync:
                 try:
                     snapshot = await self._snapshots.fetch()
                     await self.port.apply_snapshot(snapshot)
-                except SnapshotError as exc:
+                except Exception as exc:  # SnapshotError, or the store could not apply it
                     self._n["resync_failures"] += 1
                     self.last_error = str(exc)
                     delay = self._resync_backoff.next_delay()
-                    log.warning("sync: resync (%s) failed: %s; retrying in %.1f s",
-                                reason, exc, delay)
+                    if isinstance(exc, SnapshotError):
+                        log.warning("sync: resync (%s) failed: %s; retrying in %.1f s",
+                                    reason, exc, delay)
+                    else:
+                        log.exception("sync: applying the snapshot failed; retrying in %.1f s",
+                                      delay)
                     await asyncio.sleep(delay)
                     continue
                 self._n["resyncs"] += 1

@@ -73,12 +73,14 @@ async def start_child(db: Path, broker: Broker, peer: PeerCentral, mode: str) \
     )
 
 
-async def read_committed(proc: asyncio.subprocess.Process, committed: set[int]) -> None:
+async def read_committed(proc: asyncio.subprocess.Process, committed: set[int],
+                         started: asyncio.Event) -> None:
     assert proc.stdout is not None
     while line := await proc.stdout.readline():
         parts = line.split()
         if len(parts) == 3 and parts[0] == b"C":
             committed.update(range(int(parts[1]), int(parts[2]) + 1))
+            started.set()
 
 
 @pytest.mark.chaos
@@ -93,8 +95,13 @@ async def test_sigkill_the_store_20_times_nothing_lost_nothing_twice(
     async with running_peer(broker) as peer:
         for kill in range(KILLS):
             proc = await start_child(db, broker, peer, "record")
-            reader = asyncio.create_task(read_committed(proc, committed))
-            await asyncio.sleep(rng.uniform(0.4, 1.0))
+            started = asyncio.Event()
+            reader = asyncio.create_task(read_committed(proc, committed, started))
+            # kill at a random point of a life that is recording (start-up takes a while
+            # on a loaded machine, and a life that never got going tests nothing)
+            async with asyncio.timeout(30):
+                await started.wait()
+            await asyncio.sleep(rng.uniform(0.0, 0.6))
             if kill % 4 == 1:
                 # central issues commands while the store comes and goes
                 await peer.send("stock.adjust", {"reason": "replenishment"},

@@ -6,7 +6,12 @@ import asyncio
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
+from edge_agent.ledger import Ledger
+from edge_agent.sync_adapter import LedgerStorePort
+from sync.errors import SnapshotError
+from sync.store import StoreSync, SyncSettings
 from sync.store_port import DeviceStatus
 from sync.wire import canonical_json, loads, now_ts
 from tests.helpers.mosquitto import Broker
@@ -255,3 +260,10 @@ async def test_acknowledged_events_are_pruned_after_retention(
         await store.record(5, start=300)
         await asyncio.sleep(0.5)
         assert await remaining() == 5
+
+
+async def test_resync_on_demand_needs_a_central_url(store_db: Path) -> None:
+    with Ledger.open(store_db, STORE) as ledger:
+        sync = StoreSync(SyncSettings(), LedgerStorePort(ledger))
+        with pytest.raises(SnapshotError, match="central URL"):
+            await sync.resync_now()
