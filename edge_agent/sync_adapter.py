@@ -26,6 +26,7 @@ from sync.store_port import (
     EpochMark,
     HealthFigures,
     StoredEvent,
+    StorePort,
 )
 
 
@@ -214,3 +215,8 @@ def _applier(command: Mapping[str, Any]) -> Callable[[Tx], tuple[cmds.Status, st
         return cmds.apply_command(tx, command)
 
     return op
+
+
+def store_port(ledger: Ledger, devices: Sequence[DeviceStatus] = ()) -> StorePort:
+    """``LedgerStorePort`` typed as the protocol (mypy checks the two agree)."""
+    return LedgerStorePort(ledger, devices)

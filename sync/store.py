@@ -133,7 +133,7 @@ class StoreSync:
     """``StoreSync(settings, port)``; ``await run()`` until cancelled."""
 
     def __init__(self, settings: SyncSettings, port: StorePort, *, boot_id: str | None = None,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.port = port
         self.store = port.store_id
