@@ -28,6 +28,7 @@ from sync.store_port import (
     StoredEvent,
     StorePort,
 )
+from sync.wire import digest_lines
 
 
 class LedgerStorePort:
@@ -153,8 +154,7 @@ class LedgerStorePort:
 
     # -- digest, health, devices ------------------------------------------------------------------
     async def digest_state(self) -> DigestFigures:
-        d = await self.ledger.digest_state()
-        return DigestFigures(d.epoch, d.through_seq, d.through_cseq, d.skus, d.sha256)
+        return await self.ledger.read(_read_digest)
 
     async def health(self) -> HealthFigures:
         stats = await self.ledger.stats()
@@ -208,6 +208,18 @@ def _read_epochs(conn: sqlite3.Connection) -> list[EpochMark]:
         last = max(info.last_seq, int(top) & ((1 << 40) - 1) if top is not None else 0)
         out.append(EpochMark(info.epoch, last, info.acked_seq))
     return out
+
+
+def _read_digest(conn: sqlite3.Connection) -> DigestFigures:
+    """§7 digest of one read transaction; ``through_seq`` from the events themselves (see
+    ``_read_epochs``), so it always covers exactly the stock it is computed over."""
+    current = _read_epochs(conn)[-1]
+    row = conn.execute("SELECT value FROM meta WHERE key = 'applied_cseq'").fetchone()
+    skus, sha = digest_lines(
+        (str(r[0]), int(r[1]), int(r[2]))
+        for r in conn.execute("SELECT sku, on_hand, reserved FROM stock")
+    )
+    return DigestFigures(current.epoch, current.last_seq, int(row[0]) if row else 0, skus, sha)
 
 
 def _applier(command: Mapping[str, Any]) -> Callable[[Tx], tuple[cmds.Status, str | None]]:

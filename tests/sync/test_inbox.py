@@ -162,3 +162,16 @@ async def test_resync_command_stops_the_batch_and_withholds_the_ack(
     assert result is not None
     assert result.ack is None
     assert await on_hand(port, "A") == 1
+
+
+async def test_digest_through_seq_covers_every_recorded_event(port: LedgerStorePort) -> None:
+    """An op that appends and then runs SQL must not make the digest claim fewer events
+    than its stock contains (central would report a false stock_mismatch)."""
+    def op(tx: Any) -> None:
+        tx.append("sale", {"sale_id": "x"}, stock=[("A", -1)])
+        tx.set_meta("something", "1")
+
+    await port.ledger.write(op)
+    digest = await port.digest_state()
+    assert (digest.through_seq, digest.skus) == (1, 1)
+    assert (await port.epochs())[-1].last_seq == 1
