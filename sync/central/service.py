@@ -140,6 +140,18 @@ class Writer:
             self.publish(out)
 
 
+def release_client(client: mqtt.Client) -> None:
+    """Drop a stopped client's callbacks. They are bound methods of its owner, a reference
+    cycle; freed by refcount instead, paho's ``__del__`` closes its wake-up socket pair
+    before the sockets are finalised (no ResourceWarning from the cyclic collector)."""
+    client.on_connect = None
+    client.on_disconnect = None
+    client.on_message = None
+    client.on_subscribe = None
+    client.on_publish = None
+    client.on_socket_open = None
+
+
 class MqttLink:
     """paho client in its own network thread: clean start, QoS 1, TCP_NODELAY."""
 
@@ -183,6 +195,7 @@ class MqttLink:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        release_client(self.client)
 
     @staticmethod
     def _on_socket_open(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from sync.central.service import release_client
 from tests.helpers.mosquitto import MOSQUITTO
 from tests.helpers.ports import free_port, wait_for_port
 
@@ -130,6 +131,7 @@ class Client:
         if self.error is None:
             self.client.disconnect()
             self.client.loop_stop()
+        release_client(self.client)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.central.api import create_app
 from sync.central.config import CentralConfig
-from sync.central.service import CentralService
+from sync.central.service import CentralService, release_client
 from sync.messages import Topics
 from tests.helpers.mosquitto import Broker
 from tests.helpers.ports import free_port, wait_for_port
@@ -93,6 +93,7 @@ class FakeStore:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        release_client(self.client)
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         body = orjson.loads(message.payload)
