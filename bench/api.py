@@ -202,8 +202,8 @@ def _pct(values: list[float], pct: float) -> float:
 
 
 # -- in-process measurements ----------------------------------------------------------------------
-async def _direct(directory: Path, seconds: float, concurrency: int) -> dict[str, float]:
-
+async def _direct(directory: Path, seconds: float, concurrency: int,
+                  *, ledger_only: bool = False) -> dict[str, float]:
     path = directory / "direct.db"
     shutil.copy(directory / "seed.db", path)
     ledger = Ledger.open(path, "S001")
@@ -239,6 +239,8 @@ async def _direct(directory: Path, seconds: float, concurrency: int) -> dict[str
         async def service() -> None:
             await retail.sale(request, idempotency_key=str(uuid.uuid4()))
 
+        if ledger_only:
+            return {"ledger_concurrent_per_s": await pump(raw, concurrency, seconds)}
         return {
             "ledger_concurrent_per_s": await pump(raw, concurrency, seconds),
             "ledger_sequential_per_s": await pump(raw, 1, seconds),
@@ -290,11 +292,16 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
             opened = asyncio.run(_open_loop(sock, 200.0, seconds))
         finally:
             _stop(server)
+        # The ceiling again after the API phases: on a shared machine the load changes, and
+        # the best of the two keeps the ratio from flattering the API.
+        again = asyncio.run(_direct(directory, seconds, clients, ledger_only=True))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    ceiling = direct["ledger_concurrent_per_s"]
+    ceiling = max(direct["ledger_concurrent_per_s"], again["ledger_concurrent_per_s"])
     figures: dict[str, Any] = {
         "ledger_direct_concurrent_sales_per_s": round(ceiling),
+        "ledger_direct_before_after_per_s": [round(direct["ledger_concurrent_per_s"]),
+                                             round(again["ledger_concurrent_per_s"])],
         "ledger_direct_sequential_sales_per_s": round(direct["ledger_sequential_per_s"]),
         "service_inprocess_sales_per_s": round(direct["service_concurrent_per_s"]),
         "http_stack_trivial_per_s": round(http["sales_per_s"]),
@@ -318,7 +325,8 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
         },
         "cpus": os.cpu_count(),
     }
-    print(f"ledger direct (same sale fact, {clients} writers): "
+    print(f"ledger direct (same sale fact, {clients} writers, best of before/after "
+          f"{figures['ledger_direct_before_after_per_s']}): "
           f"{figures['ledger_direct_concurrent_sales_per_s']}/s; one writer: "
           f"{figures['ledger_direct_sequential_sales_per_s']}/s")
     print(f"RetailService.sale in process ({clients} tasks): "
