@@ -70,7 +70,11 @@ class BrokerSettings(BaseModel):
             return SecretStr(env)
         if self.password_file is None:
             return None
-        return SecretStr(self.password_file.read_text().strip())
+        try:
+            return SecretStr(self.password_file.read_text().strip())
+        except OSError as exc:
+            raise ConfigError(f"broker.password_file: cannot read {self.password_file}: "
+                              f"{exc.strerror}") from exc
 
 
 class HttpSettings(BaseModel):

@@ -70,3 +70,16 @@ def test_committed_schemas_match_the_models() -> None:
     directory = REPO / "docs" / "schemas"
     committed = {p.name: p.read_text(encoding="utf-8") for p in directory.glob("*.json")}
     assert committed == generated, "run: edge-central schemas --out docs/schemas"
+
+
+def test_unreadable_password_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[broker]\npassword_file = "{tmp_path}/missing"\n')
+    config = load_config(path)
+    with pytest.raises(ConfigError, match="password_file"):
+        config.broker.password()
+    (tmp_path / "missing").write_text("s3cret\n")
+    secret = config.broker.password()
+    assert secret is not None
+    assert secret.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(secret)
