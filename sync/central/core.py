@@ -501,8 +501,6 @@ class Core:
             return
         if prev is None or through > prev:
             st.last_progress = now
-            if prev is None:
-                st.sent_through = max(st.sent_through, through)
             st.sent_through = max(st.sent_through, through)
             if st.sent_through < st.issued and st.sent_through - through < COMMAND_WINDOW // 2:
                 group.sends.append((store, st.sent_through + 1))
