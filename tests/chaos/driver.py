@@ -87,6 +87,96 @@ def fact_op(n: int) -> Any:
     return op
 
 
+def api_request(n: int) -> tuple[str, dict[str, Any]]:
+    """The API call recording fact ``n`` (deterministic in ``n``); its id is ``chaos-n``."""
+    rng = random.Random(n)
+    sku = rng.choice(SKUS)
+    qty = rng.randint(1, 5)
+    kind = rng.choices(["sale", "return", "receipt", "count"], [6, 1, 2, 1])[0]
+    fid = f"chaos-{n}"
+    if kind == "sale":
+        total = f"{qty * 1.5:.2f}"
+        return "/v1/sales", {"terminal": "T1", "sale_id": fid, "lines": [
+            {"sku": sku, "qty": qty, "unit_price": "1.50"}],
+            "payments": [{"method": "cash", "amount": total}]}
+    if kind == "return":
+        return "/v1/returns", {"return_id": fid, "restock": True, "lines": [
+            {"sku": sku, "qty": qty, "unit_price": "1.50"}]}
+    if kind == "receipt":
+        return "/v1/receipts", {"ref": fid, "lines": [{"sku": sku, "qty": qty}]}
+    return "/v1/counts", {"count_id": fid, "lines": [{"sku": sku, "counted": rng.randint(0, 9)}]}
+
+
+def read_log(path: str) -> tuple[set[int], set[int], set[int]]:
+    """(attempted, acknowledged, refused) fact numbers."""
+    out: dict[str, set[int]] = {"A": set(), "K": set(), "R": set()}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                kind, _, number = line.strip().partition(" ")
+                if kind in out and number.isdigit():
+                    out[kind].add(int(number))
+    except FileNotFoundError:
+        pass
+    return out["A"], out["K"], out["R"]
+
+
+async def produce_api(socket: str, target: int, rate: float, log_path: str, seed: int) -> None:
+    """Facts through the agent's own local API, as a POS would, with idempotency keys.
+
+    After a restart, every fact attempted but not acknowledged is retried first with the
+    same key and body (a POS retrying after a timeout): it must be recorded once."""
+    import httpx  # noqa: PLC0415 - only this mode needs it
+
+    rng = random.Random(seed)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    attempted, acked, refused = read_log(log_path)
+    transport = httpx.AsyncHTTPTransport(uds=socket)
+    async with httpx.AsyncClient(transport=transport, base_url="http://agent",
+                                 timeout=30) as client:
+        while True:
+            try:
+                if (await client.get("/v1/status")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+
+        async def one(number: int) -> None:
+            os.write(fd, f"A {number}\n".encode())
+            path, body = api_request(number)
+            while True:
+                try:
+                    r = await client.post(path, json=body,
+                                          headers={"Idempotency-Key": f"chaos-{number}"})
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+                    continue
+                if r.status_code >= 500 or r.status_code == 429:
+                    await asyncio.sleep(0.1)
+                    continue
+                break
+            os.write(fd, f"{'K' if r.status_code < 300 else 'R'} {number}\n".encode())
+
+        retry = sorted(attempted - acked - refused)
+        n = max(attempted, default=0)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for number in retry:
+                    tg.create_task(one(number), name=f"chaos.retry[{number}]")
+            while n < target:
+                burst = min(target - n, rng.randint(1, 10))
+                numbers = range(n + 1, n + 1 + burst)
+                n += burst
+                async with asyncio.TaskGroup() as tg:
+                    for number in numbers:
+                        tg.create_task(one(number), name=f"chaos.api[{number}]")
+                await asyncio.sleep(burst / rate * rng.uniform(0.5, 1.5))
+        finally:
+            os.close(fd)
+    await asyncio.Event().wait()
+
+
 def last_attempted(path: str) -> int:
     top = 0
     try:
@@ -169,8 +259,13 @@ def main(config_path: str) -> int:
         if mode == "after_commit":
             countdown = Countdown(arg)
             ledger.add_commit_listener(countdown.hit)
-        agent._extra_tasks.append((
-            "chaos.facts", lambda: produce(ledger, target, rate, log_path, seed)))
+        if os.environ.get("CHAOS_VIA") == "api":
+            socket = str(config.api.socket)
+            agent._extra_tasks.append((
+                "chaos.facts", lambda: produce_api(socket, target, rate, log_path, seed)))
+        else:
+            agent._extra_tasks.append((
+                "chaos.facts", lambda: produce(ledger, target, rate, log_path, seed)))
         await agent.run()
 
     try:

@@ -59,6 +59,9 @@ class ChaosPlan:
     command_every_s: float = 1.0
     seed: int = 1
     quiesce_timeout_s: float = 90.0
+    via: str = "api"
+    """``api``: facts POSTed to the agent's local API (idempotency keys, retried after a
+    kill); ``ledger``: written through the ledger in the agent process."""
 
 
 @dataclass
@@ -66,6 +69,7 @@ class StoreResult:
     store: str
     attempted: int = 0
     acknowledged: int = 0
+    refused: int = 0
     ok: int = 0
     lost: list[int] = field(default_factory=list)
     duplicated: list[int] = field(default_factory=list)
@@ -104,19 +108,21 @@ class ChaosReport:
 
     def table(self) -> str:
         lines = [
-            f"chaos run: {sum(s.attempted for s in self.stores)} facts attempted over "
+            f"chaos run ({self.plan.via}): {sum(s.attempted for s in self.stores)} facts "
+            "attempted over "
             f"{self.seconds:.0f} s, {len(self.stores)} store(s), seed {self.plan.seed}",
             "faults: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
             f"commands issued by central: {self.commands_issued}; clock jumps "
             + ("applied (libfaketime)" if self.clock_jumps_applied else "not applied "
                "(libfaketime not installed)"),
-            f"{'store':<8}{'attempted':>10}{'acked':>8}{'ok':>8}{'lost':>6}{'dup':>6}"
+            f"{'store':<8}{'attempted':>10}{'acked':>8}{'refused':>8}{'ok':>8}{'lost':>6}{'dup':>6}"
             f"{'unexp':>7}{'recov':>7}{'epochs':>8}  digest  cseq(i/a/k)  quick_check",
         ]
         for s in self.stores:
             same = "equal" if s.store_digest == s.central_digest else "DIFFER"
             lines.append(
-                f"{s.store:<8}{s.attempted:>10}{s.acknowledged:>8}{s.ok:>8}{len(s.lost):>6}"
+                f"{s.store:<8}{s.attempted:>10}{s.acknowledged:>8}{s.refused:>8}{s.ok:>8}"
+                f"{len(s.lost):>6}"
                 f"{len(s.duplicated):>6}{len(s.unexpected):>7}{s.recovered:>7}{s.epochs:>8}"
                 f"  {same:<6}  {s.issued_cseq}/{s.applied_cseq}/{s.acked_cseq}"
                 f"  {s.quick_check}")
@@ -129,6 +135,23 @@ class ChaosReport:
         lines.append(f"central quick_check: {self.central_quick_check}; "
                      f"{'PASS' if self.passed else 'FAIL'}")
         return "\n".join(lines)
+
+
+_ID_FIELD = {"sale": "sale_id", "return": "return_id", "receipt": "ref", "count": "count_id"}
+
+
+def fact_number(event: dict[str, Any]) -> int | None:
+    """The chaos fact an event records (None for the agent's own events: alerts, …)."""
+    data = event.get("data")
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("chaos_fact"), int):
+        return int(data["chaos_fact"])
+    field = _ID_FIELD.get(str(event.get("type")))
+    value = data.get(field) if field else None
+    if isinstance(value, str) and value.startswith("chaos-") and value[6:].isdigit():
+        return int(value[6:])
+    return None
 
 
 class ChaosRun:
@@ -161,7 +184,8 @@ class ChaosRun:
             else:
                 arg = 1
         self.agents[store].start(target=self.plan.facts, rate=self.plan.rate, mode=mode,
-                                 mode_arg=arg, seed=self.rng.randrange(1 << 30))
+                                 mode_arg=arg, seed=self.rng.randrange(1 << 30),
+                                 via=self.plan.via)
         self.modes[store] = mode
         self.started_at[store] = time.monotonic()
 
@@ -316,6 +340,9 @@ class ChaosRun:
             epochs = agent.query("SELECT epoch, last_seq, acked_seq FROM epochs")
             if any(last != acked for _, last, acked in epochs):
                 return False
+            attempted, acked_facts, refused = agent.read_facts()
+            if attempted - acked_facts - refused and self.plan.via == "api":
+                return False  # the POS is still retrying
             central = dict(self.central.query(
                 "SELECT epoch, applied_seq FROM epochs WHERE store = ?", (store,)))
             if any(central.get(epoch, 0) != last for epoch, last, _ in epochs if last):
@@ -334,13 +361,14 @@ class ChaosRun:
         self.report.central_quick_check = quick_check(self.central.db)
         for store, agent in self.agents.items():
             result = StoreResult(store)
-            attempted, acked = agent.read_facts()
+            attempted, acked, refused = agent.read_facts()
             result.attempted, result.acknowledged = len(attempted), len(acked)
+            result.refused = len(refused)
             at_central: Counter[int] = Counter()
             for (body,) in self.central.query(
                     "SELECT body FROM events WHERE store = ?", (store,)):
                 event: dict[str, Any] = json.loads(body)
-                number = event.get("data", {}).get("chaos_fact")
+                number = fact_number(event)
                 if isinstance(number, int):
                     at_central[number] += 1
                 else:
@@ -350,14 +378,14 @@ class ChaosRun:
                     result.other_events[key] = result.other_events.get(key, 0) + 1
             in_store: Counter[int] = Counter()
             for (payload,) in agent.query("SELECT payload FROM events"):
-                number = json.loads(payload).get("data", {}).get("chaos_fact")
+                number = fact_number(json.loads(payload))
                 if isinstance(number, int):
                     in_store[number] += 1
             for number in sorted(acked | set(at_central) | set(in_store)):
                 count = at_central[number]
                 if count > 1 or in_store[number] > 1:
                     result.duplicated.append(number)
-                elif number not in attempted:
+                elif number not in attempted or (number in refused and count):
                     result.unexpected.append(number)
                 elif count == 1 and number in acked:
                     result.ok += 1

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.chaos
 @pytest.mark.timeout(300)
 def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path, broker: Broker) -> None:
     plan = ChaosPlan(facts=2000, agent_kills=10, broker_kills=3, central_kills=1,
-                     proxy_faults=6, clock_jumps=4, rate=150.0, seed=20261125)
+                     proxy_faults=6, clock_jumps=4, rate=150.0, seed=20261125, via="api")
     report = ChaosRun(tmp_path, broker, plan).run()
     print(report.table())
     assert report.faults["agent_kills"] >= 10

@@ -200,9 +200,12 @@ class AgentProcess:
         tmp.replace(self.clock_file)
 
     def start(self, *, target: int, rate: float, mode: str = "none", mode_arg: int = 0,
-              seed: int = 0) -> None:
+              seed: int = 0, via: str = "ledger") -> None:
+        """``via``: ``ledger`` (facts written through the ledger in-process) or ``api``
+        (POSTed to the agent's own local API with idempotency keys, retried after a kill)."""
         env = dict(os.environ)
         env.update({
+            "CHAOS_VIA": via,
             "CHAOS_TARGET": str(target), "CHAOS_RATE": str(rate), "CHAOS_MODE": mode,
             "CHAOS_MODE_ARG": str(mode_arg), "CHAOS_SEED": str(seed),
             "CHAOS_FACTS_LOG": str(self.facts_log),
@@ -248,18 +251,16 @@ class AgentProcess:
         self.proc = None
         return code
 
-    def read_facts(self) -> tuple[set[int], set[int]]:
-        """(attempted, acknowledged) fact numbers from the driver's log."""
-        attempted: set[int] = set()
-        acked: set[int] = set()
+    def read_facts(self) -> tuple[set[int], set[int], set[int]]:
+        """(attempted, acknowledged, refused) fact numbers from the driver's log."""
+        found: dict[str, set[int]] = {"A": set(), "K": set(), "R": set()}
         if not self.facts_log.exists():
-            return attempted, acked
+            return found["A"], found["K"], found["R"]
         for line in self.facts_log.read_text().splitlines():
             kind, _, number = line.partition(" ")
-            if not number.isdigit():
-                continue  # a line cut by SIGKILL
-            (attempted if kind == "A" else acked if kind == "K" else set()).add(int(number))
-        return attempted, acked
+            if kind in found and number.isdigit():  # else a line cut by SIGKILL
+                found[kind].add(int(number))
+        return found["A"], found["K"], found["R"]
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
