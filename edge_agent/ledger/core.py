@@ -241,7 +241,10 @@ class Tx:
             self._savepoint = True
         if self._events or self._stock:
             local = _Group()
-            local.events, local.stock, local.touched_epochs = self._events, self._stock, {}
+            # The epochs' last_seq must follow these events now, inside the savepoint, so
+            # that a rollback of this op undoes both together.
+            local.events, local.stock = self._events, self._stock
+            local.touched_epochs = dict(self._touched)
             self._ledger._flush(local)
             self._events, self._stock = [], {}
 

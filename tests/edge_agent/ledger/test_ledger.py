@@ -300,3 +300,26 @@ def test_new_database_gets_identity_and_needs_resync(tmp_path: Path) -> None:
         assert len(ledger.current_epoch) == 36
     with Ledger.open(tmp_path / "l.db", "S9") as again:
         assert not again.is_new
+
+
+def test_epoch_watermark_follows_facts_flushed_mid_op(tmp_path: Path) -> None:
+    """An op that appends and then runs its own SQL still moves epochs.last_seq."""
+    with Ledger.open(tmp_path / "l.db", "S1") as ledger:
+        def op(tx: Tx) -> None:
+            tx.append("receipt", {}, stock=[("A-1", 1)])
+            tx.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+
+        ledger.write_blocking(op)
+        assert ledger.read_blocking(read_epochs)[0].last_seq == 1
+        assert asyncio.run(ledger.stats()).outbox_pending == 1
+        assert asyncio.run(ledger.digest_state()).through_seq == 1
+
+        def aborted(tx: Tx) -> None:
+            tx.append("receipt", {}, stock=[("A-1", 1)])
+            tx.execute("SELECT 1")
+            raise RuntimeError("no")
+
+        with pytest.raises(RuntimeError):
+            ledger.write_blocking(aborted)
+        assert ledger.read_blocking(read_epochs)[0].last_seq == 1
+        assert ledger.write_blocking(lambda tx: tx.append("sale", {})).seq == 2
