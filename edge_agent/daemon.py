@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -55,6 +55,8 @@ log = structlog.get_logger("edge_agent.daemon")
 
 # The watchdog is fed only if a no-op write round-trips through the ledger writer in time.
 LEDGER_PROBE_TIMEOUT_S = 10.0
+HOUSEKEEPING_INTERVAL_S = 3600.0
+IDEMPOTENCY_KEEP = timedelta(days=7)
 
 
 class _ShutdownRequested(Exception):
@@ -257,6 +259,7 @@ class Agent:
         await engine.start()  # closes visits left open by the last run
         self._presence_handler = engine.handle
         self._extra_tasks.append(("visitors", engine.run))
+        self._extra_tasks.append(("housekeeping", lambda: self._housekeeping(retail)))
         app = create_app(self.services, retail=retail)
         self._extra_tasks.append(
             ("api", lambda: serve_api(app, config.api, ready=self._api_ready)))
@@ -308,6 +311,20 @@ class Agent:
         elif isinstance(event, RejectedInput):
             self.services.count(f"rejected_{event.reason}")
             hub.publish("rejected", {"device": device.name, "reason": event.reason})
+
+    async def _housekeeping(self, retail: RetailService) -> None:
+        """Hourly: forget idempotency keys older than a week (a POS retrying after a long
+        outage within that week still gets its original answer)."""
+        while True:
+            cutoff = format_ts(datetime.now(UTC) - IDEMPOTENCY_KEEP)
+            try:
+                removed = await retail.prune_idempotency_keys(cutoff)
+            except EdgeAgentError as exc:
+                log.warning("housekeeping failed", error=str(exc))
+            else:
+                if removed:
+                    log.info("idempotency keys pruned", removed=removed)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
     # -- watchdog ------------------------------------------------------------------------
     async def _watchdog(self) -> None:
