@@ -21,11 +21,14 @@ from typing import Any, Literal
 import pydantic
 
 from edge_agent.ledger import AppendedEvent, Tx
+from edge_agent.visitors.errors import LoyaltyCommandInvalid
+from edge_agent.visitors.loyalty import apply_loyalty_command
 from sync.errors import WireFormatError
 from sync.messages import CatalogItem
 from sync.wire import canonical_json, check_deltas, check_value, now_ts, parse_ts, utc_now
 
 Status = Literal["applied", "flagged", "quarantined", "ignored"]
+LOYALTY_COMMANDS = frozenset({"loyalty.upsert", "loyalty.remove"})
 
 KNOWN_TYPES = frozenset({
     "catalog.upsert", "catalog.remove", "stock.adjust", "reservation.create",
@@ -202,6 +205,13 @@ def apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | Non
         tx.set_meta("resync_needed", "1")
         tx.set_meta("resync_reason", "resync command")
         problem = None
+    elif ctype in LOYALTY_COMMANDS:  # extension, docs/protocol.md §5.1
+        try:
+            apply_loyalty_command(tx, ctype, data)
+        except LoyaltyCommandInvalid as exc:
+            problem = str(exc)
+        else:
+            problem = None
     else:
         problem = f"unknown command type {ctype!r} (stored; its lists were applied)"
     if problem is not None:

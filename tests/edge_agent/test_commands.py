@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -204,3 +205,25 @@ def test_epoch_last_seq_stays_exact_after_appends_followed_by_sql(ledger: Ledger
     (last_seq,) = rows(ledger, "SELECT last_seq FROM epochs")[0]
     assert last_seq == 2
     assert rows(ledger, "SELECT max(seq) FROM events") == [(2,)]
+
+
+def test_loyalty_commands_reach_the_visitors_tables(tmp_path: Path) -> None:
+    """The loyalty extension (docs/protocol.md §5.1) is applied, and a bad one flagged."""
+    tag_hash = hashlib.sha256(b"0A1B2C3D4E").hexdigest()
+    with Ledger.open(tmp_path / "l.db", "S1") as ledger:
+        def run(command: dict[str, object]) -> tuple[str, str | None]:
+            def op(tx: Tx) -> tuple[str, str | None]:
+                status, reason = cmds.apply_command(tx, command)
+                tx.set_applied_cseq(int(command["cseq"]))  # type: ignore[call-overload]
+                return status, reason
+            return ledger.write_blocking(op)
+
+        ok = run({"cseq": 1, "id": "c1", "type": "loyalty.upsert", "ts": "2026-11-25T09:00:00.000Z",
+                  "data": {"tags": [{"tag_hash": tag_hash, "customer": "CUST-42"}]}})
+        assert ok == ("applied", None)
+        rows = ledger.read_blocking(lambda c: [tuple(r) for r in c.execute(
+            "SELECT * FROM loyalty_tags")])
+        assert any(tag_hash in row and "CUST-42" in row for row in rows), rows
+        bad = run({"cseq": 2, "id": "c2", "type": "loyalty.upsert", "ts": "2026-11-25T09:00:00.000Z",
+                   "data": {"tags": [{"tag_hash": "not-hex", "customer": "X"}]}})
+        assert bad[0] == "flagged"
