@@ -219,11 +219,13 @@ def test_loyalty_commands_reach_the_visitors_tables(tmp_path: Path) -> None:
             return ledger.write_blocking(op)
 
         ok = run({"cseq": 1, "id": "c1", "type": "loyalty.upsert",
-                  "ts": "2026-11-25T09:00:00.000Z", "data": {"tags": [{"tag_hash": tag_hash, "customer": "CUST-42"}]}})
+                  "ts": "2026-11-25T09:00:00.000Z",
+                  "data": {"tags": [{"tag_hash": tag_hash, "customer": "CUST-42"}]}})
         assert ok == ("applied", None)
         rows = ledger.read_blocking(lambda c: [tuple(r) for r in c.execute(
             "SELECT * FROM loyalty_tags")])
         assert any(tag_hash in row and "CUST-42" in row for row in rows), rows
         bad = run({"cseq": 2, "id": "c2", "type": "loyalty.upsert",
-                   "ts": "2026-11-25T09:00:00.000Z", "data": {"tags": [{"tag_hash": "not-hex", "customer": "X"}]}})
+                   "ts": "2026-11-25T09:00:00.000Z",
+                   "data": {"tags": [{"tag_hash": "not-hex", "customer": "X"}]}})
         assert bad[0] == "flagged"
