@@ -295,7 +295,7 @@ class Core:
         if rest == "events":
             self._on_events(group, store, obj, range_key)
         elif rest == "status":
-            self._on_status(group, store, obj, range_key)
+            self._on_status(group, store, obj, range_key, retained)
         elif rest == "commands/ack":
             self._on_command_ack(group, store, obj, range_key, retained)
         elif rest == "digest":
@@ -429,7 +429,7 @@ class Core:
 
     # ------------------------------------------------------------------ status & commands
     def _on_status(self, group: _Group, store: str, obj: dict[str, Any],
-                   range_key: tuple[Any, ...]) -> None:
+                   range_key: tuple[Any, ...], retained: bool = False) -> None:
         now = group.now
         try:
             status = Status.model_validate(obj)
@@ -449,7 +449,9 @@ class Core:
         st.boot_id = status.boot_id
         st.epoch = status.epoch
         applied = self.applied.get((store, status.epoch), 0)
-        if status.last_seq is not None and status.last_seq < applied:
+        # A retained birth replayed when central (re)subscribes is old news: its last_seq
+        # predates everything applied since, so only a live birth can prove a rollback.
+        if not retained and status.last_seq is not None and status.last_seq < applied:
             self._alert(group, store, "history_rolled_back", "critical",
                         {"epoch": status.epoch, "birth_last_seq": status.last_seq,
                          "central_applied": applied})

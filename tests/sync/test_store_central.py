@@ -87,10 +87,9 @@ async def test_store_with_reference_central(
         alerts = await api(central, "GET", "/v1/alerts", params={"kind": "stock_mismatch"})
         assert alerts["alerts"] == []
         everything = await api(central, "GET", "/v1/alerts", params={"store": STORE})
-        # Known central issue (reported): after its restart central re-reads our RETAINED
-        # birth (last_seq of when we connected) and flags history_rolled_back. Anything
-        # else (conflict, quarantine, mismatch) would be a real failure.
-        assert {a["kind"] for a in everything["alerts"]} <= {"history_rolled_back"}
+        # After its restart central re-reads our RETAINED birth (last_seq of when we
+        # connected); that replay must not pass for a rollback, nor anything else alert.
+        assert everything["alerts"] == []
         status = await api(central, "GET", "/v1/status")
         assert status["counters"]["events_quarantined"] == 0
         assert status["counters"]["drops"] == 0
