@@ -90,6 +90,8 @@ def test_scaling_tiny() -> None:
     assert [p["events"] for p in points] == [1_000, 3_000]
     assert all(_positive(p["events_per_s"]) for p in points)
     assert _positive(points[1]["step_vs_linear"])
+    assert len(points[1]["quarter_rates"]) == 4
+    assert all(_positive(r) for r in points[1]["quarter_rates"])
     assert [p["skus"] for p in figures["skus"]] == [1_000, 3_000]
     assert all(_positive(p["ledger_facts_per_s"]) and _positive(p["raw_facts_per_s"])
                for p in figures["skus"])
