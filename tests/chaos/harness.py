@@ -84,6 +84,13 @@ class StoreResult:
     applied_cseq: int = 0
     acked_cseq: int = 0
     quick_check: str = ""
+    central_digest_match: bool | None = None
+    """Central's own last §7 digest comparison for the store (None: none compared yet)."""
+    alerts: dict[str, int] = field(default_factory=dict)
+
+
+BAD_ALERTS = frozenset({"stock_mismatch", "event_conflict", "history_rolled_back"})
+"""Central alerts that a correct store never causes, whatever the faults."""
 
 
 @dataclass
@@ -103,6 +110,8 @@ class ChaosReport:
             and s.store_digest == s.central_digest
             and s.issued_cseq == s.applied_cseq == s.acked_cseq
             and s.quick_check == "ok"
+            and s.central_digest_match is not False
+            and not BAD_ALERTS & set(s.alerts)
             for s in self.stores
         ) and self.central_quick_check == "ok"
 
@@ -120,6 +129,8 @@ class ChaosReport:
         ]
         for s in self.stores:
             same = "equal" if s.store_digest == s.central_digest else "DIFFER"
+            if s.central_digest_match is not None:
+                same += "/" + ("match" if s.central_digest_match else "MISMATCH")
             lines.append(
                 f"{s.store:<8}{s.attempted:>10}{s.acknowledged:>8}{s.refused:>8}{s.ok:>8}"
                 f"{len(s.lost):>6}"
@@ -129,6 +140,9 @@ class ChaosReport:
             if s.lost or s.duplicated or s.unexpected or s.gaps:
                 lines.append(f"   lost {s.lost[:20]} duplicated {s.duplicated[:20]} "
                              f"unexpected {s.unexpected[:20]} gaps {s.gaps[:5]}")
+            if s.alerts:
+                lines.append("   central alerts: " + ", ".join(
+                    f"{k} {v}" for k, v in sorted(s.alerts.items())))
             if s.other_events:
                 lines.append("   other events: " + ", ".join(
                     f"{k} {v}" for k, v in sorted(s.other_events.items())))
@@ -337,7 +351,8 @@ class ChaosRun:
         for store, agent in self.agents.items():
             if not agent.alive():
                 raise AssertionError(f"agent {store} died during quiescence; see {agent.log}")
-            epochs = agent.query("SELECT epoch, last_seq, acked_seq FROM epochs")
+            epochs = agent.query(
+                "SELECT epoch, last_seq, acked_seq FROM epochs ORDER BY ordinal")
             if any(last != acked for _, last, acked in epochs):
                 return False
             attempted, acked_facts, refused = agent.read_facts()
@@ -353,6 +368,16 @@ class ChaosRun:
                 return False
             applied = agent.query("SELECT value FROM meta WHERE key = 'applied_cseq'")
             if not applied or int(applied[0][0]) != row[0][0]:
+                return False
+            # central compared a §7 digest of exactly this final state
+            digest = self.central.query(
+                "SELECT digest_result FROM stores WHERE store = ?", (store,))
+            if not digest or not digest[0][0]:
+                return False
+            result = json.loads(digest[0][0])
+            current, last, _ = epochs[-1] if epochs else ("", 0, 0)
+            if (result.get("epoch"), result.get("through_seq"), result.get("through_cseq")) != (
+                    current, last, row[0][0]):
                 return False
         return True
 
@@ -413,4 +438,10 @@ class ChaosRun:
             applied = agent.query("SELECT value FROM meta WHERE key = 'applied_cseq'")
             result.applied_cseq = int(applied[0][0]) if applied else 0
             result.quick_check = quick_check(agent.db)
+            result.alerts = {str(k): int(n) for k, n in self.central.query(
+                "SELECT kind, count(*) FROM alerts WHERE store = ? GROUP BY kind", (store,))}
+            digest = self.central.query(
+                "SELECT digest_result FROM stores WHERE store = ?", (store,))
+            if digest and digest[0][0]:
+                result.central_digest_match = bool(json.loads(digest[0][0]).get("match"))
             self.report.stores.append(result)
