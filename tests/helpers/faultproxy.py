@@ -237,14 +237,14 @@ class FaultProxy:
                     time.sleep(0.02)
                 if conn.half_open or time.monotonic() < conn.blackholed_until:
                     continue  # swallowed
-                try:
-                    dst.sendall(data)
-                except OSError:
-                    break
                 if up:
                     self.counters.bytes_up += len(data)
                 else:
                     self.counters.bytes_down += len(data)
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    break
         finally:
             if not conn.half_open:
                 conn.close(reset=False)
