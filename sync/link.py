@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sync.errors import AuthenticationFailed, LinkError
@@ -87,9 +88,21 @@ def _rc_value(rc: object) -> int | None:
 _NO_TIMEOUT = math.inf
 
 
-def map_mqtt_error(exc: aiomqtt.MqttError, what: str) -> LinkError:
-    if isinstance(exc, aiomqtt.MqttCodeError) and _rc_value(exc.rc) in _AUTH_CODES:
-        return AuthenticationFailed(f"{what}: broker refused the credentials ({exc})")
+def map_mqtt_error(exc: aiomqtt.MqttError, what: str, *, connecting: bool = False
+                   ) -> LinkError:
+    """An authentication failure is a CONNACK refusal only. An MQTT 5 reason code names
+    its packet; a bare int is ambiguous (paho's publish errors MQTT_ERR_NO_CONN = 4 and
+    MQTT_ERR_CONN_REFUSED = 5 share the MQTT 3.1.1 CONNACK numbers), so it counts only
+    while connecting. Mistaking a lost connection for bad credentials would park the
+    store at the backoff cap."""
+    if isinstance(exc, aiomqtt.MqttCodeError):
+        rc = exc.rc
+        if isinstance(rc, ReasonCode):
+            refused = rc.packetType == PacketTypes.CONNACK and int(rc.value) in _AUTH_CODES
+        else:
+            refused = connecting and _rc_value(rc) in _AUTH_CODES
+        if refused:
+            return AuthenticationFailed(f"{what}: broker refused the credentials ({exc})")
     return LinkError(f"{what}: {exc}")
 
 
@@ -233,7 +246,7 @@ class Link:
         try:
             entering.result()
         except aiomqtt.MqttError as exc:
-            raise map_mqtt_error(exc, f"connect to {where}") from exc
+            raise map_mqtt_error(exc, f"connect to {where}", connecting=True) from exc
         try:
             yield LinkSession(client, cfg.publish_timeout)
         finally:
