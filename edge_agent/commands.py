@@ -14,12 +14,14 @@ takes them down, with a ``fulfilment`` or a ``reservation.released`` event.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 import pydantic
 
+from drivers.carddata import is_card_data
 from edge_agent.ledger import AppendedEvent, Tx
 from edge_agent.visitors.errors import LoyaltyCommandInvalid
 from edge_agent.visitors.loyalty import apply_loyalty_command
@@ -144,8 +146,55 @@ def _check_lists(
     return stock, reserve
 
 
+CARD_DATA_REMOVED = "[card data removed]"
+_DIGIT_RUN = re.compile(r"\d[\d \-]{11,40}\d")
+
+
+def _spare_gtins(_gtin14: str) -> bool:
+    return True  # a valid GTIN is a product code, never redacted
+
+
+def _is_card_text(text: str) -> bool:
+    if is_card_data(text, _spare_gtins):
+        return True
+    return any(is_card_data(m.group(), _spare_gtins) for m in _DIGIT_RUN.finditer(text))
+
+
+def scrub_card_data(value: Any) -> tuple[Any, int]:
+    """``value`` with every string that holds card data replaced, and how many were.
+
+    Central must never send card numbers (PROTOCOL §9), but the store must not store one
+    even if it does (PCI-DSS 3.3.1): the command is kept for audit without them.
+    """
+    if isinstance(value, str):
+        return (CARD_DATA_REMOVED, 1) if _is_card_text(value) else (value, 0)
+    if isinstance(value, dict):
+        removed = 0
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            out[key], n = scrub_card_data(item)
+            removed += n
+        return out, removed
+    if isinstance(value, list):
+        items = [scrub_card_data(item) for item in value]
+        return [item for item, _ in items], sum(n for _, n in items)
+    return value, 0
+
+
 def apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | None]:
-    """Apply one command whose cseq is ``tx.applied_cseq + 1`` (else it is ignored)."""
+    """Apply one command whose cseq is ``tx.applied_cseq + 1`` (else it is ignored).
+
+    Card data in the command is removed before anything of it is written."""
+    scrubbed, removed = scrub_card_data(dict(command))
+    status, reason = _apply_command(tx, scrubbed)
+    if removed and status == "applied":
+        status, reason = "flagged", f"card data removed from {removed} value(s)"
+        tx.execute("UPDATE commands SET status = ?, reason = ? WHERE cseq = ?",
+                   (status, reason, scrubbed["cseq"]))
+    return status, reason
+
+
+def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | None]:
     cseq = command.get("cseq")
     if type(cseq) is not int or cseq != tx.applied_cseq + 1:
         return "ignored", "out of order"

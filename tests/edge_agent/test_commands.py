@@ -229,3 +229,36 @@ def test_loyalty_commands_reach_the_visitors_tables(tmp_path: Path) -> None:
                    "ts": "2026-11-25T09:00:00.000Z",
                    "data": {"tags": [{"tag_hash": "not-hex", "customer": "X"}]}})
         assert bad[0] == "flagged"
+
+
+def test_card_data_in_a_command_is_removed_before_anything_is_stored(tmp_path: Path) -> None:
+    pan = "4111111111111111"
+    with Ledger.open(tmp_path / "l.db", "S1") as ledger:
+        def run(command: dict[str, Any]) -> tuple[str, str | None]:
+            def op(tx: Tx) -> tuple[str, str | None]:
+                outcome = cmds.apply_command(tx, command)
+                tx.set_applied_cseq(int(command["cseq"]))
+                return outcome
+            return ledger.write_blocking(op)
+
+        status, reason = run({
+            "cseq": 1, "id": "c1", "type": "stock.adjust", "ts": "2026-11-25T09:00:00.000Z",
+            "data": {"reason": "replenishment", "ref": pan,
+                     "note": f"paid with {pan[:4]} {pan[4:8]} {pan[8:12]} {pan[12:]}"},
+            "stock": [{"sku": "A-1", "delta": 3}]})
+        assert status == "flagged"
+        assert reason is not None
+        assert "card data removed from 2" in reason
+        assert run({"cseq": 2, "id": "c2", "type": "catalog.upsert",
+                    "ts": "2026-11-25T09:00:00.000Z",
+                    "data": {"items": [{"sku": "COFFEE", "name": "Coffee", "price": "1.00",
+                                        "currency": "EUR", "gtins": ["5901234123457"]}]}}
+                   )[0] == "applied"  # a GTIN that passes a card's Luhn check is kept
+        stored = ledger.read_blocking(lambda c: [bytes(r[0]) for r in c.execute(
+            "SELECT payload FROM commands ORDER BY cseq")])
+        on_hand = ledger.read_blocking(
+            lambda c: c.execute("SELECT on_hand FROM stock WHERE sku='A-1'").fetchone()[0])
+    assert on_hand == 3  # the stock movement itself is applied
+    assert pan.encode() not in stored[0]
+    assert b"4111 1111" not in stored[0]
+    assert b"5901234123457" in stored[1]

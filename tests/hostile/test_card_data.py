@@ -155,10 +155,6 @@ def test_card_data_from_the_scanner_and_the_api_is_never_stored_logged_or_publis
     assert not any(found.values()), found
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: edge_agent/commands.py _record() stores every command's payload verbatim in the "
-    "ledger's commands table, so card data inside a central command's data lands in the "
-    "store's database/WAL (PCI-DSS 3.3.1); see the hostile tests' report"))
 def test_card_data_inside_a_central_command_is_never_stored(
         short_dir: Path, broker: Broker) -> None:
     found = run_agent_with_card_data(short_dir, broker, {"mqtt"})
