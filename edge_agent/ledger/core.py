@@ -420,14 +420,15 @@ class Ledger:
     async def write(self, op: Callable[[Tx], T]) -> T:
         """Run ``op`` in the next group; return its result once the group is durable.
 
-        Cancelling the caller does not cancel the write: it may still commit.
+        Cancelling the caller does not cancel the write: it may still commit (the writer
+        skips a cancelled waiter when it answers).
         """
         if self._closed:
             raise LedgerClosed("the ledger is closed")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Request(op, None, waiter, loop))
-        return await asyncio.shield(waiter)
+        return await waiter
 
     def write_blocking(self, op: Callable[[Tx], T]) -> T:
         return self.submit(op).result()

@@ -323,3 +323,23 @@ def test_epoch_watermark_follows_facts_flushed_mid_op(tmp_path: Path) -> None:
             ledger.write_blocking(aborted)
         assert ledger.read_blocking(read_epochs)[0].last_seq == 1
         assert ledger.write_blocking(lambda tx: tx.append("sale", {})).seq == 2
+
+
+async def test_a_cancelled_caller_does_not_cancel_its_write(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l.db", "S1") as ledger:
+        gate = threading.Event()
+
+        def slow(tx: Tx) -> None:
+            gate.wait(5)
+            tx.append("receipt", {}, stock=[("A-1", 1)])
+
+        task = asyncio.get_running_loop().create_task(ledger.write(slow))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # the next write is queued behind it, so the first one has committed by now
+        assert (await ledger.write(lambda tx: tx.append("sale", {}))).seq == 2
+        assert await ledger.read(lambda c: c.execute(
+            "SELECT on_hand FROM stock WHERE sku = 'A-1'").fetchone()[0]) == 1
