@@ -14,7 +14,7 @@ systemd-style ``NOTIFY_SOCKET`` (a real ``AF_UNIX`` datagram socket made here):
   connected (targets ≤ 60 MiB, ≤ 1 % of a core). Ceiling for RSS: the bare interpreter;
 - **backlog**: a 1,000,000-event (100k quick) offline backlog built with the ledger's
   batched ops, then the agent started with no broker reachable; its RSS must stay
-  bounded (the backlog lives on disk).
+  bounded (the backlog lives on disk): at most 5 MiB above the idle RSS.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ STORE = "S001"
 RSS_TARGET_MIB = 60.0
 CPU_TARGET_PCT = 1.0
 READY_TARGET_S = 1.0
+BACKLOG_SLACK_MIB = 5.0  # the backlog lives on disk: RSS may not grow with it
 
 BARE_READY = (
     "import os, socket, time\n"
@@ -288,7 +289,8 @@ def rows(f: dict[str, Any]) -> list[Row]:
             f"≤ {CPU_TARGET_PCT:g} % of a core", idle["cpu_pct"] <= CPU_TARGET_PCT),
         Row(g, f"RSS with a {backlog['events']:,}-event offline backlog", backlog["rss_max_mib"],
             "MiB", idle["rss_max_mib"], "idle RSS, empty ledger",
-            f"≤ {RSS_TARGET_MIB:g} MiB, bounded", backlog["rss_max_mib"] <= RSS_TARGET_MIB,
+            f"bounded: ≤ idle + {BACKLOG_SLACK_MIB:g} MiB",
+            backlog["rss_max_mib"] <= idle["rss_max_mib"] + BACKLOG_SLACK_MIB,
             note=f"ledger {backlog['db_mib']:.0f} MiB on disk"),
         Row(g, "start → READY=1 with that backlog", backlog["ready_s"], "s", f["ready_s"],
             "empty ledger", f"≤ {READY_TARGET_S:g} s", backlog["ready_s"] <= READY_TARGET_S,

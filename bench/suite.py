@@ -344,6 +344,18 @@ def run_suite(names: list[str], mode: str, json_path: Path,
     return document
 
 
+def render(json_path: Path) -> str:
+    """The Markdown of a saved run, its raw figures put through the current adapters."""
+    saved: dict[str, Any] = json.loads(json_path.read_text())
+    raw: dict[str, Any] = saved["raw"]
+    ceilings = raw.get("ceilings", {}).get("ok", {})
+    rows = [row for name, document in raw.items() for row in rows_for(name, document, ceilings)]
+    mode = saved.get("mode", "full")
+    return (f"## Benchmarks ({mode} run, {saved['started'][:10]})\n\n"
+            f"Machine: {machine_line(saved['machine'])}.\n\nReproduce: `{saved['command']}`; "
+            f"took {saved['duration_s']:.0f} s.\n\n{markdown_table(rows)}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads (minutes)")
@@ -351,11 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(ORDER)}")
     parser.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="print the table of a saved run (no benchmark is run)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.child, args.quick, args.tiny, args.child_out)
+    if args.render:
+        print(render(args.render))
+        return 0
     names = [n for n in args.only.split(",") if n] or list(ORDER)
     skip = {n for n in args.skip.split(",") if n}
     names = [n for n in names if n not in skip]

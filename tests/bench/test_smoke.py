@@ -112,6 +112,9 @@ def test_suite_records_a_broken_benchmark_and_goes_on(tmp_path: Path) -> None:
     assert out.with_suffix(".md").read_text().count("| ceilings |") == 8
     assert saved["machine"]["nproc"] >= 1
     assert any("JSON:" in line for line in lines)
+    rendered = suite.render(out)
+    assert rendered.count("| ceilings |") == 8
+    assert "no_such_benchmark" in rendered
 
 
 def test_adapters_fall_back_to_raw_numbers() -> None:
