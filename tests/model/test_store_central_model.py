@@ -18,13 +18,15 @@ The model is a plain dict of stock per SKU. Invariants after every step:
   and central never applied beyond the store's last seq;
 - the store's event watermark never exceeds what central applied.
 
-At quiescence (everything delivered, link up), both stocks equal the model and the two
-PROTOCOL §7 digests are equal.
+At quiescence (everything delivered, link up; as a step, and always at the end of a run),
+both stocks equal the model, the two PROTOCOL §7 digests are equal, every command is
+applied, and every reservation central asked to cancel was released by the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import tempfile
 from collections import Counter
@@ -47,6 +49,7 @@ from edge_agent.resync import apply_snapshot
 from edge_agent.sync_adapter import LedgerStorePort
 from sync.central import queries
 from sync.central.core import Core
+from sync.central.errors import InvalidCommandError
 from sync.central.storage import Database
 from sync.inbox import CommandInbox
 from sync.messages import Snapshot
@@ -76,6 +79,10 @@ class StoreCentralMachine(RuleBasedStateMachine):
         self.connected = True
         self.boot = itertools.count(1)
         self.command_deltas: dict[int, dict[str, int]] = {}
+        self.command_reserve: dict[int, dict[str, int]] = {}
+        self.reservations = itertools.count(1)
+        self.open_reservations: list[str] = []
+        self.cancelled: set[str] = set()
         self.issued = 0
         self.facts = itertools.count(1)
 
@@ -143,9 +150,11 @@ class StoreCentralMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             if self.ledger is not None:
+                self.quiesce()  # every run ends converged, whatever its last step was
+        finally:
+            if self.ledger is not None:
                 self.ledger.close()
             self.loop.close()
-        finally:
             self._dir.cleanup()
 
     # -- facts at the store ------------------------------------------------------------------
@@ -174,13 +183,31 @@ class StoreCentralMachine(RuleBasedStateMachine):
         self.ledger.write_blocking(op)
 
     # -- central commands --------------------------------------------------------------------
-    def _issue(self, spec: dict[str, Any]) -> None:
+    def _issue(self, spec: dict[str, Any], reserve: dict[str, int] | None = None) -> None:
         issued, publishes = self.core.issue(STORE, [spec])
         self._route(publishes)
         for command in issued:
             self.issued = max(self.issued, command["cseq"])
             self.command_deltas[command["cseq"]] = {
                 d["sku"]: d["delta"] for d in spec.get("stock", [])}
+            self.command_reserve[command["cseq"]] = dict(reserve or {})
+
+    @rule(sku=st.sampled_from(SKUS), qty=st.integers(1, 3))
+    def central_reserve(self, sku: str, qty: int) -> None:
+        rid = f"R-{next(self.reservations)}"
+        self._issue({"type": "reservation.create", "data": {
+            "reservation_id": rid, "order_ref": f"O-{rid}",
+            "lines": [{"sku": sku, "qty": qty}]}}, reserve={sku: qty})
+        self.open_reservations.append(rid)
+
+    @precondition(lambda self: self.open_reservations)
+    @rule(index=st.integers(0, 20))
+    def central_cancel(self, index: int) -> None:
+        """A cancel request: only the store takes the reservation down (an event)."""
+        rid = self.open_reservations.pop(index % len(self.open_reservations))
+        with contextlib.suppress(InvalidCommandError):  # already released at central
+            self._issue({"type": "reservation.cancel", "data": {"reservation_id": rid}})
+            self.cancelled.add(rid)
 
     @rule(sku=st.sampled_from(SKUS), delta=st.integers(-5, 9).filter(bool))
     def central_adjust(self, sku: str, delta: int) -> None:
@@ -311,38 +338,54 @@ class StoreCentralMachine(RuleBasedStateMachine):
         self.resync()
 
     # -- invariants --------------------------------------------------------------------------
-    def _expected_store(self) -> Counter[str]:
-        expected: Counter[str] = Counter()
+    def _expected_store(self) -> dict[str, tuple[int, int]]:
+        """(on hand, reserved) per SKU: every event of the store plus every command up to
+        its applied cseq, non-zero rows only."""
+        on_hand: Counter[str] = Counter()
+        reserved: Counter[str] = Counter()
         for payload in self._store_events().values():
-            for d in orjson.loads(payload).get("stock", []):
-                expected[d["sku"]] += d["delta"]
+            event = orjson.loads(payload)
+            for d in event.get("stock", []):
+                on_hand[d["sku"]] += d["delta"]
+            for d in event.get("reserve", []):
+                reserved[d["sku"]] += d["delta"]
         applied = int((self._store_rows(
             "SELECT value FROM meta WHERE key = 'applied_cseq'") or [[0]])[0][0])
         for cseq in range(1, applied + 1):
             for sku, delta in self.command_deltas.get(cseq, {}).items():
-                expected[sku] += delta
-        return expected
+                on_hand[sku] += delta
+            for sku, delta in self.command_reserve.get(cseq, {}).items():
+                reserved[sku] += delta
+        return {k: (on_hand[k], reserved[k]) for k in set(on_hand) | set(reserved)
+                if on_hand[k] or reserved[k]}
 
     @invariant()
     def store_stock_is_facts_plus_applied_commands(self) -> None:
         if self.ledger is None:
             return
-        expected = {k: (v, 0) for k, v in self._expected_store().items() if v}
-        assert self._store_stock() == expected
+        assert self._store_stock() == self._expected_store()
 
     @invariant()
     def central_stock_is_applied_facts_plus_issued_commands(self) -> None:
         if self.ledger is None:
             return
-        expected: Counter[str] = Counter()
+        on_hand: Counter[str] = Counter()
+        reserved: Counter[str] = Counter()
         for (body,) in self.core.conn.execute(
                 "SELECT body FROM events WHERE store = ? AND quarantine IS NULL", (STORE,)):
-            for d in orjson.loads(body).get("stock", []):
-                expected[d["sku"]] += d["delta"]
-        for deltas in self.command_deltas.values():
+            event = orjson.loads(body)
+            for d in event.get("stock", []):
+                on_hand[d["sku"]] += d["delta"]
+            for d in event.get("reserve", []):
+                reserved[d["sku"]] += d["delta"]
+        for cseq, deltas in self.command_deltas.items():
             for sku, delta in deltas.items():
-                expected[sku] += delta
-        assert self._central_stock() == {k: (v, 0) for k, v in expected.items() if v}
+                on_hand[sku] += delta
+            for sku, delta in self.command_reserve[cseq].items():
+                reserved[sku] += delta
+        assert self._central_stock() == {k: (on_hand[k], reserved[k])
+                                         for k in set(on_hand) | set(reserved)
+                                         if on_hand[k] or reserved[k]}
 
     @invariant()
     def central_holds_only_the_stores_events(self) -> None:
@@ -386,8 +429,19 @@ class StoreCentralMachine(RuleBasedStateMachine):
         applied = int((self._store_rows(
             "SELECT value FROM meta WHERE key = 'applied_cseq'") or [[0]])[0][0])
         assert applied == self.issued
-        expected = {k: (v, 0) for k, v in self._expected_store().items() if v}
-        assert self._store_stock() == expected == self._central_stock()
+        assert self._store_stock() == self._expected_store() == self._central_stock()
+        # every cancel central asked for was acted on by the store (its release event
+        # closed the reservation at both ends)
+        if self.cancelled:
+            marks = ",".join("?" * len(self.cancelled))
+            at_central = self.core.conn.execute(
+                f"SELECT reservation_id, state FROM reservations WHERE store = ? "
+                f"AND reservation_id IN ({marks})", (STORE, *sorted(self.cancelled)))
+            assert all(state != "open" for _, state in at_central), at_central
+            at_store = self._store_rows(
+                f"SELECT reservation_id, status FROM reservations "
+                f"WHERE reservation_id IN ({marks})", tuple(sorted(self.cancelled)))
+            assert all(status != "open" for _, status in at_store), at_store
         assert digest_lines((s, o, r) for s, (o, r) in self._store_stock().items()) == \
             digest_lines((s, o, r) for s, (o, r) in self._central_stock().items())
 
