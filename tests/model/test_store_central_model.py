@@ -447,6 +447,6 @@ class StoreCentralMachine(RuleBasedStateMachine):
 
 
 StoreCentralMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=30, deadline=None,
+    max_examples=40, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_store_and_central_converge = StoreCentralMachine.TestCase
