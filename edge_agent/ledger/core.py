@@ -20,6 +20,7 @@ import errno
 import fcntl
 import os
 import queue
+import re
 import sqlite3
 import threading
 import uuid
@@ -66,6 +67,10 @@ _STOCK_UPSERT = (
     "ON CONFLICT (sku) DO UPDATE SET on_hand = on_hand + excluded.on_hand, "
     "reserved = reserved + excluded.reserved"
 )
+
+
+# SQL naming one of these may read what Tx.append buffers (a false match only flushes early).
+_BUFFERED_TABLES_RE: Final = re.compile(r"\b(?:events|stock|epochs)\b", re.IGNORECASE)
 
 
 def event_key(ordinal: int, seq: int) -> int:
@@ -232,14 +237,22 @@ class Tx:
         return (int(row[0]) if row else 0) + self._pending(sku, 1)
 
     # -- raw SQL -------------------------------------------------------------------------
-    def _prepare_sql(self) -> None:
-        """Flush buffered writes so SQL sees them; open this op's savepoint once."""
-        if self._group.events or self._group.stock:
+    def _prepare_sql(self, sql: str, *, write: bool) -> None:
+        """Make ``sql`` safe to run inside the group.
+
+        Appended events and stock deltas are buffered; only SQL that names a buffered
+        table needs them flushed first, so a sale's idempotency and catalog reads keep
+        the group's inserts batched. Writes get this op's savepoint (once), so a failing
+        op is rolled back alone.
+        """
+        sees_buffers = _BUFFERED_TABLES_RE.search(sql) is not None
+        if sees_buffers and (self._group.events or self._group.stock):
             self._ledger._flush(self._group)
-        if not self._savepoint:
+        local_pending = bool(self._events or self._stock)
+        if not self._savepoint and (write or (sees_buffers and local_pending)):
             self.conn.execute("SAVEPOINT op")
             self._savepoint = True
-        if self._events or self._stock:
+        if sees_buffers and local_pending:
             local = _Group()
             # The epochs' last_seq must follow these events now, inside the savepoint, so
             # that a rollback of this op undoes both together.
@@ -249,15 +262,16 @@ class Tx:
             self._events, self._stock = [], {}
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        self._prepare_sql()
+        self._prepare_sql(sql, write=True)
         return self.conn.execute(sql, tuple(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
-        self._prepare_sql()
+        self._prepare_sql(sql, write=True)
         return self.conn.executemany(sql, rows)
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        self._prepare_sql()
+        """A read inside the transaction; it sees every write of the group so far."""
+        self._prepare_sql(sql, write=False)
         return list(self.conn.execute(sql, tuple(params)).fetchall())
 
     # -- meta, epochs, watermarks --------------------------------------------------------

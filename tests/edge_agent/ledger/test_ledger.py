@@ -343,3 +343,34 @@ async def test_a_cancelled_caller_does_not_cancel_its_write(tmp_path: Path) -> N
         assert (await ledger.write(lambda tx: tx.append("sale", {}))).seq == 2
         assert await ledger.read(lambda c: c.execute(
             "SELECT on_hand FROM stock WHERE sku = 'A-1'").fetchone()[0]) == 1
+
+
+def test_reads_of_unbuffered_tables_keep_the_group_batched_and_still_see_writes(
+        tmp_path: Path) -> None:
+    """Only SQL naming events/stock/epochs flushes the buffers; every read stays correct."""
+    with Ledger.open(tmp_path / "l.db", "S1") as ledger:
+        def op(tx: Tx) -> tuple[int, int, int, str | None]:
+            tx.append("receipt", {}, stock=[("A-1", 4)])
+            meta_rows = len(tx.query("SELECT key FROM meta"))  # no flush needed
+            buffered = len(tx._events)
+            tx.set_meta("note", "x")  # a write: savepoint, still no flush of events
+            seen = tx.query("SELECT on_hand FROM stock WHERE sku = 'A-1'")  # flushes
+            return meta_rows, buffered, int(seen[0][0]), tx.get_meta("note")
+
+        meta_rows, buffered, on_hand, note = ledger.write_blocking(op)
+        assert meta_rows > 0
+        assert buffered == 1
+        assert on_hand == 4
+        assert note == "x"
+
+        def rolled_back(tx: Tx) -> None:
+            tx.append("receipt", {}, stock=[("A-1", 100)])
+            tx.set_meta("note", "y")
+            raise RuntimeError("refused")
+
+        with pytest.raises(RuntimeError):
+            ledger.write_blocking(rolled_back)
+        assert ledger.read_blocking(lambda c: (
+            c.execute("SELECT on_hand FROM stock").fetchone()[0],
+            c.execute("SELECT value FROM meta WHERE key='note'").fetchone()[0],
+            c.execute("SELECT last_seq FROM epochs").fetchone()[0])) == (4, "x", 1)
