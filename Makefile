@@ -14,11 +14,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# mosquitto (and PostgreSQL for the central's tests) from the system's packages.
+# mosquitto, faketime (chaos clock jumps) and PostgreSQL (the central's tests) from the
+# system's packages.
 system-deps:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
 	  echo "installing mosquitto from the system packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	fi
+	@if ! command -v faketime >/dev/null 2>&1; then \
+	  echo "installing faketime (clock jumps in the chaos runs) from the system packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq faketime >/dev/null || \
+	    echo "faketime unavailable: the chaos runs skip clock jumps and say so"; \
 	fi
 	@if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 	  echo "installing postgresql from the system packages"; \

@@ -222,6 +222,13 @@ class Agent:
     def stop(self) -> None:
         self._stop.set()
 
+    def add_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``factory()`` as a named task of the supervisor (before :meth:`run`).
+
+        Its failure stops the agent like any core task's; used by embedders and the chaos
+        harness to run work inside the agent's process and loop."""
+        self._extra_tasks.append((name, factory))
+
     async def run(self) -> None:
         self._open_devices()
         store_sync = StoreSync(sync_settings(self.config), self._port,

@@ -261,11 +261,11 @@ def main(config_path: str) -> int:
             ledger.add_commit_listener(countdown.hit)
         if os.environ.get("CHAOS_VIA") == "api":
             socket = str(config.api.socket)
-            agent._extra_tasks.append((
-                "chaos.facts", lambda: produce_api(socket, target, rate, log_path, seed)))
+            agent.add_task(
+                "chaos.facts", lambda: produce_api(socket, target, rate, log_path, seed))
         else:
-            agent._extra_tasks.append((
-                "chaos.facts", lambda: produce(ledger, target, rate, log_path, seed)))
+            agent.add_task(
+                "chaos.facts", lambda: produce(ledger, target, rate, log_path, seed))
         await agent.run()
 
     try:
