@@ -8,6 +8,7 @@ add ``errors`` with field paths (never the rejected input, which could be card d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import shutil
@@ -283,6 +284,17 @@ class _Metrics:
                             registry=r)
         self.broker = Gauge("edge_agent_broker_connected", "1 when the MQTT link is up",
                             registry=r)
+        self.outbox_oldest_age = Gauge("edge_agent_outbox_oldest_age_seconds",
+                                       "Age of the oldest unacknowledged event", registry=r)
+        self.disk_free = Gauge("edge_agent_disk_free_bytes",
+                               "Free space where the ledger lives", registry=r)
+        self.sync = Gauge("edge_agent_sync", "Sync figures (events published/acknowledged, "
+                          "reconnects, commands applied, go-backs, clock offset ms, ...)",
+                          ["name"], registry=r)
+        self.device_figures = Gauge("edge_agent_device", "Per-device counters",
+                                    ["device", "figure"], registry=r)
+        self.visitors = Gauge("edge_agent_visitors", "Visitors engine figures "
+                              "(presence_shed, open_visits, ...)", ["name"], registry=r)
 
 
 def create_app(services: AgentServices, *, retail: RetailService | None = None) -> FastAPI:
@@ -637,3 +649,32 @@ async def _refresh_metrics(services: AgentServices, metrics: _Metrics) -> None:
         metrics.counters.labels(name).set(value)
     metrics.uptime.set(time.monotonic() - services.started_monotonic)
     metrics.broker.set(1 if services.sync is not None and services.sync.connected else 0)
+    if stats is not None:
+        metrics.outbox_oldest_age.set(_age_s(stats.outbox_oldest_ts))
+    with contextlib.suppress(OSError):
+        metrics.disk_free.set(shutil.disk_usage(services.ledger.path.parent).free)
+    if services.sync is not None:
+        _numeric(metrics.sync, services.sync.figures())
+    for status in services.device_statuses.values():
+        for figure in ("reads", "frames_rejected", "reconnects", "card_data_rejected"):
+            metrics.device_figures.labels(status.name, figure).set(getattr(status, figure))
+    engine = services.extras.get("visitors")
+    figures = getattr(engine, "figures", None)
+    if callable(figures):
+        _numeric(metrics.visitors, figures())
+
+
+def _numeric(gauge: Gauge, figures: dict[str, Any]) -> None:
+    """Every int/float figure (bools as 0/1) under its name; other values are skipped."""
+    for name, value in figures.items():
+        if isinstance(value, bool | int | float):
+            gauge.labels(name).set(float(value))
+
+
+def _age_s(ts: str | None) -> float:
+    if ts is None:
+        return 0.0
+    try:
+        return max(0.0, (utc_now() - parse_ts(ts)).total_seconds())
+    except ValueError:
+        return 0.0

@@ -438,6 +438,17 @@ async def test_metrics_per_app_registry(api: Api, short_dir: Path) -> None:
         in text
     assert "edge_agent_outbox_pending_events 1.0" in text
     assert 'edge_agent_counter{name="scan_rejected"} 2.0' in text
+    assert "edge_agent_disk_free_bytes " in text
+    assert "edge_agent_outbox_oldest_age_seconds " in text
+    api.services.sync = _Sync()
+    api.services.device_statuses = {"till-1": DeviceStatus(
+        name="till-1", kind="serial_scanner", port="/dev/ttyACM0", state="connected",
+        since=1.0, reads=7, reconnects=2)}
+    text = (await api.client.get("/metrics")).text
+    assert 'edge_agent_sync{name="reconnects"} 3.0' in text
+    assert 'edge_agent_sync{name="clock_offset_ms"} -12.0' in text
+    assert 'edge_agent_device{device="till-1",figure="reads"} 7.0' in text
+    assert 'edge_agent_device{device="till-1",figure="reconnects"} 2.0' in text
     # another app in the same process has its own registry (no duplicate-metric error)
     ledger = open_ledger(short_dir / "other.db")
     try:
