@@ -145,6 +145,16 @@ def format_ts_epoch(seconds: float) -> str:
     return format_ts(datetime.fromtimestamp(seconds, UTC))
 
 
+def _spawn(tg: asyncio.TaskGroup, coro: Coroutine[Any, Any, None], name: str) -> None:
+    """A named task whose log lines carry ``task=<name>`` (each task has its own context)."""
+
+    async def bound() -> None:
+        structlog.contextvars.bind_contextvars(task=name)
+        await coro
+
+    tg.create_task(bound(), name=name)
+
+
 class _LiveStatuses(Mapping[str, DriverStatus]):
     """Device statuses read from the readers when asked, so counters are always current."""
 
@@ -238,13 +248,13 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 for name, (_, reader) in self._readers.items():
-                    tg.create_task(reader.run(), name=f"driver[{name}].read")
-                tg.create_task(self._route(), name="router")
-                tg.create_task(store_sync.run(), name="sync")
+                    _spawn(tg, reader.run(), f"driver[{name}].read")
+                _spawn(tg, self._route(), "router")
+                _spawn(tg, store_sync.run(), "sync")
                 for name, factory in self._extra_tasks:
-                    tg.create_task(factory(), name=name)
-                tg.create_task(self._watchdog(), name="watchdog")
-                tg.create_task(self._until_stopped(), name="shutdown")
+                    _spawn(tg, factory(), name)
+                _spawn(tg, self._watchdog(), "watchdog")
+                _spawn(tg, self._until_stopped(), "shutdown")
                 await self._api_ready.wait()  # READY means POS software can connect
                 release_startup_garbage()
                 self.services.state = "running"
