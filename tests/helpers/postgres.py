@@ -25,7 +25,18 @@ import psycopg
 
 from tests.helpers.ports import free_port, wait_for_port
 
-PG_BIN = Path(os.environ.get("EDGE_TEST_PG_BIN", "/usr/local/bin"))
+def _default_bin() -> Path:
+    """Where initdb/postgres live: $EDGE_TEST_PG_BIN, /usr/local/bin, else Debian's
+    versioned directory (the apt package does not put them on PATH)."""
+    if "EDGE_TEST_PG_BIN" in os.environ:
+        return Path(os.environ["EDGE_TEST_PG_BIN"])
+    if (Path("/usr/local/bin") / "postgres").exists():
+        return Path("/usr/local/bin")
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    return debian[-1].parent if debian else Path("/usr/local/bin")
+
+
+PG_BIN = _default_bin()
 
 
 def postgres_unavailable() -> str | None:
