@@ -25,6 +25,7 @@ import psycopg
 
 from tests.helpers.ports import free_port, wait_for_port
 
+
 def _default_bin() -> Path:
     """Where initdb/postgres live: $EDGE_TEST_PG_BIN, /usr/local/bin, else Debian's
     versioned directory (the apt package does not put them on PATH)."""
