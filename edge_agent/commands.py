@@ -22,7 +22,7 @@ from typing import Any, Literal
 import pydantic
 
 from drivers.carddata import is_card_data
-from edge_agent.ledger import AppendedEvent, Tx
+from edge_agent.ledger import Tx
 from edge_agent.visitors.errors import LoyaltyCommandInvalid
 from edge_agent.visitors.loyalty import apply_loyalty_command
 from sync.errors import WireFormatError
@@ -59,20 +59,6 @@ def _lines(value: Any) -> list[dict[str, Any]] | None:
             return None
         out.append({"sku": sku, "qty": qty})
     return out
-
-
-def note_appended(tx: Tx, event: AppendedEvent) -> None:
-    """Keep ``epochs.last_seq`` right when an op runs SQL after ``tx.append``.
-
-    Workaround for the ledger (reported to the lead): ``Tx._prepare_sql`` flushes the op's
-    buffered events without updating the ``epochs.last_seq`` cache, so an op that appends
-    and then executes SQL leaves the cache one event behind until the next append.
-    Idempotent and harmless once the ledger is fixed.
-    """
-    tx.execute(
-        "UPDATE epochs SET last_seq = max(last_seq, ?) WHERE epoch = ?",
-        (event.seq, event.epoch),
-    )
 
 
 def _record(tx: Tx, command: Mapping[str, Any], status: Status, reason: str | None) -> None:
@@ -112,7 +98,6 @@ def _release(tx: Tx, reservation_id: str, remaining: list[dict[str, Any]], reaso
         "WHERE reservation_id = ?",
         (appended.seq, json.dumps([{"sku": x["sku"], "qty": 0} for x in lines]), reservation_id),
     )
-    note_appended(tx, appended)
     return appended.seq
 
 
@@ -204,7 +189,7 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
         stock, reserve = _check_lists(command)
     except WireFormatError as exc:
         bad = str(exc)
-        alert = tx.append(
+        tx.append(
             "alert",
             {
                 "kind": "command_quarantined",
@@ -215,7 +200,6 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
             },
         )
         _record(tx, command, "quarantined", bad)
-        note_appended(tx, alert)
         return "quarantined", bad
 
     tx.apply_deltas(stock=stock, reserve=reserve)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from edge_agent import commands as cmds
-from edge_agent.ledger import Ledger, Tx, event_key, read_epochs
+from edge_agent.ledger import Ledger, Tx
 from edge_agent.resync import apply_snapshot
 from sync.messages import Snapshot
 from sync.store_port import (
@@ -28,7 +27,6 @@ from sync.store_port import (
     StoredEvent,
     StorePort,
 )
-from sync.wire import digest_lines
 
 
 class LedgerStorePort:
@@ -52,7 +50,7 @@ class LedgerStorePort:
 
     # -- events ----------------------------------------------------------------------------
     async def epochs(self) -> list[EpochMark]:
-        return await self.ledger.read(_read_epochs)
+        return [EpochMark(e.epoch, e.last_seq, e.acked_seq) for e in await self.ledger.epochs()]
 
     async def events_after(
         self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
@@ -154,7 +152,9 @@ class LedgerStorePort:
 
     # -- digest, health, devices ------------------------------------------------------------------
     async def digest_state(self) -> DigestFigures:
-        return await self.ledger.read(_read_digest)
+        state = await self.ledger.digest_state()
+        return DigestFigures(state.epoch, state.through_seq, state.through_cseq, state.skus,
+                             state.sha256)
 
     async def health(self) -> HealthFigures:
         stats = await self.ledger.stats()
@@ -192,34 +192,6 @@ class LedgerStorePort:
     async def set_published_devices(self, names: set[str]) -> None:
         value = json.dumps(sorted(names))
         await self.ledger.write(lambda tx: tx.set_meta("sync_published_devices", value))
-
-
-def _read_epochs(conn: sqlite3.Connection) -> list[EpochMark]:
-    """Epochs with last_seq taken from the events themselves (the primary key), not only
-    from the ``epochs.last_seq`` cache: the ledger leaves that cache behind when an op runs
-    SQL after ``tx.append`` (reported to the lead), and the outbox must never miss an
-    event because of it."""
-    out: list[EpochMark] = []
-    for info in read_epochs(conn):
-        top = conn.execute(
-            "SELECT max(id) FROM events WHERE id BETWEEN ? AND ?",
-            (event_key(info.ordinal, 0), event_key(info.ordinal, (1 << 40) - 1)),
-        ).fetchone()[0]
-        last = max(info.last_seq, int(top) & ((1 << 40) - 1) if top is not None else 0)
-        out.append(EpochMark(info.epoch, last, info.acked_seq))
-    return out
-
-
-def _read_digest(conn: sqlite3.Connection) -> DigestFigures:
-    """§7 digest of one read transaction; ``through_seq`` from the events themselves (see
-    ``_read_epochs``), so it always covers exactly the stock it is computed over."""
-    current = _read_epochs(conn)[-1]
-    row = conn.execute("SELECT value FROM meta WHERE key = 'applied_cseq'").fetchone()
-    skus, sha = digest_lines(
-        (str(r[0]), int(r[1]), int(r[2]))
-        for r in conn.execute("SELECT sku, on_hand, reserved FROM stock")
-    )
-    return DigestFigures(current.epoch, current.last_seq, int(row[0]) if row else 0, skus, sha)
 
 
 def _applier(command: Mapping[str, Any]) -> Callable[[Tx], tuple[cmds.Status, str | None]]:

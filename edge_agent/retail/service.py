@@ -25,7 +25,6 @@ from edge_agent.config import ControlBarcodes, StoreSection
 from edge_agent.errors import OperationError
 from edge_agent.hub import EventHub
 from edge_agent.ledger import AppendedEvent, Ledger, Tx
-from edge_agent.ledger.core import SEQ_BITS, SEQ_MASK
 from edge_agent.retail import ops
 from edge_agent.retail.catalog import CatalogView, QueryFn, conn_query, scan_code
 from edge_agent.retail.money import format_money, format_price, parse_money
@@ -63,19 +62,6 @@ def _append(tx: Tx, fact: ops.Fact) -> dict[str, Any]:
     return _event(tx.append(fact.type, fact.data, stock=fact.stock, reserve=fact.reserve))
 
 
-# Workaround (reported to the ledger's owner): when an op appends a fact and then runs its
-# own SQL, the ledger flushes the fact early and its epochs.last_seq cache update is lost
-# unless another op of the same group appends afterwards, so stats() and digest_state()
-# would lag. Raising the cache to the newest event here is idempotent with the ledger's
-# own update and costs one B-tree probe.
-_EPOCH_CACHE_SQL = (
-    f"UPDATE epochs SET last_seq = max(last_seq, (SELECT max(id) FROM events) & {SEQ_MASK}) "
-    f"WHERE ordinal = (SELECT max(id) FROM events) >> {SEQ_BITS}"
-)
-
-
-def _refresh_epoch_cache(tx: Tx) -> None:
-    tx.execute(_EPOCH_CACHE_SQL)
 
 
 def _remaining(text: str) -> dict[str, int]:
@@ -165,7 +151,6 @@ class RetailService:
                     "created_at) VALUES (?, ?, ?, ?, ?)",
                     (key, operation, digest, canonical_json(result), now_ts()),
                 )
-            _refresh_epoch_cache(tx)
             return WriteResult(result)
 
         return op

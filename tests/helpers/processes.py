@@ -59,7 +59,30 @@ def quick_check(db: Path) -> str:
         conn.close()
 
 
-class CentralProcess:
+class _ReadsItsDatabase:
+    """Read-only queries on a process's SQLite file while the process runs."""
+
+    db: Path
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+        try:
+            return list(conn.execute(sql, params).fetchall())
+        finally:
+            conn.close()
+
+    def meta(self, key: str) -> str | None:
+        """A ``meta`` value (None while the database is being created)."""
+        if not self.db.exists():
+            return None
+        try:
+            rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        except sqlite3.Error:
+            return None
+        return str(rows[0][0]) if rows else None
+
+
+class CentralProcess(_ReadsItsDatabase):
     """The reference central as a process, with its SQLite database and HTTP API."""
 
     def __init__(self, workdir: Path, broker_url: str, stores: list[str],
@@ -135,22 +158,6 @@ class CentralProcess:
         r.raise_for_status()
         return r.json()
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
-        try:
-            return list(conn.execute(sql, params).fetchall())
-        finally:
-            conn.close()
-
-    def meta(self, key: str) -> str | None:
-        """A ``meta`` value of the running agent's ledger (None while it is being created)."""
-        if not self.db.exists():
-            return None
-        try:
-            rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
-        except sqlite3.Error:
-            return None
-        return str(rows[0][0]) if rows else None
 
 
 def agent_config_text(*, store: str, db: Path, broker_url: str, central_url: str,
@@ -168,7 +175,7 @@ def agent_config_text(*, store: str, db: Path, broker_url: str, central_url: str
     )
 
 
-class AgentProcess:
+class AgentProcess(_ReadsItsDatabase):
     """One store agent under the chaos driver.
 
     The driver appends ``A <n>`` to ``facts.log`` before it asks the ledger to record fact
@@ -262,19 +269,3 @@ class AgentProcess:
                 found[kind].add(int(number))
         return found["A"], found["K"], found["R"]
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
-        try:
-            return list(conn.execute(sql, params).fetchall())
-        finally:
-            conn.close()
-
-    def meta(self, key: str) -> str | None:
-        """A ``meta`` value of the running agent's ledger (None while it is being created)."""
-        if not self.db.exists():
-            return None
-        try:
-            rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
-        except sqlite3.Error:
-            return None
-        return str(rows[0][0]) if rows else None
