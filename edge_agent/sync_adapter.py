@@ -23,6 +23,7 @@ from sync.store_port import (
     DeviceStatus,
     DigestFigures,
     EpochMark,
+    EventRange,
     HealthFigures,
     StoredEvent,
     StorePort,
@@ -59,6 +60,14 @@ class LedgerStorePort:
             epoch, after_seq, max_events=max_events, max_bytes=max_bytes
         )
         return [StoredEvent(r.seq, r.payload) for r in rows]
+
+    async def event_range(
+        self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
+    ) -> EventRange | None:
+        found = await self.ledger.event_range(
+            epoch, after_seq, max_events=max_events, max_bytes=max_bytes
+        )
+        return None if found is None else EventRange(*found)
 
     async def mark_acked(self, epoch: str, through_seq: int) -> None:
         await self.ledger.mark_acked(epoch, through_seq)

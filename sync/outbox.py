@@ -24,7 +24,7 @@ from typing import Protocol
 
 import orjson
 
-from sync.store_port import EpochMark, StoredEvent
+from sync.store_port import EpochMark, EventRange, StoredEvent
 from sync.wire import MAX_BATCH_ITEMS, MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -282,20 +282,25 @@ class OutboxMachine:
 
 
 # --------------------------------------------------------------------------- encoding
-def encode_batch(store: str, epoch: str, events: Iterable[StoredEvent]) -> bytes:
-    """An event batch with each event's recorded canonical bytes spliced in verbatim (§4.2).
+def encode_range(store: str, epoch: str, joined: bytes) -> bytes:
+    """An event batch around events already joined with commas, spliced in verbatim (§4.2).
     Keys are in sorted order, so the envelope is canonical too."""
     return b"".join(
         (
             b'{"epoch":',
             orjson.dumps(epoch),
             b',"events":[',
-            b",".join(event.payload for event in events),
+            joined,
             b'],"store":',
             orjson.dumps(store),
             b',"v":1}',
         )
     )
+
+
+def encode_batch(store: str, epoch: str, events: Iterable[StoredEvent]) -> bytes:
+    """An event batch with each event's recorded canonical bytes spliced in verbatim."""
+    return encode_range(store, epoch, b",".join(event.payload for event in events))
 
 
 ENVELOPE_ALLOWANCE = 512
@@ -338,7 +343,7 @@ class OutboxSender:
         topic: str,
         machine: OutboxMachine,
         epochs: Callable[[], Awaitable[list[EpochMark]]],
-        events_after: Callable[[str, int, int, int], Awaitable[list[StoredEvent]]],
+        read_range: Callable[[str, int, int, int], Awaitable[EventRange | None]],
         mark_acked: Callable[[str, int], Awaitable[None]],
         on_lost_history: Callable[[LostHistory], Awaitable[None]],
         on_ack_regressed: Callable[[AckRegressed], Awaitable[None]],
@@ -352,7 +357,7 @@ class OutboxSender:
         self.topic = topic
         self.machine = machine
         self._epochs = epochs
-        self._events_after = events_after
+        self._read_range = read_range
         self._mark_acked = mark_acked
         self._on_lost_history = on_lost_history
         self._on_ack_regressed = on_ack_regressed
@@ -469,7 +474,7 @@ class OutboxSender:
             return False
         await inflight.acquire()
         try:
-            events = await self._events_after(
+            found = await self._read_range(
                 request.epoch,
                 request.after_seq,
                 request.max_events,
@@ -478,19 +483,18 @@ class OutboxSender:
         except BaseException:
             inflight.release()
             raise
-        if not events or not self.machine.on_sent(
-            request.epoch, events[0].seq, events[-1].seq, self._clock()
+        if found is None or not self.machine.on_sent(
+            request.epoch, found.first_seq, found.last_seq, self._clock()
         ):
             inflight.release()
-            if not events:
+            if found is None:
                 await self.refresh()
                 return False
             return True
-        payload = encode_batch(self.store, request.epoch, events)
-        count = len(events)
+        payload = encode_range(self.store, request.epoch, found.joined)
         tg.create_task(
-            self._publish(publisher, payload, count, inflight),
-            name=f"sync.outbox.publish[{request.epoch[:8]}:{events[0].seq}]",
+            self._publish(publisher, payload, found.count, inflight),
+            name=f"sync.outbox.publish[{request.epoch[:8]}:{found.first_seq}]",
         )
         return True
 

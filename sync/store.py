@@ -177,7 +177,7 @@ class StoreSync:
             topic=self.topics.events,
             machine=self.machine,
             epochs=port.epochs,
-            events_after=lambda e, a, n, b: port.events_after(e, a, max_events=n, max_bytes=b),
+            read_range=lambda e, a, n, b: port.event_range(e, a, max_events=n, max_bytes=b),
             mark_acked=port.mark_acked,
             on_lost_history=self._on_lost_history,
             on_ack_regressed=self._on_ack_regressed,

@@ -4,8 +4,8 @@
 benchmarks may implement it over anything that keeps the same promises:
 
 - every method that changes state commits durably before it returns;
-- ``events_after`` returns each event's canonical JSON exactly as recorded (never re-encoded),
-  so a resend is byte-identical;
+- ``events_after`` and ``event_range`` return each event's canonical JSON exactly as
+  recorded (never re-encoded), so a resend is byte-identical;
 - ``apply_command_batch`` applies in cseq order, each command in one transaction with
   ``applied_cseq`` (PROTOCOL §5.2), and stops after a ``resync`` command.
 """
@@ -37,6 +37,21 @@ class StoredEvent:
 
     seq: int
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EventRange:
+    """Consecutive events as recorded, ready to splice into a batch: seqs ``first_seq`` to
+    ``last_seq`` and their canonical JSON joined with commas (the outbox's hot path: no
+    object per event)."""
+
+    first_seq: int
+    last_seq: int
+    joined: bytes
+
+    @property
+    def count(self) -> int:
+        return self.last_seq - self.first_seq + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +132,13 @@ class StorePort(Protocol):
     ) -> list[StoredEvent]:
         """Events of ``epoch`` with seq > after_seq in seq order, at most ``max_events``
         and, beyond the first, at most ``max_bytes`` of payload in total."""
+        ...
+
+    async def event_range(
+        self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
+    ) -> EventRange | None:
+        """What ``events_after`` returns, already joined: the first contiguous run of
+        ``epoch`` after ``after_seq`` within the same limits (commas count), or None."""
         ...
 
     async def mark_acked(self, epoch: str, through_seq: int) -> None:

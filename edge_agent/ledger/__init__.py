@@ -12,6 +12,7 @@ from edge_agent.ledger.core import (
     is_locked,
     read_digest_state,
     read_epochs,
+    read_event_range,
     read_events_after,
     read_stats,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "is_locked",
     "read_digest_state",
     "read_epochs",
+    "read_event_range",
     "read_events_after",
     "read_stats",
 ]

@@ -600,6 +600,13 @@ class Ledger:
             lambda conn: read_events_after(conn, epoch, after_seq, max_events, max_bytes)
         )
 
+    async def event_range(
+        self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
+    ) -> tuple[int, int, bytes] | None:
+        return await self.read(
+            lambda conn: read_event_range(conn, epoch, after_seq, max_events, max_bytes)
+        )
+
     async def mark_acked(self, epoch: str, through_seq: int) -> None:
         await self.write(lambda tx: tx.set_acked(epoch, through_seq))
 
@@ -682,6 +689,35 @@ def read_events_after(
             break
         out.append(StoredEvent(int(seq), bytes(payload)))
     return out
+
+
+def read_event_range(
+    conn: sqlite3.Connection, epoch: str, after_seq: int, max_events: int, max_bytes: int
+) -> tuple[int, int, bytes] | None:
+    """(first seq, last seq, payloads joined with commas) of the events of ``epoch`` after
+    ``after_seq``: at most ``max_events`` and, beyond the first, ``max_bytes`` with the commas.
+    The outbox's read, one C-level join instead of an object per event; it stops before a
+    gap in seq (there is none in a sound ledger, and central drops non-contiguous batches)."""
+    ordinal = _ordinal(conn, epoch)
+    rows = conn.execute(
+        "SELECT seq, payload FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+        (event_key(ordinal, after_seq), event_key(ordinal, SEQ_MASK), max_events),
+    ).fetchall()
+    if not rows:
+        return None
+    seqs, payloads = zip(*rows, strict=True)
+    count = len(payloads)
+    if sum(map(len, payloads)) + count - 1 > max_bytes:
+        size, count = -1, 0
+        for payload in payloads:
+            size += len(payload) + 1
+            if count and size > max_bytes:
+                break
+            count += 1
+    first = int(seqs[0])
+    if int(seqs[count - 1]) - first != count - 1:
+        count = next(i for i in range(1, count) if seqs[i] != first + i)
+    return first, first + count - 1, b",".join(payloads[:count])
 
 
 def read_digest_state(conn: sqlite3.Connection) -> DigestState:

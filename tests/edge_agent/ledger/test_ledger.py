@@ -20,7 +20,7 @@ from edge_agent.errors import (
     LedgerError,
     SchemaTooNew,
 )
-from edge_agent.ledger import Ledger, Tx, read_epochs
+from edge_agent.ledger import Ledger, Tx, read_epochs, read_event_range
 
 SKUS = ["A-1", "B-2", "C-3", "d.4", "E:5/6"]
 
@@ -223,6 +223,37 @@ def test_events_after_respects_count_and_bytes(tmp_path: Path) -> None:
         assert len(by_bytes) == 3
         one = asyncio.run(ledger.events_after(epoch, 0, max_events=100, max_bytes=1))
         assert len(one) == 1  # never an empty batch while events are pending
+
+
+def test_event_range_is_events_after_joined(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l.db", "S1") as ledger:
+        for i in range(20):
+            ledger.write_blocking(lambda tx, i=i: tx.append("receipt", {"pad": "x" * 100, "i": i}))
+        epoch = ledger.current_epoch
+        limits = ((5, 4, 10**6), (0, 100, 3 * 140), (0, 100, 1), (18, 9, 10**6))
+        for after, count, max_bytes in limits:
+            events = asyncio.run(ledger.events_after(epoch, after, max_events=count,
+                                                     max_bytes=max_bytes))
+            found = asyncio.run(ledger.event_range(epoch, after, max_events=count,
+                                                   max_bytes=max_bytes))
+            assert found == (events[0].seq, events[-1].seq,
+                             b",".join(e.payload for e in events))
+        assert asyncio.run(ledger.event_range(epoch, 20, max_events=5, max_bytes=10**6)) is None
+
+
+def test_event_range_stops_before_a_gap(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l.db", "S1") as ledger:
+        for _ in range(6):
+            ledger.write_blocking(lambda tx: tx.append("receipt", {}))
+        epoch = ledger.current_epoch
+    conn = sqlite3.connect(tmp_path / "l.db")
+    conn.execute("DELETE FROM events WHERE seq = 4")  # damage no sound ledger has
+    conn.commit()
+    conn.execute("BEGIN")
+    found = read_event_range(conn, epoch, 1, 10, 10**6)
+    conn.close()
+    assert found is not None
+    assert found[:2] == (2, 3)
 
 
 def test_acked_watermark_never_goes_down_and_prunes(tmp_path: Path) -> None:
