@@ -181,10 +181,11 @@ class CentralSection(_Section):
 
 class SyncSection(_Section):
     resend_after_s: Seconds = 10.0
-    window_messages: Annotated[int, Field(ge=1, le=20)] = 4
+    window_messages: Annotated[int, Field(ge=1, le=20)] = 8
     """MQTT messages in flight at once (each carries many events; keep it small)."""
-    batch_max_events: Annotated[int, Field(ge=1, le=1000)] = 500
-    batch_max_bytes: Annotated[int, Field(ge=4096, le=1024 * 1024)] = 256 * 1024
+    batch_max_events: Annotated[int, Field(ge=1, le=1000)] = 1000
+    # 70,000: one event of the 64 KiB maximum plus the batch envelope must always fit
+    batch_max_bytes: Annotated[int, Field(ge=70_000, le=1024 * 1024)] = 1024 * 1024
     digest_interval_s: Seconds = 300.0
     health_interval_s: Seconds = 60.0
     backoff_initial_s: Seconds = 1.0

@@ -79,10 +79,12 @@ class SyncSettings(BaseModel):
     snapshot_timeout: float = Field(30.0, gt=0, le=600)
     # sync behaviour
     resend_after: float = Field(10.0, gt=0, le=3600)
-    window_events: int = Field(5000, ge=1, le=100_000)
-    max_inflight_batches: int = Field(4, ge=1, le=20)
-    batch_max_events: int = Field(500, ge=1, le=MAX_BATCH_ITEMS)
-    batch_max_bytes: int = Field(256 * 1024, ge=70_000, le=MAX_PAYLOAD_BYTES)
+    # A backlog after an outage drains at ~10^5 events/s with full batches and a window
+    # of a few seconds' worth; online, batches are as small as what is pending.
+    window_events: int = Field(20_000, ge=1, le=100_000)
+    max_inflight_batches: int = Field(8, ge=1, le=20)
+    batch_max_events: int = Field(MAX_BATCH_ITEMS, ge=1, le=MAX_BATCH_ITEMS)
+    batch_max_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=70_000, le=MAX_PAYLOAD_BYTES)
     digest_interval: float = Field(300.0, gt=0)
     health_interval: float = Field(60.0, gt=0)
     retention_days: float = Field(30.0, ge=0)
