@@ -15,12 +15,26 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import orjson
 from pydantic import ValidationError
 
+from sync.central.batches import (
+    CLOSING_TYPES,
+    FastBatch,
+    add_deltas,
+    canonical_digest,
+    canonical_raws,
+    decode_fast,
+    digests,
+    envelope_raws,
+    event_deltas,
+    run_body,
+    same_event,
+)
 from sync.central.errors import InvalidCommandError, StorageError
+from sync.central.runs import add_events, stock_cells, stored_events, unprojected
 from sync.central.storage import Connection
 from sync.errors import WireFormatError
 from sync.messages import (
@@ -53,10 +67,40 @@ COMMAND_WINDOW = 2000
 
 REPEATED_DROP_ALERT = 3
 
-_EVENT_COLUMNS = ("store", "epoch", "seq", "hash", "type", "body", "quarantine", "received")
+PROJECTION_INTERVAL = 1.0
+"""Seconds the stock projection may lag the event log under load (readers never see it:
+they add the unprojected events back, :func:`sync.central.runs.stock_cells`)."""
+
+PROJECTION_MAX_EVENTS = 200_000
+"""Flush the projection sooner when this many applied events wait for it."""
 
 # topics central itself publishes: never input
 _OWN_TOPICS = frozenset({"events/ack", "commands"})
+
+
+class _NotDecoded:
+    """Marks an inbound message nobody has tried to decode yet."""
+
+
+NOT_DECODED: Final = _NotDecoded()
+
+
+class Inbound(NamedTuple):
+    """One MQTT message for :meth:`Core.process`; ``decoded`` is what :func:`predecode`
+    made of it on the network thread (a plain 3-tuple means not tried)."""
+
+    topic: str
+    payload: bytes
+    retained: bool
+    decoded: FastBatch | _NotDecoded | None = NOT_DECODED
+
+
+def predecode(topic: str, payload: bytes) -> FastBatch | _NotDecoded | None:
+    """Decode an event batch ahead of the writer (pure; any thread). The writer then only
+    sequences, stores and acknowledges it, and decoding overlaps its disk writes."""
+    if not topic.endswith("/events") or len(payload) > MAX_PAYLOAD_BYTES:
+        return NOT_DECODED
+    return decode_fast(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +133,6 @@ class _Group:
 
     ts: str
     now: float
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    hashes: dict[tuple[str, str, int], str] = field(default_factory=dict)
-    stock: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     epochs: set[tuple[str, str]] = field(default_factory=set)
     acks: dict[tuple[str, str], None] = field(default_factory=dict)
     alerts: list[tuple[str, str, str, str, str]] = field(default_factory=list)
@@ -136,6 +177,13 @@ class Core:
         self._conflicts: set[tuple[str, str, int, str]] = set()
         self._n = {"messages": 0, "applied": 0, "dup": 0, "quarantined": 0, "drops": 0,
                    "acks": 0, "groups": 0}
+        self.projection_interval = PROJECTION_INTERVAL
+        self.projected: dict[tuple[str, str], int] = {}
+        # stock deltas of applied events not yet in the stock table, (store, sku) → [on, res]
+        self._pending: dict[tuple[str, str], list[int]] = {}
+        self._pending_epochs: set[tuple[str, str]] = set()
+        self._pending_events = 0
+        self._pending_since: float | None = None
         self.load()
 
     # ------------------------------------------------------------------ state
@@ -143,14 +191,20 @@ class Core:
         """(Re)load watermarks from the database: at start and after a failed group."""
         self.applied.clear()
         self.max_seen.clear()
+        self.projected.clear()
+        self._pending.clear()
+        self._pending_epochs.clear()
+        self._pending_events = 0
+        self._pending_since = None
         self._conflicts.clear()  # alerts of a rolled-back group must be raised again
         old = self.stores
         self.stores = {}
-        for store, epoch, applied, seen in self.conn.execute(
-            "SELECT store, epoch, applied_seq, max_seen_seq FROM epochs"
+        for store, epoch, applied, seen, projected in self.conn.execute(
+            "SELECT store, epoch, applied_seq, max_seen_seq, projected_seq FROM epochs"
         ):
             self.applied[(store, epoch)] = int(applied)
             self.max_seen[(store, epoch)] = int(seen)
+            self.projected[(store, epoch)] = int(projected)
         for store, state, epoch, boot_id, issued, acked in self.conn.execute(
             "SELECT store, state, epoch, boot_id, issued_cseq, acked_cseq FROM stores"
         ):
@@ -165,10 +219,10 @@ class Core:
             st.sent_through = st.acked or 0
             self.stores[store] = st
         for store, n in self.conn.execute(
-            "SELECT store, COUNT(*) FROM events WHERE quarantine IS NOT NULL AND resolved = 0 "
-            "GROUP BY store"
+            "SELECT store, COUNT(*) FROM quarantine WHERE resolved = 0 GROUP BY store"
         ):
             self._store(store).quarantined = int(n)
+        self._replay_unprojected()
 
     def _store(self, store: str) -> StoreState:
         st = self.stores.get(store)
@@ -182,13 +236,15 @@ class Core:
                         n["acks"], n["groups"])
 
     # ------------------------------------------------------------------ group apply
-    def process(self, messages: Iterable[tuple[str, bytes, bool]]) -> list[Publish]:
+    def process(self, messages: Iterable[tuple[str, bytes, bool] | Inbound], *,
+                idle: bool = False) -> list[Publish]:
         """Apply a burst of MQTT messages in one transaction; return what to publish.
 
         A message whose handling raises an unexpected error (a bug, not bad input: bad
         input is dropped) is logged and skipped; the group is rolled back, the state
         reloaded and the rest of the group applied again, so one poison message can never
-        hold back the other stores' acks."""
+        hold back the other stores' acks. ``idle``: nothing else is waiting, so the stock
+        projection is written now rather than after ``projection_interval``."""
         batch = list(messages)
         poisoned: set[int] = set()
         while True:
@@ -196,19 +252,23 @@ class Core:
             group = _Group(ts=now_ts(), now=now)
             counters = dict(self._n)
             current = -1
+            project = False
             self.conn.begin_write()
             try:
-                for current, (topic, payload, retained) in enumerate(batch):
+                for current, message in enumerate(batch):
                     if current in poisoned:
                         continue
                     self._n["messages"] += 1
-                    self._dispatch(group, topic, payload, retained)
+                    self._dispatch(group, message)
                 current = -1
                 self._flush(group)
                 for store in group.digests:
                     self._check_digest(group, store)
                 self._flush_alerts(group)
                 self._ensure_store_rows(group)
+                project = self.projection_due(now, idle=idle)
+                if project:
+                    self._write_projection()
                 self.conn.commit()
             except StorageError:
                 self.conn.rollback()
@@ -227,6 +287,8 @@ class Core:
                 self._n["drops"] += 1
                 continue
             break
+        if project:
+            self._projection_committed()
         self._n["groups"] += 1
         out: list[Publish] = []
         for store, epoch in group.acks:
@@ -260,7 +322,8 @@ class Core:
         group.alerts.append((group.ts, store, kind, severity,
                              canonical_json(detail).decode()))
 
-    def _dispatch(self, group: _Group, topic: str, payload: bytes, retained: bool) -> None:
+    def _dispatch(self, group: _Group, message: tuple[str, bytes, bool] | Inbound) -> None:
+        topic, payload, retained = message[0], message[1], message[2]
         split = store_from_topic(self.root, topic)
         if split is None:
             return
@@ -277,6 +340,13 @@ class Core:
         if len(payload) > MAX_PAYLOAD_BYTES:
             self._drop(group, store, "payload over 1 MiB", (rest, "size", len(payload)))
             return
+        if rest == "events":
+            fast = message[3] if len(message) > 3 else NOT_DECODED
+            if isinstance(fast, _NotDecoded):
+                fast = decode_fast(payload)
+            if fast is not None and fast.store == store:
+                self._on_fast_batch(group, store, fast)
+                return
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -286,14 +356,15 @@ class Core:
             self._drop(group, store, "not a JSON object", (rest, "json", sha256_hex(payload)[:16]))
             return
         range_key = _range_key(rest, obj)
-        if obj.get("v") != 1:
+        version = obj.get("v")
+        if type(version) is not int or version != 1:  # JSON true and 1.0 are not 1
             self._drop(group, store, "unsupported v", range_key)
             return
         if obj.get("store") != store:
             self._drop(group, store, "store differs from topic", range_key)
             return
         if rest == "events":
-            self._on_events(group, store, obj, range_key)
+            self._on_events(group, store, obj, range_key, payload)
         elif rest == "status":
             self._on_status(group, store, obj, range_key, retained)
         elif rest == "commands/ack":
@@ -306,81 +377,117 @@ class Core:
             self._on_device(group, store, rest.removeprefix("devices/"), obj, range_key)
 
     # ------------------------------------------------------------------ events
+    def _on_fast_batch(self, group: _Group, store: str, batch: FastBatch) -> None:
+        """A batch :func:`decode_fast` accepted: the hot path, no per-value objects."""
+        heads = batch.heads
+        skip, key = self._sequence(group, store, batch.epoch, batch.first_seq, len(heads))
+        if skip < 0:
+            return
+        raws = batch.raws
+        if skip > 0:
+            self._check_duplicates(group, store, batch.epoch, batch.first_seq, raws[:skip])
+            if skip >= len(heads):
+                return
+            heads = heads[skip:]
+            raws = raws[skip:]
+        add_deltas(self._pending, store, heads)
+        for index, head in enumerate(heads):
+            if head.type in CLOSING_TYPES:
+                try:
+                    event = orjson.loads(bytes(raws[index]))
+                except orjson.JSONDecodeError:
+                    continue  # e.g. 1e400 in data: msgspec skipped it, orjson cannot
+                self._closing(group, store, head.type, event)
+        self._store_run(group, key, batch.first_seq + skip, raws)
+
     def _on_events(self, group: _Group, store: str, obj: dict[str, Any],
-                   range_key: tuple[Any, ...]) -> None:
+                   range_key: tuple[Any, ...], payload: bytes) -> None:
+        """The general path: any batch :func:`decode_fast` did not take (odd values, a
+        malformed stock list to quarantine, or one to drop with its reason)."""
         parsed = _event_batch(obj)
         if parsed is None:
             self._drop(group, store, "malformed event batch", range_key)
             return
         epoch, events = parsed
+        first = events[0]["seq"]
+        skip, key = self._sequence(group, store, epoch, first, len(events))
+        if skip < 0:
+            return
+        received = envelope_raws(payload)
+        raws: list[Any] = (received if received is not None and len(received) == len(events)
+                           else canonical_raws(events))
+        if skip > 0:
+            self._check_duplicates(group, store, epoch, first, raws[:skip])
+            if skip >= len(events):
+                return
+        pending = self._pending
+        for index in range(skip, len(events)):
+            event = events[index]
+            seq = first + index
+            kind = event.get("type")
+            kind = kind if isinstance(kind, str) else ""
+            try:
+                moves, holds = event_deltas(event)
+            except WireFormatError as exc:
+                self._quarantine(group, store, epoch, seq, str(exc))
+                continue
+            for sku, delta in moves:
+                pending.setdefault((store, sku), [0, 0])[0] += delta
+            for sku, delta in holds:
+                pending.setdefault((store, sku), [0, 0])[1] += delta
+            if kind in CLOSING_TYPES:
+                self._closing(group, store, kind, event)
+        self._store_run(group, key, first + skip, raws[skip:])
+
+    def _sequence(self, group: _Group, store: str, epoch: str, first: int, count: int
+                  ) -> tuple[int, tuple[str, str]]:
+        """§4.3 ordering for a well-formed batch: how many leading events are already
+        applied (-1: a gap, apply nothing). Every well-formed batch is acknowledged."""
         key = (store, epoch)
         applied = self.applied.get(key)
         if applied is None:
             applied = self.applied[key] = 0
             self.max_seen[key] = 0
+            self.projected.setdefault(key, 0)
         group.epochs.add(key)
         group.acks[key] = None
-        first = events[0]["seq"]
-        last = first + len(events) - 1
+        last = first + count - 1
         self.max_seen[key] = max(self.max_seen[key], last)
         if first > applied + 1:
             log.info("gap from store %s epoch %s: have %d, batch starts %d",
                      store, epoch, applied, first)
-            return
-        skip = applied + 1 - first  # events already applied
-        if skip > 0:
-            self._check_duplicates(group, store, epoch, events[:skip])
-        if skip >= len(events):
-            return
-        ts = group.ts
-        stock = group.stock
-        rows = group.events
-        hashes = group.hashes
-        dumps = orjson.dumps
-        sort_keys = orjson.OPT_SORT_KEYS
-        sha256 = hashlib.sha256
-        for event in events[skip:]:
-            seq = event["seq"]
-            body = dumps(event, option=sort_keys)  # = canonical_json(event)
-            digest = sha256(body).hexdigest()
-            kind = event.get("type")
-            kind = kind if isinstance(kind, str) else ""
-            quarantine: str | None = None
-            moves = event.get("stock", _ABSENT)
-            holds = event.get("reserve", _ABSENT)
-            try:
-                moves = () if moves is _ABSENT or moves == [] else _deltas(moves, "stock")
-                holds = () if holds is _ABSENT or holds == [] else _deltas(holds, "reserve")
-            except WireFormatError as exc:
-                quarantine = str(exc)
-                moves = holds = ()
-            if quarantine is not None:
-                self._n["quarantined"] += 1
-                self._store(store).quarantined += 1
-                self._alert(group, store, "event_quarantined", "critical",
-                            {"epoch": epoch, "seq": seq, "reason": quarantine})
-            else:
-                for sku, delta in moves:
-                    cell = stock.get((store, sku))
-                    if cell is None:
-                        stock[(store, sku)] = [delta, 0]
-                    else:
-                        cell[0] += delta
-                for sku, delta in holds:
-                    cell = stock.get((store, sku))
-                    if cell is None:
-                        stock[(store, sku)] = [0, delta]
-                    else:
-                        cell[1] += delta
-                if kind in _CLOSING:
-                    self._closing(group, store, kind, event)
-            rows.append((store, epoch, seq, digest, kind, body.decode(), quarantine, ts))
-            hashes[(store, epoch, seq)] = digest
-        self._n["applied"] += len(events) - skip
+            return -1, key
+        skip = applied + 1 - first
+        self._n["dup"] += min(skip, count)
+        return skip, key
+
+    def _store_run(self, group: _Group, key: tuple[str, str], first: int,
+                   raws: list[Any]) -> None:
+        """Record applied events ``first…`` as one run, in this group's transaction."""
+        store, epoch = key
+        last = first + len(raws) - 1
+        self.conn.execute(
+            "INSERT INTO event_runs (store, epoch, first_seq, last_seq, hashes, body, received)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (store, epoch, first, last, digests(raws), run_body(raws), group.ts))
+        self._n["applied"] += len(raws)
         self.applied[key] = last
+        self._pending_epochs.add(key)
+        self._pending_events += len(raws)
+        if self._pending_since is None:
+            self._pending_since = group.now
         st = self.stores.get(store)
         if st is not None and st.pending_digest is not None:
             group.digests.add(store)  # a deferred digest may be comparable now
+
+    def _quarantine(self, group: _Group, store: str, epoch: str, seq: int, reason: str) -> None:
+        self._n["quarantined"] += 1
+        self._store(store).quarantined += 1
+        self.conn.execute(
+            "INSERT INTO quarantine (store, epoch, seq, reason) VALUES (?, ?, ?, ?)",
+            (store, epoch, seq, reason))
+        self._alert(group, store, "event_quarantined", "critical",
+                    {"epoch": epoch, "seq": seq, "reason": reason})
 
     def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
         data = event.get("data")
@@ -397,35 +504,89 @@ class Core:
             group.closed_reservations.append((state, str(event.get("id", "")), store,
                                               reservation_id))
 
-    def _check_duplicates(self, group: _Group, store: str, epoch: str,
-                          events: list[dict[str, Any]]) -> None:
-        self._n["dup"] += len(events)
-        first = events[0]["seq"]
-        last = events[-1]["seq"]
-        known: dict[int, str] = {}
-        for seq in range(first, last + 1):
-            h = group.hashes.get((store, epoch, seq))
-            if h is not None:
-                known[seq] = h
-        if len(known) < len(events):
-            for seq, h in self.conn.execute(
-                "SELECT seq, hash FROM events WHERE store = ? AND epoch = ? AND seq >= ? "
-                "AND seq <= ?", (store, epoch, first, last),
-            ):
-                known[int(seq)] = h
-        for event in events:
-            seq = event["seq"]
-            digest = sha256_hex(canonical_json(event))
-            if known.get(seq) != digest:
-                conflict = (store, epoch, seq, digest)
-                if conflict in self._conflicts:
-                    continue  # the same conflicting version resent: alerted once already
-                if len(self._conflicts) > 100_000:
-                    self._conflicts.clear()
-                self._conflicts.add(conflict)
-                self._alert(group, store, "event_conflict", "critical",
-                            {"epoch": epoch, "seq": seq, "kept_sha256": known.get(seq),
-                             "received_sha256": digest})
+    def _check_duplicates(self, group: _Group, store: str, epoch: str, first: int,
+                          raws: list[Any]) -> None:
+        """Events at or below the watermark: the same canonical form as the kept version,
+        or a conflict (alert once, keep the first). Their SHA-256 over the bytes as received
+        settles the usual case; only a difference costs a canonical comparison."""
+        kept = stored_events(self.conn, store, epoch, first, first + len(raws) - 1)
+        sha256 = hashlib.sha256
+        for index, raw in enumerate(raws):
+            seq = first + index
+            entry = kept.get(seq)
+            if entry is not None and (entry[0] == sha256(raw).digest()
+                                      or same_event(entry[1], raw)):
+                continue
+            digest = canonical_digest(raw)
+            conflict = (store, epoch, seq, digest)
+            if conflict in self._conflicts:
+                continue  # the same conflicting version resent: alerted once already
+            if len(self._conflicts) > 100_000:
+                self._conflicts.clear()
+            self._conflicts.add(conflict)
+            self._alert(group, store, "event_conflict", "critical",
+                        {"epoch": epoch, "seq": seq,
+                         "kept_sha256": None if entry is None else canonical_digest(entry[1]),
+                         "received_sha256": digest})
+
+    # ------------------------------------------------------------------ stock projection
+    def projection_due(self, now: float, *, idle: bool) -> bool:
+        """Flush the stock projection: after ``projection_interval`` under load, at once
+        when idle, or when many events wait."""
+        if self._pending_since is None:
+            return False
+        return (idle or now - self._pending_since >= self.projection_interval
+                or self._pending_events >= PROJECTION_MAX_EVENTS)
+
+    def _write_projection(self) -> None:
+        """Add the pending deltas to the stock table and move ``projected_seq`` up, in the
+        current transaction; the in-memory state is cleared only after its commit."""
+        if self._pending:
+            self.conn.add_stock([(store, sku, c[0], c[1])
+                                 for (store, sku), c in self._pending.items()
+                                 if c[0] or c[1]])
+        if self._pending_epochs:
+            self.conn.executemany(
+                "UPDATE epochs SET projected_seq = ? WHERE store = ? AND epoch = ?",
+                [(self.applied[key], key[0], key[1]) for key in self._pending_epochs])
+
+    def _projection_committed(self) -> None:
+        for key in self._pending_epochs:
+            self.projected[key] = self.applied[key]
+        self._pending.clear()
+        self._pending_epochs.clear()
+        self._pending_events = 0
+        self._pending_since = None
+
+    def flush_projection(self) -> None:
+        """Write the pending stock projection in its own transaction (idle, stop, tests)."""
+        if self._pending_since is None:
+            return
+        self.conn.begin_write()
+        try:
+            self._write_projection()
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            self.load()
+            raise
+        self._projection_committed()
+
+    def _replay_unprojected(self) -> None:
+        """After a restart or a failed group: the events applied after the stock table's
+        checkpoint become pending deltas again (read back from the runs)."""
+        for store, epoch, projected, applied in unprojected(self.conn):
+            cells: dict[str, list[int]] = {}
+            add_events(cells, self.conn, store, epoch, (projected, applied))
+            for sku, cell in cells.items():
+                pending = self._pending.setdefault((store, sku), [0, 0])
+                pending[0] += cell[0]
+                pending[1] += cell[1]
+            key = (store, epoch)
+            self._pending_epochs.add(key)
+            self._pending_events += applied - projected
+            if self._pending_since is None:
+                self._pending_since = self.clock()
 
     # ------------------------------------------------------------------ status & commands
     def _on_status(self, group: _Group, store: str, obj: dict[str, Any],
@@ -598,20 +759,15 @@ class Core:
         )
 
     def central_digest(self, store: str, digest: Digest) -> tuple[int, str]:
-        """Central's digest at the digest's (epoch, through_seq, through_cseq) point."""
-        cells: dict[str, list[int]] = {
-            sku: [int(on), int(res)] for sku, on, res in self.conn.execute(
-                "SELECT sku, on_hand, reserved FROM stock WHERE store = ?", (store,))
-        }
-        later: list[Any] = [
-            body for (body,) in self.conn.execute(
-                "SELECT body FROM events WHERE store = ? AND epoch = ? AND seq > ? "
-                "AND quarantine IS NULL", (store, digest.epoch, digest.through_seq))
-        ]
-        later.extend(body for (body,) in self.conn.execute(
-            "SELECT body FROM commands WHERE store = ? AND cseq > ?",
-            (store, digest.through_cseq)))
-        for body in later:
+        """Central's digest at the digest's (epoch, through_seq, through_cseq) point: the
+        exact stock, minus the events of that epoch after ``through_seq`` and the commands
+        after ``through_cseq``."""
+        cells = stock_cells(self.conn, store)
+        add_events(cells, self.conn, store, digest.epoch,
+                   (digest.through_seq, self.applied.get((store, digest.epoch), 0)), sign=-1)
+        for (body,) in self.conn.execute(
+                "SELECT body FROM commands WHERE store = ? AND cseq > ?",
+                (store, digest.through_cseq)):
             item = orjson.loads(body)
             for column, name in ((0, "stock"), (1, "reserve")):
                 try:
@@ -680,10 +836,6 @@ class Core:
     # ------------------------------------------------------------------ flush
     def _flush(self, group: _Group) -> None:
         conn = self.conn
-        if group.events:
-            conn.insert_rows("events", _EVENT_COLUMNS, group.events)
-        if group.stock:
-            conn.add_stock([(store, sku, c[0], c[1]) for (store, sku), c in group.stock.items()])
         if group.epochs:
             conn.executemany(
                 "INSERT INTO epochs (store, epoch, applied_seq, max_seen_seq, first_seen) "
@@ -899,13 +1051,13 @@ class Core:
         self.conn.begin_write()
         try:
             rows = self.conn.execute(
-                "SELECT resolved FROM events WHERE store = ? AND epoch = ? AND seq = ? AND "
-                "quarantine IS NOT NULL", (store, epoch, seq))
+                "SELECT resolved FROM quarantine WHERE store = ? AND epoch = ? AND seq = ?",
+                (store, epoch, seq))
             if not rows or rows[0][0]:
                 self.conn.rollback()
                 return False
-            self.conn.execute("UPDATE events SET resolved = 1 WHERE store = ? AND epoch = ? "
-                              "AND seq = ?", (store, epoch, seq))
+            self.conn.execute("UPDATE quarantine SET resolved = 1 WHERE store = ? AND "
+                              "epoch = ? AND seq = ?", (store, epoch, seq))
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
@@ -913,11 +1065,6 @@ class Core:
         st = self._store(store)
         st.quarantined = max(0, st.quarantined - 1)
         return True
-
-
-_KNOWN_SKUS: set[str] = set()
-_ABSENT: Any = object()
-_CLOSING = frozenset({"fulfilment", "reservation.released", "count"})
 
 
 def _event_batch(obj: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
@@ -942,27 +1089,6 @@ def _event_batch(obj: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None
             return None
         expected = seq + 1
     return epoch, events
-
-
-def _deltas(value: Any, name: str) -> list[tuple[str, int]]:
-    """:func:`sync.wire.check_deltas` with a fast path for SKUs already seen valid (the hot
-    path of a busy central: the same few thousand SKUs over and over)."""
-    if type(value) is not list:
-        raise WireFormatError(f"{name}: must be a list")
-    out: list[tuple[str, int]] = []
-    for item in value:
-        if type(item) is dict:
-            sku = item.get("sku")
-            delta = item.get("delta")
-            if (type(delta) is int and -MAX_SAFE_INT <= delta <= MAX_SAFE_INT
-                    and sku in _KNOWN_SKUS):
-                out.append((str(sku), delta))
-                continue
-        pairs = check_deltas(value, name)  # slow path: full checks, precise error
-        if len(_KNOWN_SKUS) < 1_000_000:
-            _KNOWN_SKUS.update(sku for sku, _ in pairs)
-        return pairs
-    return out
 
 
 def _range_key(rest: str, obj: dict[str, Any]) -> tuple[Any, ...]:

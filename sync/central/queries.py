@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from sync.central.runs import stock_cells, stored_events
 from sync.central.storage import Connection
 from sync.messages import CatalogItem
 from sync.wire import MAX_ITEM_BYTES, SKU_RE, canonical_json
@@ -23,10 +24,9 @@ def snapshot(conn: Connection, store: str) -> dict[str, Any]:
         "SELECT epoch, applied_seq FROM epochs WHERE store = ? ORDER BY epoch", (store,))}
     catalog = [orjson.loads(item) for (item,) in conn.execute(
         "SELECT item FROM catalog WHERE store = ? ORDER BY sku", (store,))]
-    stock_rows = [{"sku": sku, "on_hand": int(on), "reserved": int(res)}
-                  for sku, on, res in conn.execute(
-                      "SELECT sku, on_hand, reserved FROM stock WHERE store = ? AND "
-                      "(on_hand <> 0 OR reserved <> 0) ORDER BY sku", (store,))]
+    stock_rows = [{"sku": sku, "on_hand": on, "reserved": res}
+                  for sku, (on, res) in sorted(stock_cells(conn, store).items())
+                  if on or res]
     reservations = [
         {"reservation_id": rid, "order_ref": ref, "lines": orjson.loads(lines),
          "expires_at": expires, "cancel_requested": bool(cancel)}
@@ -66,8 +66,7 @@ def store_status(conn: Connection, store: str) -> dict[str, Any] | None:
     out["drops"] = {r: int(n) for r, n in conn.execute(
         "SELECT reason, count FROM drops WHERE store = ? ORDER BY reason", (store,))}
     out["quarantined_open"] = int(conn.execute(
-        "SELECT COUNT(*) FROM events WHERE store = ? AND quarantine IS NOT NULL AND "
-        "resolved = 0", (store,))[0][0])
+        "SELECT COUNT(*) FROM quarantine WHERE store = ? AND resolved = 0", (store,))[0][0])
     return out
 
 
@@ -86,12 +85,10 @@ def stores_overview(conn: Connection) -> list[dict[str, Any]]:
 
 
 def stock(conn: Connection, store: str, skus: list[str] | None = None) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT sku, on_hand, reserved FROM stock WHERE store = ? ORDER BY sku", (store,))
     wanted = set(skus) if skus else None
-    return [{"sku": sku, "on_hand": int(on), "reserved": int(res),
-             "available": int(on) - int(res)}
-            for sku, on, res in rows if wanted is None or sku in wanted]
+    return [{"sku": sku, "on_hand": on, "reserved": res, "available": on - res}
+            for sku, (on, res) in sorted(stock_cells(conn, store).items())
+            if wanted is None or sku in wanted]
 
 
 def alerts(conn: Connection, store: str | None, kind: str | None,
@@ -115,11 +112,15 @@ def alerts(conn: Connection, store: str | None, kind: str | None,
 
 
 def quarantined(conn: Connection, store: str) -> list[dict[str, Any]]:
-    return [{"epoch": e, "seq": int(q), "reason": reason, "resolved": bool(res),
-             "event": orjson.loads(body)}
-            for e, q, reason, res, body in conn.execute(
-                "SELECT epoch, seq, quarantine, resolved, body FROM events WHERE store = ? "
-                "AND quarantine IS NOT NULL ORDER BY epoch, seq", (store,))]
+    out: list[dict[str, Any]] = []
+    for epoch, seq, reason, resolved in conn.execute(
+            "SELECT epoch, seq, reason, resolved FROM quarantine WHERE store = ? "
+            "ORDER BY epoch, seq", (store,)):
+        kept = stored_events(conn, store, epoch, int(seq), int(seq)).get(int(seq))
+        out.append({"epoch": epoch, "seq": int(seq), "reason": reason,
+                    "resolved": bool(resolved),
+                    "event": None if kept is None else orjson.loads(bytes(kept[1]))})
+    return out
 
 
 def catalog_commands(items: list[dict[str, Any]], remove: list[str]) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import queue
 import signal
 import socket
 import ssl
@@ -28,8 +27,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from sync.central.batches import FastBatch
 from sync.central.config import CentralConfig, TokenBook
-from sync.central.core import Core, Publish
+from sync.central.core import NOT_DECODED, Core, Inbound, Publish, predecode
+from sync.central.inbox import ByteBoundedInbox
 from sync.central.storage import Database
 
 log = logging.getLogger("sync.central.service")
@@ -47,18 +48,25 @@ class _Job:
     future: concurrent.futures.Future[Any]
 
 
-_Item = tuple[str, bytes, bool] | _Job
+_Item = Inbound | _Job
+
+INBOX_BYTES = 64 * 1024 * 1024
+"""Messages (and their decoded form) the writer may have waiting before the MQTT thread
+blocks: a few seconds of a fast store's backlog, whatever the message sizes."""
+
+GROUP_BYTES = 16 * 1024 * 1024
+"""One group transaction stops taking messages past this many payload bytes."""
 
 
 class Writer:
     """The single writer: drains the inbox in groups, commits, then publishes."""
 
     def __init__(self, core: Core, publish: Callable[[list[Publish]], None],
-                 max_group: int = 500, inbox_size: int = 200_000) -> None:
+                 max_group: int = 500, inbox_bytes: int = INBOX_BYTES) -> None:
         self.core = core
         self.publish = publish
         self.max_group = max_group
-        self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=inbox_size)
+        self.inbox: ByteBoundedInbox[_Item] = ByteBoundedInbox(inbox_bytes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="central.writer", daemon=True)
         self.busy_seconds = 0.0  # applying + committing
@@ -73,32 +81,39 @@ class Writer:
 
     def submit(self, fn: Callable[[Core], tuple[T, list[Publish]]]) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self.inbox.put(_Job(fn, future))
+        self.inbox.put(_Job(fn, future), 1)
         return future
+
+    def put_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """From the MQTT thread: decode an event batch here, then queue it (blocks while
+        the inbox is full)."""
+        try:
+            decoded = predecode(topic, payload)
+        except Exception:  # a bug must not kill the network thread: the writer decides
+            log.exception("could not pre-decode a message on %s", topic)
+            decoded = NOT_DECODED
+        size = len(payload) if isinstance(decoded, FastBatch) else 0
+        self.inbox.put(Inbound(topic, payload, retained, decoded), len(payload) + size + 200)
 
     def _run(self) -> None:
         next_tick = time.monotonic() + 0.2
         next_checkpoint = time.monotonic() + 60
         inbox = self.inbox
         while not self._stop.is_set():
-            try:
-                first = inbox.get(timeout=0.1)
-            except queue.Empty:
-                first = None
-            messages: list[tuple[str, bytes, bool]] = []
+            first = inbox.get(timeout=0.1)
+            messages: list[Inbound] = []
             job: _Job | None = None
             item: _Item | None = first
+            group_bytes = 0
             while item is not None:
                 if isinstance(item, _Job):
                     job = item
                     break
                 messages.append(item)
-                if len(messages) >= self.max_group:
+                group_bytes += len(item.payload)
+                if len(messages) >= self.max_group or group_bytes >= GROUP_BYTES:
                     break
-                try:
-                    item = inbox.get_nowait()
-                except queue.Empty:
-                    item = None
+                item = inbox.get_nowait()
             if messages:
                 self._safe(lambda m=messages: self.core.process(m))  # type: ignore[misc]
             if job is not None:
@@ -107,11 +122,19 @@ class Writer:
             if now >= next_tick:
                 next_tick = now + 0.2
                 self._safe(self.core.tick)
-            if first is None and now >= next_checkpoint:
-                # idle: keep the SQLite WAL from growing behind long-lived readers
-                next_checkpoint = now + 60
-                self.core.checkpoint()
+            if first is None:
+                # idle: checkpoint the stock projection, and now and then the SQLite WAL
+                # (which would otherwise grow behind long-lived readers)
+                self._safe(self._flush_projection)
+                if now >= next_checkpoint:
+                    next_checkpoint = now + 60
+                    self.core.checkpoint()
+        self._safe(self._flush_projection)
         self.core.conn.close()
+
+    def _flush_projection(self) -> list[Publish]:
+        self.core.flush_projection()
+        return []
 
     def _safe(self, fn: Callable[[], list[Publish]]) -> None:
         started = time.perf_counter()
@@ -244,7 +267,7 @@ class CentralService:
         self.tokens = TokenBook(config.http.store_tokens_dir, config.http.admin_token_file)
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        self.writer.inbox.put((topic, payload, retained))
+        self.writer.put_message(topic, payload, retained)
 
     def start(self) -> None:
         self.writer.start()

@@ -430,8 +430,7 @@ class ChaosRun:
                 (str(s), int(o), int(r)) for s, o, r in
                 agent.query("SELECT sku, on_hand, reserved FROM stock"))
             _, result.central_digest = digest_lines(
-                (str(s), int(o), int(r)) for s, o, r in self.central.query(
-                    "SELECT sku, on_hand, reserved FROM stock WHERE store = ?", (store,)))
+                (sku, on, res) for sku, (on, res) in self.central.stock(store).items())
             cseqs = self.central.query(
                 "SELECT issued_cseq, acked_cseq FROM stores WHERE store = ?", (store,))
             result.issued_cseq, result.acked_cseq = int(cseqs[0][0]), int(cseqs[0][1] or 0)

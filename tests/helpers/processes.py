@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from sync.central.runs import stock_cells
+from sync.central.storage import Database
 from tests.helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +86,12 @@ class _ReadsItsDatabase:
 
 class CentralProcess(_ReadsItsDatabase):
     """The reference central as a process, with its SQLite database and HTTP API."""
+
+    def stock(self, store: str) -> dict[str, tuple[int, int]]:
+        """sku → (on hand, reserved) of every applied event and command: the stock table's
+        checkpoint plus the events after it, as the central's own readers compute it."""
+        with Database(f"sqlite:///{self.db}").reading() as conn:
+            return {sku: (cell[0], cell[1]) for sku, cell in stock_cells(conn, store).items()}
 
     def __init__(self, workdir: Path, broker_url: str, stores: list[str],
                  resend_after: float = 2.0) -> None:

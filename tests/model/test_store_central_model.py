@@ -50,6 +50,7 @@ from edge_agent.sync_adapter import LedgerStorePort
 from sync.central import queries
 from sync.central.core import Core
 from sync.central.errors import InvalidCommandError
+from sync.central.runs import stock_cells
 from sync.central.storage import Database
 from sync.inbox import CommandInbox
 from sync.messages import Snapshot
@@ -131,8 +132,8 @@ class StoreCentralMachine(RuleBasedStateMachine):
                 if o or r}
 
     def _central_stock(self) -> dict[str, tuple[int, int]]:
-        return {str(s): (int(o), int(r)) for s, o, r in self.core.conn.execute(
-            "SELECT sku, on_hand, reserved FROM stock WHERE store = ?", (STORE,)) if o or r}
+        return {sku: (o, r) for sku, (o, r) in stock_cells(self.core.conn, STORE).items()
+                if o or r}
 
     def _store_events(self) -> dict[tuple[str, int], bytes]:
         rows = self._store_rows(

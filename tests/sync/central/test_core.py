@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sync.central.core import Core, _event_batch
+from sync.central.runs import stock_cells
 from sync.central.storage import Database
 from sync.messages import EventBatch
 from tests.sync.central.conftest import event
@@ -63,6 +64,8 @@ def test_several_batches_of_one_store_in_one_group(core: Core) -> None:
     ])
     acks = [orjson.loads(p.payload) for p in out]
     assert [(a["epoch"], a["through_seq"]) for a in acks] == [("e1", 3)]
+    assert stock_cells(core.conn, "S001") == {"A": [-3, 0]}  # the projection may lag
+    core.flush_projection()
     assert core.conn.execute("SELECT on_hand FROM stock WHERE sku = 'A'") == [(-3,)]
     kinds = [k for (k,) in core.conn.execute("SELECT kind FROM alerts")]
     assert kinds == ["event_conflict"]
@@ -116,3 +119,10 @@ def test_command_go_back_is_rate_limited_and_timed(tmp_path: Path) -> None:
     assert cseqs(core.process([ack(3)])) == []
     now[0] += 60
     assert cseqs(core.tick()) == []  # all acknowledged
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", 2])
+def test_only_the_integer_1_is_version_1(core: Core, version: Any) -> None:
+    body = {"v": version, "store": "S001", "epoch": "e1", "events": [event(1, "A", -1)]}
+    assert core.process([(TOPIC, orjson.dumps(body), False)]) == []
+    assert core.conn.execute("SELECT reason, count FROM drops") == [("unsupported v", 1)]
