@@ -4,8 +4,8 @@
     .venv/bin/python -m bench.sync --quick    # 100,000 events
 
 Measured in one run:
-- ``ceiling_read``: reading the backlog out of the ledger in outbox batches (events/s),
-  the store-side ceiling of any sender;
+- ``ceiling_read``: reading the backlog out of the ledger in outbox batches, as the sender
+  does (events/s), the store-side ceiling of any sender;
 - ``drain``: the backlog built offline in a real ledger, drained by StoreSync through our
   own mosquitto (``set_tcp_nodelay true``) to a central that applies and acknowledges;
   the clock stops when the store has received the ack of the last event;
@@ -86,12 +86,12 @@ def read_ceiling(path: Path, batch: int, max_bytes: int) -> float:
             started = time.perf_counter()
             after, total = 0, 0
             while True:
-                events = await ledger.events_after(epoch, after, max_events=batch,
-                                                   max_bytes=max_bytes)
-                if not events:
+                found = await ledger.event_range(epoch, after, max_events=batch,
+                                                 max_bytes=max_bytes)
+                if found is None:
                     break
-                total += len(events)
-                after = events[-1].seq
+                total += found[1] - found[0] + 1
+                after = found[1]
             return total / (time.perf_counter() - started)
 
     return asyncio.run(go())
@@ -236,9 +236,8 @@ async def central(kind: str, workdir: Path, port: int) -> AsyncIterator[str]:
 
 # --------------------------------------------------------------------------- runs
 def _settings(url: str, **kw: Any) -> SyncSettings:
-    base: dict[str, Any] = {"broker_url": url, "digest_interval": 3600, "health_interval": 3600,
-                            "batch_max_events": 1000, "batch_max_bytes": 1024 * 1024,
-                            "window_events": 8000, "max_inflight_batches": 4}
+    # the agent's own batch and window defaults (SyncSettings)
+    base: dict[str, Any] = {"broker_url": url, "digest_interval": 3600, "health_interval": 3600}
     base.update(kw)
     return SyncSettings(**base)
 
