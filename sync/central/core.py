@@ -67,6 +67,8 @@ COMMAND_WINDOW = 2000
 
 REPEATED_DROP_ALERT = 3
 
+_RUN_COLUMNS = ("store", "epoch", "first_seq", "last_seq", "hashes", "body", "received")
+
 PROJECTION_INTERVAL = 1.0
 """Seconds the stock projection may lag the event log under load (readers never see it:
 they add the unprojected events back, :func:`sync.central.runs.stock_cells`)."""
@@ -133,6 +135,7 @@ class _Group:
 
     ts: str
     now: float
+    runs: list[tuple[Any, ...]] = field(default_factory=list)
     epochs: set[tuple[str, str]] = field(default_factory=set)
     acks: dict[tuple[str, str], None] = field(default_factory=dict)
     alerts: list[tuple[str, str, str, str, str]] = field(default_factory=list)
@@ -178,7 +181,6 @@ class Core:
         self._n = {"messages": 0, "applied": 0, "dup": 0, "quarantined": 0, "drops": 0,
                    "acks": 0, "groups": 0}
         self.projection_interval = PROJECTION_INTERVAL
-        self.projected: dict[tuple[str, str], int] = {}
         # stock deltas of applied events not yet in the stock table, (store, sku) → [on, res]
         self._pending: dict[tuple[str, str], list[int]] = {}
         self._pending_epochs: set[tuple[str, str]] = set()
@@ -191,7 +193,6 @@ class Core:
         """(Re)load watermarks from the database: at start and after a failed group."""
         self.applied.clear()
         self.max_seen.clear()
-        self.projected.clear()
         self._pending.clear()
         self._pending_epochs.clear()
         self._pending_events = 0
@@ -199,12 +200,11 @@ class Core:
         self._conflicts.clear()  # alerts of a rolled-back group must be raised again
         old = self.stores
         self.stores = {}
-        for store, epoch, applied, seen, projected in self.conn.execute(
-            "SELECT store, epoch, applied_seq, max_seen_seq, projected_seq FROM epochs"
+        for store, epoch, applied, seen in self.conn.execute(
+            "SELECT store, epoch, applied_seq, max_seen_seq FROM epochs"
         ):
             self.applied[(store, epoch)] = int(applied)
             self.max_seen[(store, epoch)] = int(seen)
-            self.projected[(store, epoch)] = int(projected)
         for store, state, epoch, boot_id, issued, acked in self.conn.execute(
             "SELECT store, state, epoch, boot_id, issued_cseq, acked_cseq FROM stores"
         ):
@@ -236,15 +236,13 @@ class Core:
                         n["acks"], n["groups"])
 
     # ------------------------------------------------------------------ group apply
-    def process(self, messages: Iterable[tuple[str, bytes, bool] | Inbound], *,
-                idle: bool = False) -> list[Publish]:
+    def process(self, messages: Iterable[tuple[str, bytes, bool] | Inbound]) -> list[Publish]:
         """Apply a burst of MQTT messages in one transaction; return what to publish.
 
         A message whose handling raises an unexpected error (a bug, not bad input: bad
         input is dropped) is logged and skipped; the group is rolled back, the state
         reloaded and the rest of the group applied again, so one poison message can never
-        hold back the other stores' acks. ``idle``: nothing else is waiting, so the stock
-        projection is written now rather than after ``projection_interval``."""
+        hold back the other stores' acks."""
         batch = list(messages)
         poisoned: set[int] = set()
         while True:
@@ -266,7 +264,7 @@ class Core:
                     self._check_digest(group, store)
                 self._flush_alerts(group)
                 self._ensure_store_rows(group)
-                project = self.projection_due(now, idle=idle)
+                project = self.projection_due(now)
                 if project:
                     self._write_projection()
                 self.conn.commit()
@@ -448,7 +446,6 @@ class Core:
         if applied is None:
             applied = self.applied[key] = 0
             self.max_seen[key] = 0
-            self.projected.setdefault(key, 0)
         group.epochs.add(key)
         group.acks[key] = None
         last = first + count - 1
@@ -466,10 +463,7 @@ class Core:
         """Record applied events ``first…`` as one run, in this group's transaction."""
         store, epoch = key
         last = first + len(raws) - 1
-        self.conn.execute(
-            "INSERT INTO event_runs (store, epoch, first_seq, last_seq, hashes, body, received)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (store, epoch, first, last, digests(raws), run_body(raws), group.ts))
+        group.runs.append((store, epoch, first, last, digests(raws), run_body(raws), group.ts))
         self._n["applied"] += len(raws)
         self.applied[key] = last
         self._pending_epochs.add(key)
@@ -509,6 +503,7 @@ class Core:
         """Events at or below the watermark: the same canonical form as the kept version,
         or a conflict (alert once, keep the first). Their SHA-256 over the bytes as received
         settles the usual case; only a difference costs a canonical comparison."""
+        self._insert_runs(group)  # the kept versions may be from this very group
         kept = stored_events(self.conn, store, epoch, first, first + len(raws) - 1)
         sha256 = hashlib.sha256
         for index, raw in enumerate(raws):
@@ -530,12 +525,13 @@ class Core:
                          "received_sha256": digest})
 
     # ------------------------------------------------------------------ stock projection
-    def projection_due(self, now: float, *, idle: bool) -> bool:
-        """Flush the stock projection: after ``projection_interval`` under load, at once
-        when idle, or when many events wait."""
+    def projection_due(self, now: float) -> bool:
+        """Write the stock projection with this group: ``projection_interval`` after the
+        oldest pending event, or sooner when many wait. (An idle writer calls
+        :meth:`flush_projection` itself.)"""
         if self._pending_since is None:
             return False
-        return (idle or now - self._pending_since >= self.projection_interval
+        return (now - self._pending_since >= self.projection_interval
                 or self._pending_events >= PROJECTION_MAX_EVENTS)
 
     def _write_projection(self) -> None:
@@ -551,8 +547,6 @@ class Core:
                 [(self.applied[key], key[0], key[1]) for key in self._pending_epochs])
 
     def _projection_committed(self) -> None:
-        for key in self._pending_epochs:
-            self.projected[key] = self.applied[key]
         self._pending.clear()
         self._pending_epochs.clear()
         self._pending_events = 0
@@ -834,8 +828,15 @@ class Core:
             (store, device, canonical_json(obj).decode()))
 
     # ------------------------------------------------------------------ flush
+    def _insert_runs(self, group: _Group) -> None:
+        """The group's runs, in one statement (PostgreSQL: one COPY, not a round trip each)."""
+        if group.runs:
+            self.conn.insert_rows("event_runs", _RUN_COLUMNS, group.runs)
+            group.runs.clear()
+
     def _flush(self, group: _Group) -> None:
         conn = self.conn
+        self._insert_runs(group)
         if group.epochs:
             conn.executemany(
                 "INSERT INTO epochs (store, epoch, applied_seq, max_seen_seq, first_seen) "

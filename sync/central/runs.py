@@ -1,4 +1,4 @@
-"""Reading and writing central's event log (``event_runs``) and its stock projection.
+"""Reading central's event log (``event_runs``, written by the core) and its stock projection.
 
 The stock table is a checkpoint: it holds every command and, per (store, epoch), the events
 through ``epochs.projected_seq``. Events applied after that are in ``event_runs`` only, until
@@ -18,10 +18,9 @@ from sync.central.batches import HASH_BYTES, raw_deltas, split_run
 from sync.central.storage import Connection
 from sync.errors import WireFormatError
 
-RUN_COLUMNS = ("store", "epoch", "first_seq", "last_seq", "hashes", "body", "received")
-
 
 def _bytes(value: Any) -> bytes:
+    """A BLOB/BYTEA column as bytes, whatever the driver returned."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, memoryview | bytearray):
@@ -31,14 +30,16 @@ def _bytes(value: Any) -> bytes:
     raise TypeError(f"unexpected column type {type(value).__name__}")
 
 
-def stored_events(conn: Connection, store: str, epoch: str, first: int, last: int
-                  ) -> dict[int, tuple[bytes, msgspec.Raw]]:
-    """seq → (SHA-256, bytes as received) of the stored events in ``first..last``."""
+def _stored(conn: Connection, store: str, epoch: str, first: int, last: int
+            ) -> Iterator[tuple[int, bytes, msgspec.Raw]]:
+    """(seq, SHA-256, bytes as received) of the stored events with ``first <= seq <= last``,
+    in seq order: an index seek to the run holding ``first``, then a range scan."""
+    if last < first:
+        return
     rows = conn.execute(
         "SELECT MAX(first_seq) FROM event_runs WHERE store = ? AND epoch = ? AND first_seq <= ?",
         (store, epoch, first))
     start = rows[0][0] if rows and rows[0][0] is not None else first
-    out: dict[int, tuple[bytes, msgspec.Raw]] = {}
     for run_first, hashes, body in conn.execute(
             "SELECT first_seq, hashes, body FROM event_runs WHERE store = ? AND epoch = ? "
             "AND first_seq >= ? AND first_seq <= ? ORDER BY first_seq",
@@ -48,28 +49,13 @@ def stored_events(conn: Connection, store: str, epoch: str, first: int, last: in
         for index, raw in enumerate(split_run(_bytes(body))):
             seq = base + index
             if first <= seq <= last:
-                out[seq] = (digests[index * HASH_BYTES:(index + 1) * HASH_BYTES], raw)
-    return out
+                yield seq, digests[index * HASH_BYTES:(index + 1) * HASH_BYTES], raw
 
 
-def events_in_range(conn: Connection, store: str, epoch: str, after: int, through: int
-                    ) -> Iterator[tuple[int, msgspec.Raw]]:
-    """(seq, bytes) of the stored events with ``after < seq <= through``, in seq order."""
-    if through <= after:
-        return
-    rows = conn.execute(
-        "SELECT MAX(first_seq) FROM event_runs WHERE store = ? AND epoch = ? AND first_seq <= ?",
-        (store, epoch, after + 1))
-    start = rows[0][0] if rows and rows[0][0] is not None else after + 1
-    for run_first, body in conn.execute(
-            "SELECT first_seq, body FROM event_runs WHERE store = ? AND epoch = ? "
-            "AND first_seq >= ? AND first_seq <= ? ORDER BY first_seq",
-            (store, epoch, start, through)):
-        base = int(run_first)
-        for index, raw in enumerate(split_run(_bytes(body))):
-            seq = base + index
-            if after < seq <= through:
-                yield seq, raw
+def stored_events(conn: Connection, store: str, epoch: str, first: int, last: int
+                  ) -> dict[int, tuple[bytes, msgspec.Raw]]:
+    """seq → (SHA-256, bytes as received) of the stored events in ``first..last``."""
+    return {seq: (digest, raw) for seq, digest, raw in _stored(conn, store, epoch, first, last)}
 
 
 def quarantined_seqs(conn: Connection, store: str, epoch: str) -> set[int]:
@@ -97,7 +83,7 @@ def add_events(cells: dict[str, list[int]], conn: Connection, store: str, epoch:
     have none."""
     after, through = seqs
     skip = quarantined_seqs(conn, store, epoch)
-    for seq, raw in events_in_range(conn, store, epoch, after, through):
+    for seq, _, raw in _stored(conn, store, epoch, after + 1, through):
         if seq in skip:
             continue
         try:
