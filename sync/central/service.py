@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -292,6 +293,10 @@ async def serve(config: CentralConfig) -> None:
     service = CentralService(config)
     service.start()
     app = create_app(service)
+    # Everything built so far lives as long as the process: keep it out of the cyclic
+    # collector's generations, which the hot path's allocations would otherwise walk
+    # again and again (5-8 % of the central's CPU in the drain benchmark).
+    gc.freeze()
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:  # we handle SIGTERM/SIGINT ourselves
