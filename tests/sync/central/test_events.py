@@ -198,3 +198,18 @@ def test_wide_batch_touches_many_skus(central: Central,
     expected = {f"SKU-{k:03d}": (k + (k + 150) - 1 if k else 150 + 300 - 1, 0)
                 for k in range(150)}
     assert central.stock("S001") == expected
+
+
+def test_the_stock_checkpoint_catches_up_when_idle(
+        central: Central, make_store: Callable[[str], FakeStore]) -> None:
+    store = make_store("S001")
+    store.send([event(seq, "A-1", -1) for seq in range(1, 6)])
+    store.wait_ack(5)
+
+    def checkpoint() -> list[tuple[object, ...]]:
+        with Database(central.config.database_url).reading() as conn:
+            return conn.execute(
+                "SELECT s.on_hand, e.projected_seq FROM stock s JOIN epochs e "
+                "ON e.store = s.store WHERE s.store = 'S001' AND s.sku = 'A-1'")
+
+    assert wait_until(lambda: checkpoint() == [(-5, 5)], timeout=5, what="idle checkpoint")
