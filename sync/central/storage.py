@@ -177,9 +177,9 @@ class SqliteConnection:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.execute("PRAGMA journal_size_limit=67108864")
-            # the committing writer pays each checkpoint: fewer, larger ones (16 MB of WAL)
-            # cost less per event than SQLite's default of 4 MB
-            self._db.execute("PRAGMA wal_autocheckpoint=4096")
+            # the committing writer pays each checkpoint: fewer, larger ones cost less per
+            # event than SQLite's default of 4 MB (1024 pages: 16 MB at 16 KiB pages)
+            self._db.execute("PRAGMA wal_autocheckpoint=1024")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
 
@@ -426,18 +426,19 @@ def _columns(conn: Connection, table: str) -> set[str]:
 
 
 _MIGRATION_RUN = 1000
+_MIGRATION_PAGE = 20_000
 
 
 def _migrate_events_table(conn: Connection) -> None:
     """Schema 1 → 2: the one-row-per-event table becomes runs (contiguous seqs, at most
-    1000 events each) and quarantine rows. Its stock was always up to date, so every epoch
-    is projected through what it applied."""
+    1000 events each) and quarantine rows, read a page at a time so a large history never
+    sits in memory whole. Its stock was always up to date, so every epoch is projected
+    through what it applied."""
     if "projected_seq" not in _columns(conn, "epochs"):
         conn.execute("ALTER TABLE epochs ADD COLUMN projected_seq BIGINT NOT NULL DEFAULT 0")
     conn.execute("UPDATE epochs SET projected_seq = applied_seq")
-    runs: list[tuple[Any, ...]] = []
-    quarantine: list[tuple[Any, ...]] = []
     current: list[tuple[Any, ...]] = []
+    runs: list[tuple[Any, ...]] = []
 
     def close_run() -> None:
         if current:
@@ -448,25 +449,32 @@ def _migrate_events_table(conn: Connection) -> None:
                          current[-1][7]))
             current.clear()
 
-    for row in conn.execute(
+    after: tuple[Any, ...] = ("", "", 0)
+    while True:
+        page = conn.execute(
             "SELECT store, epoch, seq, hash, body, quarantine, resolved, received FROM events "
-            "ORDER BY store, epoch, seq"):
-        if current and (row[0] != current[-1][0] or row[1] != current[-1][1]
-                        or int(row[2]) != int(current[-1][2]) + 1
-                        or len(current) >= _MIGRATION_RUN):
+            "WHERE (store, epoch, seq) > (?, ?, ?) ORDER BY store, epoch, seq LIMIT ?",
+            (*after, _MIGRATION_PAGE))
+        for row in page:
+            if current and (row[0] != current[-1][0] or row[1] != current[-1][1]
+                            or int(row[2]) != int(current[-1][2]) + 1
+                            or len(current) >= _MIGRATION_RUN):
+                close_run()
+            current.append(row)
+        quarantine = [(r[0], r[1], int(r[2]), r[5], int(r[6])) for r in page if r[5] is not None]
+        if quarantine:
+            conn.executemany(
+                "INSERT INTO quarantine (store, epoch, seq, reason, resolved) "
+                "VALUES (?, ?, ?, ?, ?)", quarantine)
+        if len(page) < _MIGRATION_PAGE:
             close_run()
-        current.append(row)
-        if row[5] is not None:
-            quarantine.append((row[0], row[1], int(row[2]), row[5], int(row[6])))
-    close_run()
-    if runs:
-        conn.executemany(
-            "INSERT INTO event_runs (store, epoch, first_seq, last_seq, hashes, body, received) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
-    if quarantine:
-        conn.executemany(
-            "INSERT INTO quarantine (store, epoch, seq, reason, resolved) VALUES (?, ?, ?, ?, ?)",
-            quarantine)
+        if runs:
+            conn.insert_rows("event_runs", ("store", "epoch", "first_seq", "last_seq", "hashes",
+                                            "body", "received"), runs)
+            runs.clear()
+        if len(page) < _MIGRATION_PAGE:
+            break
+        after = (page[-1][0], page[-1][1], int(page[-1][2]))
     conn.execute("DROP TABLE events")
 
 

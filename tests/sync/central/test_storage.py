@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from sync.central import queries
+from sync.central import queries, storage
 from sync.central.core import Core
 from sync.central.errors import StorageError
 from sync.central.runs import stock_cells
@@ -91,7 +91,10 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
         db.create_schema()
 
 
-def test_schema_1_is_migrated_without_losing_an_event(db_url: str) -> None:
+@pytest.mark.parametrize("page", [20_000, 499])  # one read, or runs across page reads
+def test_schema_1_is_migrated_without_losing_an_event(db_url: str, page: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "_MIGRATION_PAGE", page)
     old = legacy_database(db_url)
     db = Database(db_url)
     db.create_schema()
