@@ -166,7 +166,8 @@ def create_app(service: CentralService) -> FastAPI:
                              "acks": c.acks, "groups": c.groups,
                              "writer_busy_s": round(service.writer.busy_seconds, 3),
                              "writer_publish_s": round(service.writer.publish_seconds, 3),
-                             "inbox": service.writer.inbox.qsize()},
+                             "inbox": service.writer.inbox.qsize(),
+                             "inbox_bytes": service.writer.inbox.queued_bytes()},
                 "stores": overview}
 
     @app.get("/v1/stores/{store}", dependencies=admin)

@@ -157,7 +157,9 @@ def test_drops_are_counted_never_acked(central: Central,
     drops = central.get("/v1/stores/S001")["drops"]
     assert drops == {"invalid JSON": 1, "unsupported v": 1, "store differs from topic": 1,
                      "malformed event batch": 2, "payload over 1 MiB": 1}
-    assert central.get("/v1/status")["counters"]["drops"] == 6
+    counters = central.get("/v1/status")["counters"]
+    assert counters["drops"] == 6
+    assert (counters["inbox"], counters["inbox_bytes"]) == (0, 0)  # drained, all accounted
 
 
 def test_same_range_dropped_three_times_alerts(
