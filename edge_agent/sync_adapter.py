@@ -25,7 +25,6 @@ from sync.store_port import (
     EpochMark,
     EventRange,
     HealthFigures,
-    StoredEvent,
     StorePort,
 )
 
@@ -52,14 +51,6 @@ class LedgerStorePort:
     # -- events ----------------------------------------------------------------------------
     async def epochs(self) -> list[EpochMark]:
         return [EpochMark(e.epoch, e.last_seq, e.acked_seq) for e in await self.ledger.epochs()]
-
-    async def events_after(
-        self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
-    ) -> list[StoredEvent]:
-        rows = await self.ledger.events_after(
-            epoch, after_seq, max_events=max_events, max_bytes=max_bytes
-        )
-        return [StoredEvent(r.seq, r.payload) for r in rows]
 
     async def event_range(
         self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int

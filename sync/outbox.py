@@ -24,7 +24,7 @@ from typing import Protocol
 
 import orjson
 
-from sync.store_port import EpochMark, EventRange, StoredEvent
+from sync.store_port import EpochMark, EventRange
 from sync.wire import MAX_BATCH_ITEMS, MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -296,11 +296,6 @@ def encode_range(store: str, epoch: str, joined: bytes) -> bytes:
             b',"v":1}',
         )
     )
-
-
-def encode_batch(store: str, epoch: str, events: Iterable[StoredEvent]) -> bytes:
-    """An event batch with each event's recorded canonical bytes spliced in verbatim."""
-    return encode_range(store, epoch, b",".join(event.payload for event in events))
 
 
 ENVELOPE_ALLOWANCE = 512

@@ -4,8 +4,8 @@
 benchmarks may implement it over anything that keeps the same promises:
 
 - every method that changes state commits durably before it returns;
-- ``events_after`` and ``event_range`` return each event's canonical JSON exactly as
-  recorded (never re-encoded), so a resend is byte-identical;
+- ``event_range`` returns each event's canonical JSON exactly as recorded (never
+  re-encoded), so a resend is byte-identical;
 - ``apply_command_batch`` applies in cseq order, each command in one transaction with
   ``applied_cseq`` (PROTOCOL §5.2), and stops after a ``resync`` command.
 """
@@ -29,14 +29,6 @@ class EpochMark:
     epoch: str
     last_seq: int
     acked_seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as recorded: its seq and canonical JSON bytes (spliced verbatim)."""
-
-    seq: int
-    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,18 +119,12 @@ class StorePort(Protocol):
         """Every epoch, oldest first, with last seq and stored watermark."""
         ...
 
-    async def events_after(
-        self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
-    ) -> list[StoredEvent]:
-        """Events of ``epoch`` with seq > after_seq in seq order, at most ``max_events``
-        and, beyond the first, at most ``max_bytes`` of payload in total."""
-        ...
-
     async def event_range(
         self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
     ) -> EventRange | None:
-        """What ``events_after`` returns, already joined: the first contiguous run of
-        ``epoch`` after ``after_seq`` within the same limits (commas count), or None."""
+        """Events of ``epoch`` with seq > after_seq in seq order, already joined: at most
+        ``max_events`` and, beyond the first, at most ``max_bytes`` (commas count); the
+        first contiguous run only; None when there is none."""
         ...
 
     async def mark_acked(self, epoch: str, through_seq: int) -> None:

@@ -12,9 +12,9 @@ from sync.outbox import (
     LostHistory,
     MarkAcked,
     OutboxMachine,
-    encode_batch,
+    encode_range,
 )
-from sync.store_port import EpochMark, StoredEvent
+from sync.store_port import EpochMark
 from sync.wire import loads
 
 E1, E2 = "epoch-1", "epoch-2"
@@ -227,9 +227,8 @@ def test_window_and_batch_validation() -> None:
         OutboxMachine(window=10, batch_events=100)
 
 
-def test_encode_batch_splices_events_verbatim() -> None:
-    events = [StoredEvent(1, b'{"id":"a","seq":1}'), StoredEvent(2, b'{"id":"b","seq":2}')]
-    payload = encode_batch("S001", "ep", events)
+def test_encode_range_splices_events_verbatim() -> None:
+    payload = encode_range("S001", "ep", b'{"id":"a","seq":1},{"id":"b","seq":2}')
     assert loads(payload) == {
         "v": 1, "store": "S001", "epoch": "ep",
         "events": [{"id": "a", "seq": 1}, {"id": "b", "seq": 2}],
