@@ -93,10 +93,6 @@ class FastBatch:
     raws: list[msgspec.Raw]
     heads: list[_Head]
 
-    @property
-    def last_seq(self) -> int:
-        return self.first_seq + len(self.heads) - 1
-
 
 def envelope_raws(payload: bytes) -> list[msgspec.Raw] | None:
     """Each event's bytes as received, or None when the payload is not a batch envelope
@@ -140,22 +136,31 @@ def decode_fast(payload: bytes) -> FastBatch | None:
     return FastBatch(envelope.store, envelope.epoch, first, envelope.events, heads)
 
 
-def add_deltas(cells: dict[tuple[str, str], list[int]], store: str,
-               heads: Iterable[_Head]) -> None:
-    """Add the stock and reserve lists of ``heads`` into ``cells[(store, sku)]``."""
+def add_deltas(cells: dict[str, list[int]], heads: Iterable[_Head]) -> None:
+    """Add the stock and reserve lists of ``heads`` into ``cells[sku]`` = [on, reserved]
+    (the hot path's twin of :func:`add_pairs`, on the decoded structs)."""
     for head in heads:
         for line in head.stock:
-            cell = cells.get((store, line.sku))
+            cell = cells.get(line.sku)
             if cell is None:
-                cells[(store, line.sku)] = [line.delta, 0]
+                cells[line.sku] = [line.delta, 0]
             else:
                 cell[0] += line.delta
         for line in head.reserve:
-            cell = cells.get((store, line.sku))
+            cell = cells.get(line.sku)
             if cell is None:
-                cells[(store, line.sku)] = [0, line.delta]
+                cells[line.sku] = [0, line.delta]
             else:
                 cell[1] += line.delta
+
+
+def add_pairs(cells: dict[str, list[int]], moves: Iterable[tuple[str, int]],
+              holds: Iterable[tuple[str, int]], sign: int = 1) -> None:
+    """Add (``sign=-1``: take away) (sku, delta) pairs into ``cells[sku]`` = [on, reserved]."""
+    for sku, delta in moves:
+        cells.setdefault(sku, [0, 0])[0] += sign * delta
+    for sku, delta in holds:
+        cells.setdefault(sku, [0, 0])[1] += sign * delta
 
 
 _ABSENT: Any = object()

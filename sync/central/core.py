@@ -24,6 +24,7 @@ from sync.central.batches import (
     CLOSING_TYPES,
     FastBatch,
     add_deltas,
+    add_pairs,
     canonical_digest,
     canonical_raws,
     decode_fast,
@@ -181,8 +182,8 @@ class Core:
         self._n = {"messages": 0, "applied": 0, "dup": 0, "quarantined": 0, "drops": 0,
                    "acks": 0, "groups": 0}
         self.projection_interval = PROJECTION_INTERVAL
-        # stock deltas of applied events not yet in the stock table, (store, sku) → [on, res]
-        self._pending: dict[tuple[str, str], list[int]] = {}
+        # stock deltas of applied events not yet in the stock table: store → sku → [on, res]
+        self._pending: dict[str, dict[str, list[int]]] = {}
         self._pending_epochs: set[tuple[str, str]] = set()
         self._pending_events = 0
         self._pending_since: float | None = None
@@ -388,7 +389,7 @@ class Core:
                 return
             heads = heads[skip:]
             raws = raws[skip:]
-        add_deltas(self._pending, store, heads)
+        add_deltas(self._pending.setdefault(store, {}), heads)
         for index, head in enumerate(heads):
             if head.type in CLOSING_TYPES:
                 try:
@@ -418,7 +419,7 @@ class Core:
             self._check_duplicates(group, store, epoch, first, raws[:skip])
             if skip >= len(events):
                 return
-        pending = self._pending
+        pending = self._pending.setdefault(store, {})
         for index in range(skip, len(events)):
             event = events[index]
             seq = first + index
@@ -429,10 +430,7 @@ class Core:
             except WireFormatError as exc:
                 self._quarantine(group, store, epoch, seq, str(exc))
                 continue
-            for sku, delta in moves:
-                pending.setdefault((store, sku), [0, 0])[0] += delta
-            for sku, delta in holds:
-                pending.setdefault((store, sku), [0, 0])[1] += delta
+            add_pairs(pending, moves, holds)
             if kind in CLOSING_TYPES:
                 self._closing(group, store, kind, event)
         self._store_run(group, key, first + skip, raws[skip:])
@@ -539,8 +537,8 @@ class Core:
         current transaction; the in-memory state is cleared only after its commit."""
         if self._pending:
             self.conn.add_stock([(store, sku, c[0], c[1])
-                                 for (store, sku), c in self._pending.items()
-                                 if c[0] or c[1]])
+                                 for store, cells in self._pending.items()
+                                 for sku, c in cells.items() if c[0] or c[1]])
         if self._pending_epochs:
             self.conn.executemany(
                 "UPDATE epochs SET projected_seq = ? WHERE store = ? AND epoch = ?",
@@ -570,12 +568,8 @@ class Core:
         """After a restart or a failed group: the events applied after the stock table's
         checkpoint become pending deltas again (read back from the runs)."""
         for store, epoch, projected, applied in unprojected(self.conn):
-            cells: dict[str, list[int]] = {}
-            add_events(cells, self.conn, store, epoch, (projected, applied))
-            for sku, cell in cells.items():
-                pending = self._pending.setdefault((store, sku), [0, 0])
-                pending[0] += cell[0]
-                pending[1] += cell[1]
+            add_events(self._pending.setdefault(store, {}), self.conn, store, epoch,
+                       (projected, applied))
             key = (store, epoch)
             self._pending_epochs.add(key)
             self._pending_events += applied - projected

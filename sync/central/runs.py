@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from sync.central.batches import HASH_BYTES, raw_deltas, split_run
+from sync.central.batches import HASH_BYTES, add_pairs, raw_deltas, split_run
 from sync.central.storage import Connection
 from sync.errors import WireFormatError
 
@@ -90,10 +90,7 @@ def add_events(cells: dict[str, list[int]], conn: Connection, store: str, epoch:
             moves, holds = raw_deltas(raw)
         except WireFormatError:
             continue  # cannot happen for an applied event that is not quarantined
-        for sku, delta in moves:
-            cells.setdefault(sku, [0, 0])[0] += sign * delta
-        for sku, delta in holds:
-            cells.setdefault(sku, [0, 0])[1] += sign * delta
+        add_pairs(cells, moves, holds, sign)
 
 
 def stock_cells(conn: Connection, store: str) -> dict[str, list[int]]:

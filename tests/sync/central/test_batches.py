@@ -44,7 +44,7 @@ def test_a_canonical_batch_is_decoded_with_each_events_bytes() -> None:
         b'],"store":"S001","v":1}'
     batch = decode_fast(raw)
     assert batch is not None
-    assert (batch.store, batch.epoch, batch.first_seq, batch.last_seq) == ("S001", "e1", 1, 2)
+    assert (batch.store, batch.epoch, batch.first_seq, batch.heads[-1].seq) == ("S001", "e1", 1, 2)
     assert [bytes(r) for r in batch.raws] == [canonical_json(e) for e in events]
     assert [(d.sku, d.delta) for d in batch.heads[1].stock] == [("B-2", 3)]
     assert [(d.sku, d.delta) for d in batch.heads[1].reserve] == [("B-2", 1)]
