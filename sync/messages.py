@@ -28,6 +28,14 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     v: Literal[1] = 1
 
+    @field_validator("v", mode="before")
+    @classmethod
+    def _integer_one(cls, value: Any) -> Any:
+        # pydantic matches Literal[1] by equality, and JSON true and 1.0 equal 1 in Python
+        if type(value) is not int:
+            raise ValueError("v must be the integer 1")
+        return value
+
 
 class Delta(BaseModel):
     """One entry of a ``stock`` or ``reserve`` list."""
