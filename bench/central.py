@@ -261,7 +261,7 @@ class CentralProcess:
             f'[http]\nlisten = "127.0.0.1:{self.http_port}"\n')
         self.log = (workdir / "central.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sync.central", "serve", "--config", str(conf),
+            [sys.executable, "-m", "central", "serve", "--config", str(conf),
              "--log-level", "WARNING"], stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30
         while True:
@@ -346,8 +346,8 @@ def raw_sqlite_ceiling(workdir: Path, rows: int) -> float:
 
 
 def engine_only(workdir: Path, events: int) -> float:
-    from sync.central.core import Core  # noqa: PLC0415
-    from sync.central.storage import Database  # noqa: PLC0415
+    from central.core import Core  # noqa: PLC0415
+    from central.storage import Database  # noqa: PLC0415
 
     db = Database(f"sqlite:///{workdir}/engine.db")
     db.create_schema()

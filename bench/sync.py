@@ -111,7 +111,7 @@ def reference_central(workdir: Path, broker_port: int) -> Iterator[str]:
         f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
     )
     exe = Path(sys.executable).with_name("edge-central")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sync.central"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "central"]
     log = (workdir / "central.log").open("wb")
     proc = subprocess.Popen([*cmd, "serve", "--config", str(config), "--log-level", "WARNING"],
                             stdout=log, stderr=subprocess.STDOUT)

@@ -115,7 +115,7 @@ class Demo:
             'client_id = "edge-central-demo"\n\n'
             f'[http]\nlisten = "127.0.0.1:{self.central_port}"\nstore_tokens_dir = "{tokens}"\n'
         )
-        self.spawn("central", [sys.executable, "-m", "sync.central", "serve", "--config",
+        self.spawn("central", [sys.executable, "-m", "central", "serve", "--config",
                                str(conf)])
         if not await wait_port(self.central_port):
             print("central did not start (see demo-state/logs/central.log)")

@@ -164,8 +164,8 @@ class _CentralHarness:
                 "devices/x", "events/ack", "commands", "unknown")
 
     def __init__(self) -> None:
-        from sync.central.core import Core  # noqa: PLC0415 - central is optional here
-        from sync.central.storage import Database  # noqa: PLC0415
+        from central.core import Core  # noqa: PLC0415 - central is optional here
+        from central.storage import Database  # noqa: PLC0415
 
         self._dir = tempfile.TemporaryDirectory(prefix="fuzz-central-")
         db = Database(f"sqlite:///{Path(self._dir.name) / 'central.db'}")
@@ -174,7 +174,7 @@ class _CentralHarness:
         self.poisoned: list[str] = []
         handler = logging.Handler(level=logging.ERROR)
         handler.emit = self._record  # type: ignore[method-assign]
-        logging.getLogger("sync.central").addHandler(handler)
+        logging.getLogger("central").addHandler(handler)
 
     def _record(self, record: logging.LogRecord) -> None:
         if record.exc_info:

@@ -1,6 +1,6 @@
 """Real agent and central processes for the chaos, hostile and TLS tests.
 
-``CentralProcess`` runs ``python -m sync.central serve`` (the ``edge-central`` entry
+``CentralProcess`` runs ``python -m central serve`` (the ``edge-central`` entry
 point); ``AgentProcess`` runs the agent under the chaos driver (``tests.chaos.driver``),
 which is the real :class:`edge_agent.daemon.Agent` plus a fact generator and fault hooks.
 Both are started by ``start()``, stopped by PID with SIGKILL (``kill``) or SIGTERM
@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from sync.central.runs import stock_cells
-from sync.central.storage import Database
+from central.runs import stock_cells
+from central.storage import Database
 from tests.helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +126,7 @@ class CentralProcess(_ReadsItsDatabase):
     def start(self, timeout: float = 30) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sync.central", "serve", "--config", str(self.config),
+                [sys.executable, "-m", "central", "serve", "--config", str(self.config),
                  "--log-level", "WARNING"],
                 stdout=log, stderr=log, cwd=REPO)
         self.starts += 1

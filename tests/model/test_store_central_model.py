@@ -5,8 +5,8 @@ commands (stock adjustments, catalog changes, resync requests), lossy and duplic
 delivery both ways, disconnects and reconnects (births), agent restarts (the ledger closed
 and reopened, messages in flight lost), resyncs and epoch changes. Nothing is mocked: the
 store side is ``edge_agent.ledger.Ledger`` + ``LedgerStorePort`` + ``sync.inbox.CommandInbox``
-+ ``edge_agent.resync.apply_snapshot``; central is ``sync.central.core.Core`` on SQLite with
-``sync.central.queries.snapshot``. Only the broker is replaced by two in-memory queues that
++ ``edge_agent.resync.apply_snapshot``; central is ``central.core.Core`` on SQLite with
+``central.queries.snapshot``. Only the broker is replaced by two in-memory queues that
 may lose, duplicate and replay messages, exactly what PROTOCOL says the broker may do.
 
 The model is a plain dict of stock per SKU. Invariants after every step:
@@ -44,14 +44,14 @@ from hypothesis.stateful import (
     rule,
 )
 
+from central import queries
+from central.core import Core
+from central.errors import InvalidCommandError
+from central.runs import stock_cells
+from central.storage import Database
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.resync import apply_snapshot
 from edge_agent.sync_adapter import LedgerStorePort
-from sync.central import queries
-from sync.central.core import Core
-from sync.central.errors import InvalidCommandError
-from sync.central.runs import stock_cells
-from sync.central.storage import Database
 from sync.inbox import CommandInbox
 from sync.messages import Snapshot
 from sync.wire import canonical_json, digest_lines, now_ts

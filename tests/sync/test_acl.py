@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sync.central.service import release_client
+from central.service import release_client
 from tests.helpers.mosquitto import MOSQUITTO
 from tests.helpers.ports import free_port, wait_for_port
 

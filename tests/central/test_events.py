@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import orjson
 
-from sync.central.storage import Database
-from tests.sync.central.conftest import Central, FakeStore, event, wait_until
+from central.storage import Database
+from tests.central.conftest import Central, FakeStore, event, wait_until
 
 
 def test_in_order_apply_and_ack(central: Central, make_store: Callable[[str], FakeStore]

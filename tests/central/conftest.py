@@ -17,9 +17,9 @@ import pytest
 import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sync.central.api import create_app
-from sync.central.config import CentralConfig
-from sync.central.service import CentralService, release_client
+from central.api import create_app
+from central.config import CentralConfig
+from central.service import CentralService, release_client
 from sync.messages import Topics
 from tests.helpers.mosquitto import Broker
 from tests.helpers.ports import free_port, wait_for_port

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from sync.wire import MAX_ITEM_BYTES, canonical_json, digest_lines
-from tests.sync.central.conftest import Central, FakeStore, event, wait_until
+from tests.central.conftest import Central, FakeStore, event, wait_until
 
 
 def adjust(central: Central, store: str, sku: str, delta: int) -> int:

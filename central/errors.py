@@ -1,4 +1,4 @@
-"""Errors of the reference central (``sync.central``), under :class:`sync.errors.SyncError`.
+"""Errors of the reference central (``central``), under :class:`sync.errors.SyncError`.
 
 ::
 

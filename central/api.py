@@ -9,16 +9,16 @@ connection and one consistent transaction; writes go to the single writer.
 
 import hmac
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from sync.central.core import Core, Publish
-from sync.central.errors import InvalidCommandError
-from sync.central.queries import (
+from central.core import Core, Publish
+from central.errors import InvalidCommandError
+from central.queries import (
     alerts,
     catalog_commands,
     quarantined,
@@ -27,8 +27,10 @@ from sync.central.queries import (
     store_status,
     stores_overview,
 )
-from sync.central.service import CentralService
 from sync.wire import STORE_RE
+
+if TYPE_CHECKING:  # the service is handed in by central.main; no import at run time
+    from central.service import CentralService
 
 
 class JSONBytes(Response):
@@ -93,7 +95,7 @@ def _bearer(authorization: str | None) -> bytes | None:
     return token.strip().encode()
 
 
-def create_app(service: CentralService) -> FastAPI:
+def create_app(service: "CentralService") -> FastAPI:
     app = FastAPI(title="edge-central", version="1", default_response_class=JSONBytes)
     db = service.db
     tokens = service.tokens

@@ -1,7 +1,7 @@
 """The protocol engine of the reference central (PROTOCOL v1, central side).
 
 Synchronous and single-threaded by design: one writer owns the database connection and
-the in-memory watermarks. The I/O shell (:mod:`sync.central.service`) hands it bursts of
+the in-memory watermarks. The I/O shell (:mod:`central.service`) hands it bursts of
 MQTT messages; :meth:`Core.process` applies the whole burst in ONE transaction (group
 commit), and only after that commit returns the acks and commands to publish. Nothing is
 published for work that was not committed.
@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 from pydantic import ValidationError
 
-from sync.central.batches import (
+from central.batches import (
     CLOSING_TYPES,
     FastBatch,
     add_deltas,
@@ -34,9 +34,9 @@ from sync.central.batches import (
     run_body,
     same_event,
 )
-from sync.central.errors import InvalidCommandError, StorageError
-from sync.central.runs import add_events, stock_cells, stored_events, unprojected
-from sync.central.storage import Connection
+from central.errors import InvalidCommandError, StorageError
+from central.runs import add_events, stock_cells, stored_events, unprojected
+from central.storage import Connection
 from sync.errors import WireFormatError
 from sync.messages import (
     CatalogItem,
@@ -61,7 +61,7 @@ from sync.wire import (
     sha256_hex,
 )
 
-log = logging.getLogger("sync.central")
+log = logging.getLogger("central")
 
 COMMAND_WINDOW = 2000
 """Commands sent beyond the store's acknowledged watermark before waiting for its ack."""
@@ -72,7 +72,7 @@ _RUN_COLUMNS = ("store", "epoch", "first_seq", "last_seq", "hashes", "body", "re
 
 PROJECTION_INTERVAL = 1.0
 """Seconds the stock projection may lag the event log under load (readers never see it:
-they add the unprojected events back, :func:`sync.central.runs.stock_cells`)."""
+they add the unprojected events back, :func:`central.runs.stock_cells`)."""
 
 PROJECTION_MAX_EVENTS = 200_000
 """Flush the projection sooner when this many applied events wait for it."""

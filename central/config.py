@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from sync.central.errors import ConfigError
+from central.errors import ConfigError
 from sync.wire import STORE_RE
 
 _STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)

@@ -15,7 +15,7 @@ import click
 import httpx
 import orjson
 
-from sync.central.errors import CentralError
+from central.errors import CentralError
 
 DEFAULT_URL = "http://127.0.0.1:8480"
 
@@ -69,8 +69,8 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(config_path: Path | None, database_url: str | None, log_level: str) -> None:
     """Run the central: MQTT ingest, group commit, acks, commands, HTTP API."""
-    from sync.central.config import load_config  # noqa: PLC0415 - keep the client CLI light
-    from sync.central.service import serve as run  # noqa: PLC0415
+    from central.config import load_config  # noqa: PLC0415 - keep the client CLI light
+    from central.main import serve as run  # noqa: PLC0415
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -86,7 +86,7 @@ def serve(config_path: Path | None, database_url: str | None, log_level: str) ->
               required=True)
 def check_config(config_path: Path) -> None:
     """Validate a configuration file and print it (secrets redacted)."""
-    from sync.central.config import load_config  # noqa: PLC0415
+    from central.config import load_config  # noqa: PLC0415
 
     try:
         _echo_json(load_config(config_path).redacted())
@@ -99,7 +99,7 @@ def check_config(config_path: Path) -> None:
               default=Path("docs/schemas"), show_default=True)
 def schemas(out: Path) -> None:
     """Write the JSON Schemas of every protocol message."""
-    from sync.central.schemas import write_schemas  # noqa: PLC0415
+    from central.schemas import write_schemas  # noqa: PLC0415
 
     for path in write_schemas(out):
         click.echo(str(path))

@@ -19,10 +19,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from sync.central.cli import main
+from central.cli import main
+from tests.central.conftest import FakeStore, event, wait_until
 from tests.helpers.mosquitto import Broker
 from tests.helpers.ports import free_port
-from tests.sync.central.conftest import FakeStore, event, wait_until
 
 ADMIN = "cli-admin-token"
 
@@ -53,7 +53,7 @@ class CentralProcess:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sync.central", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "central", "serve", "--config", str(self.config)],
                 stdout=log, stderr=log)
 
         def ready() -> bool:

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from sync.central.runs import stock_cells, stored_events
-from sync.central.storage import Connection
+from central.runs import stock_cells, stored_events
+from central.storage import Connection
 from sync.messages import CatalogItem
 from sync.wire import MAX_ITEM_BYTES, SKU_RE, canonical_json
 

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from sync.central.core import Core, _event_batch
-from sync.central.runs import stock_cells
-from sync.central.storage import Database
+from central.core import Core, _event_batch
+from central.runs import stock_cells
+from central.storage import Database
 from sync.messages import EventBatch
-from tests.sync.central.conftest import event
+from tests.central.conftest import event
 
 TOPIC = "retail/v1/stores/S001/events"
 

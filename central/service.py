@@ -9,17 +9,14 @@ on the same queue, so the writer is the only one that ever writes.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import logging
-import signal
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,13 +25,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sync.central.batches import FastBatch
-from sync.central.config import CentralConfig, TokenBook
-from sync.central.core import NOT_DECODED, Core, Inbound, Publish, predecode
-from sync.central.inbox import ByteBoundedInbox
-from sync.central.storage import Database
+from central.batches import FastBatch
+from central.config import CentralConfig, TokenBook
+from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
+from central.inbox import ByteBoundedInbox
+from central.storage import Database
 
-log = logging.getLogger("sync.central.service")
+log = logging.getLogger("central.service")
 
 T = TypeVar("T")
 
@@ -282,42 +279,3 @@ class CentralService:
              timeout: float = 30.0) -> T:
         """Run ``fn`` on the writer thread (from any other thread) and wait for it."""
         return self.writer.submit(fn).result(timeout=timeout)
-
-
-async def serve(config: CentralConfig) -> None:
-    """Run the central until SIGTERM/SIGINT: MQTT + writer threads, HTTP on uvicorn."""
-    import uvicorn  # noqa: PLC0415 - only the server needs it
-
-    from sync.central.api import create_app  # noqa: PLC0415 - api imports this module
-
-    service = CentralService(config)
-    service.start()
-    app = create_app(service)
-    # Everything built so far lives as long as the process: keep it out of the cyclic
-    # collector's generations, which the hot path's allocations would otherwise walk
-    # again and again (5-8 % of the central's CPU in the drain benchmark).
-    gc.freeze()
-    class _Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:  # we handle SIGTERM/SIGINT ourselves
-            yield
-
-    server = _Server(uvicorn.Config(app, host=config.http.host, port=config.http.port,
-                                    log_level="warning", lifespan="off"))
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    try:
-        async with asyncio.TaskGroup() as tg:
-            http = tg.create_task(server.serve(), name="central.http")
-
-            async def _wait_stop() -> None:
-                await stopping.wait()
-                server.should_exit = True
-
-            tg.create_task(_wait_stop(), name="central.signals")
-            await http
-            stopping.set()
-    finally:
-        await asyncio.to_thread(service.stop)

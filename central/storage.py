@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from sync.central.errors import StorageError
+from central.errors import StorageError
 
 Dialect = Literal["sqlite", "postgres"]
 Row = tuple[Any, ...]

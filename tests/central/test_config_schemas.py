@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sync.central.config import load_config, store_partition
-from sync.central.errors import ConfigError
-from sync.central.queries import catalog_commands
-from sync.central.schemas import generate_schemas
+from central.config import load_config, store_partition
+from central.errors import ConfigError
+from central.queries import catalog_commands
+from central.schemas import generate_schemas
 from sync.wire import MAX_ITEM_BYTES, canonical_json
 
 REPO = Path(__file__).resolve().parents[3]

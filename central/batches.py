@@ -108,7 +108,7 @@ def decode_fast(payload: bytes) -> FastBatch | None:
     1..1000 events with contiguous safe seqs and well-formed stock lists; else None.
 
     ``store`` is returned for the caller to compare with the topic. Equivalence with the
-    general path is tested with hypothesis (``tests/sync/central/test_batches.py``)."""
+    general path is tested with hypothesis (``tests/central/test_batches.py``)."""
     try:
         payload.decode("utf-8")  # msgspec does not check the strings it skips
         envelope = _ENVELOPE.decode(payload)

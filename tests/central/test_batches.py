@@ -1,4 +1,4 @@
-"""The central's typed fast path (``sync.central.batches.decode_fast``) against the general
+"""The central's typed fast path (``central.batches.decode_fast``) against the general
 path it shortcuts: what it refuses, and, for any mix of good and odd batches, the same
 stock, acks, quarantine, alerts and stored events as with the fast path switched off."""
 
@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sync.central.core as core_module
-from sync.central.batches import decode_fast, run_body, split_run
-from sync.central.core import Core
-from sync.central.runs import stock_cells
-from sync.central.storage import Database
+import central.core as core_module
+from central.batches import decode_fast, run_body, split_run
+from central.core import Core
+from central.runs import stock_cells
+from central.storage import Database
 from sync.wire import MAX_SAFE_INT, canonical_json
 
 TOPIC = "retail/v1/stores/S001/events"

@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from sync.central import queries, storage
-from sync.central.core import Core
-from sync.central.errors import StorageError
-from sync.central.runs import stock_cells
-from sync.central.storage import SCHEMA_VERSION, Database
+from central import queries, storage
+from central.core import Core
+from central.errors import StorageError
+from central.runs import stock_cells
+from central.storage import SCHEMA_VERSION, Database
 from sync.wire import canonical_json
-from tests.sync.central.conftest import event
+from tests.central.conftest import event
 
 TOPIC = "retail/v1/stores/S001/events"
 

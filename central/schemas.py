@@ -2,7 +2,7 @@
 
 ``edge-central schemas --out docs/schemas`` (or :func:`write_schemas`) writes one file per
 message; the committed files in ``docs/schemas`` are checked against a fresh generation by
-``tests/sync/central/test_schemas.py``.
+``tests/central/test_schemas.py``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sync.central.inbox import ByteBoundedInbox
+from central.inbox import ByteBoundedInbox
 
 
 def test_fifo_and_byte_accounting() -> None:

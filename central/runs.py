@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from sync.central.batches import HASH_BYTES, add_pairs, raw_deltas, split_run
-from sync.central.storage import Connection
+from central.batches import HASH_BYTES, add_pairs, raw_deltas, split_run
+from central.storage import Connection
 from sync.errors import WireFormatError
 
 

@@ -1,0 +1,5 @@
+"""``python -m central`` = ``edge-central``."""
+
+from central.cli import main
+
+main()

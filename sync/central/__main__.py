@@ -1,5 +1,0 @@
-"""``python -m sync.central`` = ``edge-central``."""
-
-from sync.central.cli import main
-
-main()
