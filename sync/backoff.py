@@ -55,14 +55,18 @@ async def wait_to_reconnect(
     aioesphomeapi's lesson: a backoff protects a peer from clients that fail *at* it, but
     a peer that was simply away should be noticed within a probe interval, not after a
     delay grown towards its cap. ``reachable`` is probed every uniform(probe/2, probe)
-    seconds. Only a probe that succeeds after one that failed counts as the signal (a
-    peer that accepts TCP and then refuses us must not turn the backoff into a tight
-    loop); the caller then reconnects after uniform(0, spread) seconds, so that many
-    clients returning at once spread their connects. Returns True when cut short.
+    seconds, and once at the start. Only a probe that succeeds after one that failed
+    counts as the signal (a peer that accepts TCP and then refuses us must not turn the
+    backoff into a tight loop); the caller then reconnects after uniform(0, spread)
+    seconds, so that many clients returning at once spread their connects. Returns True
+    when cut short.
     """
     now = asyncio.get_running_loop().time
     deadline = now() + delay
-    was_down = False
+    # Probe once at once: a peer that refuses TCP right after our failure was down (its
+    # return is the signal); one that accepts it refused us at the protocol level, and
+    # the backoff runs its course.
+    was_down = not await reachable()
     while (left := deadline - now()) > 0:
         await asyncio.sleep(min(left, rng.uniform(probe_interval / 2, probe_interval)))
         if now() >= deadline:
