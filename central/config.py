@@ -37,7 +37,8 @@ class BrokerSettings(BaseModel):
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = "central"
     password_file: Path | None = None
-    client_id: str = "edge-central"
+    # None: the username (the broker templates bind the client id to it anyway)
+    client_id: str | None = None
     keepalive: int = Field(default=30, ge=5, le=3600)
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
@@ -54,6 +55,10 @@ class BrokerSettings(BaseModel):
     @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id or self.username or "edge-central"
 
     @property
     def port(self) -> int:

@@ -182,7 +182,7 @@ class MqttLink:
         self.connected = threading.Event()
         self.auth_failed = False
         b = config.broker
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.effective_client_id,
                              protocol=mqtt.MQTTv5)
         if b.username:
             password = b.password()
