@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from central.errors import CentralError
+from sync.files import restrict_umask
 
 DEFAULT_URL = "http://127.0.0.1:8480"
 
@@ -60,6 +61,7 @@ _store = click.option("--store", required=True, help="Store id, e.g. S001.")
 @click.group()
 def main() -> None:
     """Reference central service of the edge-agent sync protocol (PROTOCOL v1)."""
+    restrict_umask()  # files 0640, directories 0750 or stricter, whatever the caller's umask
 
 
 @main.command()
