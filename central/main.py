@@ -18,6 +18,7 @@ import uvicorn
 from central.api import create_app
 from central.config import CentralConfig
 from central.service import CentralService
+from sync.http_limits import MAX_CONNECTIONS, HeadDeadlineProtocol
 
 
 def http_config(app: Any, config: CentralConfig) -> uvicorn.Config:
@@ -25,7 +26,8 @@ def http_config(app: Any, config: CentralConfig) -> uvicorn.Config:
     trusted = config.http.trusted_proxies
     return uvicorn.Config(app, host=config.http.host, port=config.http.port,
                           log_level="warning", lifespan="off",
-                          proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)
+                          proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
+                          http=HeadDeadlineProtocol, limit_concurrency=MAX_CONNECTIONS)
 
 
 async def serve(config: CentralConfig) -> None:

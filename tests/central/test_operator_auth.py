@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from central.cli import main
 from tests.helpers.mosquitto import Broker
 from tests.helpers.ports import free_port
+from tests.helpers.slow_http import hold_slow_heads
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -132,3 +133,11 @@ def test_cli_reads_the_token_file(started: Started) -> None:
                               str(started.state / "admin.token")], env=env)
     assert ok.exit_code == 0, ok.output
     assert (started.state / "admin.token").read_text().strip() not in ok.output
+
+
+def test_slow_header_connections_are_closed(started: Started) -> None:
+    def still_serves() -> None:
+        assert httpx.get(f"{started.url}/healthz", timeout=30).status_code == 200
+
+    hold_slow_heads("127.0.0.1", started.port, meanwhile=still_serves)
+    still_serves()
