@@ -614,6 +614,11 @@ class Core:
             self._alert(group, store, "history_rolled_back", "critical",
                         {"epoch": status.epoch, "birth_last_seq": status.last_seq,
                          "central_applied": applied})
+        # PROTOCOL §4.3: a live birth beyond what central applied (central restored from a
+        # backup while the store was away, or a backlog): ack that epoch again, live, so an
+        # idle store goes back now rather than at its next fact
+        if not retained and status.last_seq is not None and status.last_seq > applied:
+            group.acks[(store, status.epoch)] = None
         self._upsert_store(store, "online", status)
         if status.applied_cseq is None:
             st.acked = None  # wait for its commands/ack (first resync pending)

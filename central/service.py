@@ -184,7 +184,7 @@ class MqttLink:
         self.connected = threading.Event()
         self.auth_failed = False
         b = config.broker
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.effective_client_id,
                              protocol=mqtt.MQTTv5)
         if b.username:
             password = b.password()
@@ -268,7 +268,11 @@ class CentralService:
                          owns=config.partition.owns)
         self.link = MqttLink(config, self._on_message, self._on_connected)
         self.writer = Writer(self.core, self.link.publish, config.max_group_messages)
-        self.tokens = TokenBook(config.http.store_tokens_dir, config.http.admin_token_file)
+        self.tokens = TokenBook(config.http.store_tokens_dir, config.admin_token_path())
+        generated = self.tokens.ensure_admin_token()
+        if generated is not None:
+            log.warning("operator token generated in %s (mode 0600): edge-central commands "
+                        "read it with --token-file", generated)
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         self.writer.put_message(topic, payload, retained)

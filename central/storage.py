@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from central.errors import StorageError
+from sync.files import private_database
 
 Dialect = Literal["sqlite", "postgres"]
 Row = tuple[Any, ...]
@@ -322,7 +323,7 @@ class Database:
             return PostgresConnection(self.url)
         if self._path is None:
             raise StorageError("no SQLite path")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self._path)  # 0640 (and its -wal, -shm), parents 0750
         return SqliteConnection(self._path)
 
     def create_schema(self) -> None:

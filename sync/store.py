@@ -70,7 +70,7 @@ class SyncSettings(BaseModel):
     client_key: Path | None = None
     ca_file: Path | None = None
     keepalive: int = Field(30, ge=5, le=3600)
-    client_id: str | None = None  # default "edge-agent-{store}"
+    client_id: str | None = None  # default: the store id (brokers bind it to the username)
     root_topic: str = Field("retail", pattern=r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*$")
     # central (HTTP snapshot)
     central_url: str | None = None
@@ -154,7 +154,7 @@ class StoreSync:
         self._link = Link(
             LinkConfig(
                 url=settings.broker_url,
-                client_id=settings.client_id or f"edge-agent-{self.store}",
+                client_id=settings.client_id or self.store,
                 username=settings.username,
                 password=settings.password.get_secret_value() if settings.password else None,
                 ca_file=settings.ca_file,

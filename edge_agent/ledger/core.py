@@ -40,6 +40,7 @@ from edge_agent.errors import (
 )
 from edge_agent.ledger import schema
 from sync.errors import WireFormatError
+from sync.files import FILE_MODE, private_database, private_dir, tighten
 from sync.wire import (
     MAX_ITEM_BYTES,
     MAX_SAFE_INT,
@@ -390,12 +391,13 @@ class Ledger:
     @classmethod
     def open(cls, path: Path | str, store_id: str) -> Ledger:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         # Read before locking: acquire_lock overwrites the mark with our pid. A second
         # agent racing us fails to lock anyway.
         stopped_cleanly = clean_stop_matches(path)
         lock_fd = acquire_lock(path)
         try:
+            private_database(path)  # 0640 before SQLite creates it (and its -wal, -shm)
             conn = schema.connect(path)
             try:
                 # The full check reads every page (seconds on a large ledger); it is only
@@ -781,7 +783,8 @@ def acquire_lock(path: Path) -> int:
     and interleave seqs; refuse it with the holder's pid.
     """
     lock = lock_path(path)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o640)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    tighten(lock)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
