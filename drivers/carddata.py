@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "BRANDS",
@@ -36,6 +37,7 @@ __all__ = [
     "luhn_valid",
     "make_filter",
     "mask_card_data",
+    "redact",
 ]
 
 # Track 1: format code B, PAN, "^"; track 2: PAN, "="+YYMM.  Sentinels (% ;) optional.
@@ -158,3 +160,16 @@ def make_filter(is_known_gtin: Callable[[str], bool] | None = None) -> Callable[
     """A ``card_filter`` for :func:`drivers.open_reader` (the catalog is no longer needed)."""
     del is_known_gtin
     return is_card_data
+
+
+def redact(value: Any, replacement: str = "[card data removed]") -> Any:
+    """``value`` (str, or dicts/lists/tuples of them, nested) with card data masked;
+    other values as they are.  For surfaces that show what others wrote: the event
+    stream, ``devices tail``, log lines."""
+    if isinstance(value, str):
+        return mask_card_data(value, replacement)
+    if isinstance(value, dict):
+        return {key: redact(item, replacement) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item, replacement) for item in value]
+    return value

@@ -4,10 +4,10 @@
 ``b"\\n"``, ``b"\\r\\n"``, ``b"\\t"``) or on ``STX ... ETX`` pairs, with a bounded
 line length.  With ``any_eol=True`` CR, LF and CRLF end a line too, whatever the
 terminator (a scanner set to CR that sends LF must not glue two scans together; the
-empty line between the CR and LF of a CRLF is dropped).  An over-long line is reported once as ``Rejected("oversize")``
-and everything up to the next terminator is discarded, so its tail never turns
-into a bogus frame.  ``redact=True`` keeps payload bytes out of ``Rejected.hex``
-(scanner input may be card data).  Contract: see :mod:`drivers.framing`.
+empty line between the CR and LF of a CRLF is dropped).  An over-long line is reported
+once as ``Rejected("oversize")`` and everything up to the next terminator is discarded,
+so its tail never turns into a bogus frame.  ``redact=True`` keeps payload bytes out
+of ``Rejected.hex`` (scanner input may be card data).  Contract: see :mod:`drivers.framing`.
 """
 
 from __future__ import annotations

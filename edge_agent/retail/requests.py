@@ -50,7 +50,7 @@ Terminal = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 FreeText = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_card_data)]
 # Scanned codes are checked for card data by the service, which knows the catalog's GTINs
 # (an EAN-13 can pass the Luhn check of a 13-digit Visa number).
-Code = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Gtin = Annotated[str, StringConstraints(pattern=r"^[0-9]{8,14}$")]
 
