@@ -401,7 +401,7 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
         return await retail.movements(sku, limit=limit)
 
     @app.get("/v1/catalog/lookup", tags=["catalog"])
-    async def get_lookup(code: Annotated[str, Query(min_length=1, max_length=200)]
+    async def get_lookup(code: Annotated[str, Query(min_length=1, max_length=512)]
                          ) -> dict[str, Any]:
         """Resolve a SKU, GTIN, alias or raw barcode to its item, price and stock."""
         return await retail.lookup(code)
