@@ -14,6 +14,7 @@ from typing import Any
 
 from edge_agent.ledger import Tx
 from sync.recalls import RECALL_ADD, RecallInvalid, check_recall
+from sync.wire import now_ts
 
 QueryFn = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
 
@@ -61,3 +62,23 @@ def list_recalls(query: QueryFn) -> list[dict[str, Any]]:
                  "ORDER BY recall_id", ())
     keys = ("recall_id", "gtin", "lot", "serial", "reason", "issued_at", "cseq")
     return [{key: row[key] for key in keys if row[key] is not None} for row in rows]
+
+
+def replace_recalls(tx: Tx, recalls: Sequence[Any]) -> int:
+    """A snapshot's recalls replace the store's (a malformed entry is skipped and reported
+    with a ``recall_command_invalid`` alert, like a malformed command)."""
+    tx.execute("DELETE FROM recalls")
+    kept = 0
+    for entry in recalls:
+        try:
+            data = check_recall(RECALL_ADD, entry)
+        except RecallInvalid as exc:
+            tx.append("alert", {"kind": "recall_command_invalid", "command_type": "snapshot",
+                                "reason": str(exc)})
+            continue
+        tx.execute("INSERT OR REPLACE INTO recalls (recall_id, gtin, lot, serial, reason, "
+                   "issued_at, cseq) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                   (data["recall_id"], data["gtin"], data.get("lot"), data.get("serial"),
+                    data["reason"], now_ts()))
+        kept += 1
+    return kept
