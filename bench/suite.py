@@ -39,7 +39,7 @@ from bench.common import (
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ("ceilings", "ledger", "drivers", "sync", "api", "visitors", "central", "footprint",
-         "scaling")
+         "scaling", "carddata")
 TIMEOUT_S = {"full": 2400.0, "quick": 900.0, "tiny": 180.0}
 P99_TARGET_MS = 100.0
 
@@ -265,10 +265,25 @@ def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     return scaling.rows(f)
 
 
+def carddata_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
+    g = "carddata"
+    return [
+        Row(g, f"valid GTINs taken for card data (of {f['gtins']:,} GTINs, "
+               f"{f['gtin_codes']:,} codes)", f["false_positives"], "codes",
+            f["old_rule_false_positives"], "old rule, no catalog (bare GTINs)", "0",
+            f["false_positives"] == 0),
+        Row(g, f"test PANs let through (of {f['pans']:,} PANs, {f['schemes']} schemes, "
+               f"{f['pan_codes']:,} forms)", f["misses"], "codes", None, "", "0",
+            f["misses"] == 0),
+        Row(g, "guard throughput", f["guard_codes_per_s"], "codes/s",
+            f["bare_luhn_codes_per_s"], "bare Luhn check"),
+    ]
+
+
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
     "sync": sync_rows, "api": api_rows, "central": central_rows, "visitors": visitors_rows,
-    "footprint": footprint_rows, "scaling": scaling_rows,
+    "footprint": footprint_rows, "scaling": scaling_rows, "carddata": carddata_rows,
 }
 
 
