@@ -155,7 +155,7 @@ class FulfilmentRequest(_Model):
 class BasketItemIn(_Model):
     code: Code | None = None
     sku: Sku | None = None
-    qty: Qty = 1
+    qty: Qty | None = None  # default 1, or what a weight/price barcode says
 
     @model_validator(mode="after")
     def _one_key(self) -> BasketItemIn:

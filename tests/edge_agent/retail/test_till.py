@@ -24,6 +24,7 @@ from edge_agent.commands import apply_command
 from edge_agent.config import SerialScannerDevice
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.retail.scanmodes import ScanModes
+from edge_agent.till_config import RcnLayoutEntry
 from tests.edge_agent.api.conftest import Api, running_api, short_dir
 from tests.edge_agent.retail.seed import device, event_payloads, until
 
@@ -83,7 +84,8 @@ async def pty_till(api: Api, sim: Simulator, dev: SerialScannerDevice
         while True:
             topic, data = await hub_queue.get()
             if topic == "basket" and data.get("action") == "add":
-                outcomes.append(("ok", data["lines"][-1]["sku"]))
+                line = data["lines"][-1]
+                outcomes.append(("ok", f"{line['sku']} x{line['qty']}"))
             elif topic == "scan_rejected":
                 outcomes.append(("refused", data["reason"]))
 
@@ -106,22 +108,23 @@ async def api_outcome(api: Api, code: str) -> Outcome:
     response = await api.client.post("/v1/baskets/T-API/items", json={"code": code})
     body = response.json()
     if response.status_code == 201:
-        return ("ok", body["lines"][-1]["sku"])
+        line = body["lines"][-1]
+        return ("ok", f"{line['sku']} x{line['qty']}")
     return ("refused", body["code"])
 
 
 CASES: list[tuple[str, str, str, Outcome]] = [
     # id, AIM, code, expected
-    ("ean13-readme", "]E0", "5901234123457", ("ok", "A-100")),
-    ("gs1-128-gs-middle", "]C1", f"01{GTIN}17{FUTURE}10ABC123\x1d21XYZ", ("ok", "G-500")),
+    ("ean13-readme", "]E0", "5901234123457", ("ok", "A-100 x1")),
+    ("gs1-128-gs-middle", "]C1", f"01{GTIN}17{FUTURE}10ABC123\x1d21XYZ", ("ok", "G-500 x1")),
     ("datamatrix-gs-first-last", "]d2", f"\x1d01{GTIN}10LOT1\x1d17{FUTURE}\x1d",
-     ("ok", "G-500")),
+     ("ok", "G-500 x1")),
     ("gs1-qr-digital-link", "]Q3", f"https://id.gs1.org/01/{GTIN}/10/ABC123?17={FUTURE}",
-     ("ok", "G-500")),
+     ("ok", "G-500 x1")),
     ("digital-link-any-domain", "]Q1",
-     f"HTTPS://Shop.Example.COM/p/01/{GTIN}/21/S9?17={FUTURE}", ("ok", "G-500")),
-    ("variable-weight-se", "]E0", "2302120012344", ("ok", "W-300")),
-    ("variable-weight-issue", "", "2312345002501", ("ok", "W-231")),
+     f"HTTPS://Shop.Example.COM/p/01/{GTIN}/21/S9?17={FUTURE}", ("ok", "G-500 x1")),
+    ("variable-weight-se", "]E0", "2302120012344", ("ok", "W-300 x1234")),
+    ("variable-weight-issue", "", "2312345002501", ("ok", "W-231 x250")),
     ("expired-ai17", "]d2", f"01{GTIN}17{PAST}10ABC123", ("refused", "expired")),
     ("best-before-ai15", "]d2", f"01{GTIN}15{PAST}10ABC123",
      ("refused", "best_before_passed")),
@@ -187,8 +190,8 @@ async def test_a_line_ends_at_cr_lf_or_crlf_whatever_the_suffix(short_dir: Path)
             sim.write("till", b"\x00\x01\x02garbage\x07\r")
             sim.write("till", b"5901234123457\r")
             await until(lambda: len(outcomes) >= 6)
-    assert outcomes == [("ok", "A-100"), ("ok", "A-100"), ("ok", "W-300"),
-                        ("refused", "oversize"), ("refused", "unknown_sku"), ("ok", "A-100")]
+    assert outcomes == [("ok", "A-100 x1"), ("ok", "A-100 x1"), ("ok", "W-300 x1234"),
+                        ("refused", "oversize"), ("refused", "unknown_sku"), ("ok", "A-100 x1")]
 
 
 async def test_warn_policy_sells_and_markdown_notices(short_dir: Path) -> None:
@@ -224,3 +227,16 @@ async def test_api_sale_refuses_a_recalled_line_with_its_index(short_dir: Path) 
     assert [e["type"] for e in events].count("sale") == 0
     assert [e["type"] for e in events].count("recall.blocked") == 1
 
+
+
+async def test_a_store_layout_reads_its_own_variable_measure_codes(short_dir: Path) -> None:
+    layouts = (RcnLayoutEntry(prefix="23", measure="weight", value_digits=5, decimals=3),)
+    async with running_api(short_dir, store={"rcn_region": "custom",
+                                              "rcn_layouts": layouts}) as api:
+        seed_till(api.ledger)
+        added = await api.client.post("/v1/baskets/T1/items", json={"code": "2312345002501"})
+        looked = await api.client.get("/v1/catalog/lookup", params={"code": "2312345002501"})
+    assert added.status_code == 201, added.text
+    assert (added.json()["lines"][-1]["sku"], added.json()["lines"][-1]["qty"]) == (
+        "W-231", 250)
+    assert (looked.json()["kind"], looked.json()["qty"]) == ("variable_weight", 250)
