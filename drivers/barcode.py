@@ -37,7 +37,7 @@ from decimal import Decimal
 from typing import Literal, Protocol, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
-from biip import ParseConfig, ParseError, parse
+from biip import ParseConfig, parse
 from biip.checksums import gs1_standard_check_digit
 from biip.gs1_element_strings import GS1ElementString
 from biip.gs1_messages import GS1Message
@@ -220,7 +220,7 @@ def _digital_link(data: str, symbology: str | None, config: ParseConfig) -> Barc
     try:
         url = _normalise_url(data)
         result = parse(url, config=config)
-    except (ParseError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 -- biip raises ParseError (others on junk)
         return BarcodeInfo(raw=data, kind="other", symbology=symbology, error=str(exc),
                            error_code="invalid_digital_link")
     link = result.gs1_digital_link_uri
@@ -245,7 +245,7 @@ def interpret(code: str, region: RcnRegion | str | None = None,
     if data.startswith("(") and sym is None:
         try:
             message = GS1Message.parse_hri(data)
-        except (ParseError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- biip raises ParseError (others on junk)
             return BarcodeInfo(raw=data, kind="other", error=str(exc), error_code="invalid_gs1")
         return _from_fields(data, "gs1", list(message.element_strings), None)
     plain = data.isdigit() and len(data) in _GTIN_LENGTHS and sym not in _GS1_SYMBOLOGIES
