@@ -3,7 +3,6 @@ quantities, no floats). Used by the local API and by :class:`RetailService` alik
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,14 +21,12 @@ CARD_DATA_MESSAGE = (
     "this looks like payment card data (a card number or track data); card data must never "
     "be sent to the agent"
 )
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,18}")
 
 
 def looks_like_card_data(value: str) -> bool:
-    """The whole text, or a 13-19 digit run inside it, is card data by drivers.carddata."""
-    return is_card_data(value) or any(
-        is_card_data(match.group()) for match in _DIGIT_RUN.finditer(value)
-    )
+    """The text holds card data by :func:`drivers.carddata.is_card_data` (which looks at
+    every digit run inside it; a valid GTIN never counts)."""
+    return is_card_data(value)
 
 
 def no_card_data(value: str) -> str:

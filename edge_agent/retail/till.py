@@ -57,7 +57,8 @@ class TillRules:
     expiry_policy: ExpiryPolicy = "block"
     best_before_policy: ExpiryPolicy = "block"
     markdown_days: int = 0
-    today: Callable[[], dt.date] | None = field(default=None, compare=False)
+    clock: Callable[[], dt.datetime] | None = field(default=None, compare=False)
+    """An aware "now" (tests); default the system clock."""
 
     @classmethod
     def from_store(cls, store: StoreSection) -> TillRules:
@@ -69,9 +70,9 @@ class TillRules:
                    markdown_days=store.markdown_days)
 
     def local_today(self) -> dt.date:
-        if self.today is not None:
-            return self.today()
-        return dt.datetime.now(ZoneInfo(self.timezone)).date()
+        """Today's date in the store's time zone (a date passes at the store's midnight)."""
+        now = self.clock() if self.clock is not None else dt.datetime.now(dt.UTC)
+        return now.astimezone(ZoneInfo(self.timezone)).date()
 
 
 def check_item(info: BarcodeInfo, sku: str, rules: TillRules, purpose: Purpose,
