@@ -240,3 +240,35 @@ async def test_a_store_layout_reads_its_own_variable_measure_codes(short_dir: Pa
     assert (added.json()["lines"][-1]["sku"], added.json()["lines"][-1]["qty"]) == (
         "W-231", 250)
     assert (looked.json()["kind"], looked.json()["qty"]) == ("variable_weight", 250)
+
+
+async def test_receive_count_and_lookup_modes_read_codes_the_same_way(short_dir: Path) -> None:
+    bad = f"01{GTIN}17{FUTURE}10BADLOT"
+    good = f"01{GTIN}17{PAST}\x1d10OLD"  # expired: may be received and counted, not sold
+    async with till_api(short_dir) as api, Simulator(short_dir / "dev") as sim:
+        for name in ("recv", "count", "look"):
+            sim.add_scanner(name, suffix="LF")
+        await sim.start()
+        ports = sim.device_ports()
+        devices = [device("recv", "receive", "T-R", ports["recv"]),
+                   device("count", "count", "T-C", ports["count"]),
+                   device("look", "lookup", "T-L", ports["look"])]
+        got: list[tuple[str, dict[str, Any]]] = []
+        topics = {"session", "scan_rejected", "lookup"}
+        async with api.services.hub.subscribe(topics) as q, contextlib.AsyncExitStack() as stack:
+            for dev in devices:
+                await stack.enter_async_context(pty_till(api, sim, dev))
+            for name in ("recv", "count", "look"):
+                for code in (bad, good):
+                    sim.scan(name, code, aim="]d2")
+                    async with asyncio.timeout(20):
+                        got.append(await q.get())
+    summary = [(topic, data.get("reason") or data.get("action") or data.get("sku"))
+               for topic, data in got]
+    assert summary == [
+        ("scan_rejected", "recalled"), ("session", "add"),  # receive
+        ("session", "add"), ("session", "add"),  # count: a recalled lot can be counted
+        ("lookup", "G-500"), ("lookup", "G-500")]  # lookup says, never refuses
+    assert got[4][1]["notices"][0]["code"] == "recalled"
+    assert got[5][1]["notices"] == [{"code": "expired", "date": "2025-01-01"}]
+    assert (got[5][1]["batch"], got[5][1]["expiry"]) == ("OLD", "2025-01-01")
