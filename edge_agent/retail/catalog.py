@@ -138,7 +138,6 @@ def scan_code(view: CatalogView, code: str, rules: TillRules | RcnRegion | None,
 
 
 def read_known_gtins(conn: sqlite3.Connection) -> frozenset[str]:
-    """Every catalog GTIN (14 digits), for a reader's card filter:
-    ``drivers.carddata.make_filter(gtins.__contains__)`` keeps EAN-13s that happen to pass
-    a card number's Luhn and brand checks (e.g. 5901234123457) from being dropped."""
+    """Every catalog GTIN (14 digits).  The card filter no longer needs it (a valid GTIN
+    is never card data); kept for callers that list the catalog's codes."""
     return frozenset(str(r[0]) for r in conn.execute("SELECT gtin FROM catalog_gtins"))
