@@ -7,10 +7,10 @@ carddata``).
   card data.  The corpus covers every GS1 prefix: for each 3-digit prefix 000-999, GTIN-13s
   (RCN 02/20-29, ISBN 978/979, coupons included); GTIN-8s over every leading 2 digits;
   UPC-A (GTIN-12) over every number-system digit; GTIN-14s with each indicator digit 0-9;
-  each GTIN also as an AIM-prefixed scan (``]E0``/``]C1 01…``) and inside a GS1 element
-  string with lot and expiry.  Target: 0.  Beside it, the rule the guard replaced (any
-  13-19 digit run with a brand prefix and a valid Luhn sum, the catalog unknown) on the
-  same corpus: what "naive" costs.
+  each GTIN also as an AIM-prefixed scan (``]E0``/``]C1 01…``), inside a GS1 element
+  string with lot and expiry, and twice on one line of text.  Target: 0.  Beside it,
+  the rule the guard replaced (any 13-19 digit run with a brand prefix and a valid Luhn
+  sum, the catalog unknown) on the same bare GTINs: what "naive" costs.
 * **Misses**: test PANs that the guard lets through.  Every scheme of
   :data:`drivers.carddata.BRANDS`, every length it issues from 15 to 19, every prefix
   range's low and high end plus random prefixes inside, each with a valid Luhn digit;
@@ -103,6 +103,7 @@ def gtin_forms(gtin: str) -> Iterator[str]:
     yield gtin
     yield f"]E0{gtin}"
     yield f"01{gtin.zfill(14)}17351231\x1d10LOT{gtin[-4:]}"
+    yield f"{gtin} {gtin}"  # two codes on one line of text (two EAN-8s make 16 digits)
 
 
 def old_rule(code: str) -> bool:

@@ -7,9 +7,9 @@ a log line.  :func:`is_card_data` says True when the text holds, anywhere:
   ``%B<PAN>^NAME^YYMM...?`` and track 2 ``;<PAN>=YYMM...?``, also with the start
   sentinel missing (``B<PAN>^NAME^``, ``<PAN>=YYMM``) and partial reads that keep the
   PAN and the field separator;
-* a run of 15-19 digits (digit groups may be split by single spaces or dashes) that
-  passes the Luhn check and starts with a payment scheme's prefix valid for that
-  length (table :data:`BRANDS`);
+* a run of 15-19 digits (or groups of at most 6 digits split by single spaces or
+  dashes, as cards are printed) that passes the Luhn check and starts with a payment
+  scheme's prefix valid for that length (table :data:`BRANDS`);
 * a 12-14 digit run that passes those checks and is **not** a valid GTIN (legacy
   13-digit Visa, 14-digit Diners, 12-14 digit Maestro).
 
@@ -46,6 +46,7 @@ _TRACK2 = re.compile(r"(?<![0-9])\d{12,19}=\d{4}")
 _TRACK2_SENTINEL = re.compile(r";\d{12,19}=")
 # A maximal digit run, groups joined by one space or dash ("4111 1111-1111 1111").
 _RUN = re.compile(r"(?<![0-9])\d+(?:[ -]\d+)*(?![0-9])")
+_MAX_GROUP = 6
 
 # brand -> (prefix ranges as (low, high) inclusive on the first len(low) digits, lengths)
 BRANDS: dict[str, tuple[tuple[tuple[str, str], ...], frozenset[int]]] = {
@@ -111,20 +112,23 @@ def is_pan(digits: str) -> bool:
 
 
 def _runs(text: str) -> list[str]:
+    """The digit strings to test: each maximal run of digits, and each window of digit
+    groups of at most 6 digits (cards are printed 4-4-4-4, 4-6-5, 4-6-4) joined; two
+    EAN-8s separated by a space are not one 16-digit number."""
     out: list[str] = []
     for match in _RUN.finditer(text):
         run = match.group()
         if len(run) < 12:
             continue
         groups = re.split(r"[ -]", run)
+        out.extend(group for group in groups if len(group) >= 12)
         if len(groups) == 1:
-            out.append(run)
             continue
-        out.append("".join(groups))
-        # a PAN beside other digit groups ("tel 0612 4111 1111 1111 1111"): every window
         for i in range(len(groups)):
             joined = ""
             for group in groups[i:]:
+                if len(group) > _MAX_GROUP:
+                    break
                 joined += group
                 if len(joined) > 19:
                     break

@@ -109,3 +109,13 @@ def test_masking_keeps_the_rest(text: str, masked: str) -> None:
     assert is_card_data(text)
     assert mask_card_data(text) == masked
     assert redact({"a": [text, 5]}) == {"a": [masked, 5]}
+
+
+def test_two_ean8_on_one_line_are_not_one_card_number() -> None:
+    # 16 digits with a Visa prefix and a valid Luhn sum once joined: still two products
+    pairs = [(a, b) for a in gtin_corpus(3000, seed=3) if len(a) == 8 and a[0] == "4"
+             for b in ("96385074", "40123455", "73513537") if luhn_valid(a + b)]
+    assert pairs
+    assert not any(is_card_data(f"{a} {b}") or is_card_data(f"{a}-{b}") for a, b in pairs)
+    assert is_card_data("4111 1111 1111 1111")
+    assert is_card_data("3782 822463 10005")
