@@ -215,6 +215,9 @@ async def test_warn_policy_sells_and_markdown_notices(short_dir: Path) -> None:
 
 async def test_api_sale_refuses_a_recalled_line_with_its_index(short_dir: Path) -> None:
     async with till_api(short_dir) as api:
+        held = (await api.client.get("/v1/recalls")).json()["recalls"]
+        assert [(r["recall_id"], r.get("lot"), r.get("serial")) for r in held] == [
+            ("R-LOT", "BADLOT", None), ("R-SN", None, "SN-666")]
         response = await api.client.post("/v1/sales", json={
             "terminal": "T1", "lines": [{"sku": "A-100"},
                                         {"barcode": f"]d201{GTIN}10BADLOT"}],
