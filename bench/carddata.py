@@ -28,7 +28,9 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
+from bench.common import Row
 from drivers.carddata import BRANDS, card_brand, is_card_data, is_valid_gtin, luhn_valid
 
 SEED = 20261204
@@ -182,6 +184,22 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, float | int | str]
         "load_average": os.getloadavg()[0],
         "seconds": time.perf_counter() - started,
     }
+
+
+def rows(f: dict[str, Any]) -> list[Row]:
+    """The suite's table rows (``python -m bench --only carddata``)."""
+    g = "carddata"
+    return [
+        Row(g, f"valid GTINs taken for card data (of {f['gtins']:,} GTINs, "
+               f"{f['gtin_codes']:,} codes)", f["false_positives"], "codes",
+            f["old_rule_false_positives"], "old rule, no catalog (bare GTINs)", "0",
+            f["false_positives"] == 0),
+        Row(g, f"test PANs let through (of {f['pans']:,} PANs, {f['schemes']} schemes, "
+               f"{f['pan_codes']:,} forms)", f["misses"], "codes", None, "", "0",
+            f["misses"] == 0),
+        Row(g, "guard throughput", f["guard_codes_per_s"], "codes/s",
+            f["bare_luhn_codes_per_s"], "bare Luhn check"),
+    ]
 
 
 def main(argv: list[str]) -> int:

@@ -299,6 +299,16 @@ class Core:
             out.extend(self._send_from(store, start, now))
         return out
 
+    def current_acks(self, ts: str) -> list[Publish]:
+        """The ack of every (store, epoch) as it stands, to publish after a reconnect.
+
+        While central was away from the broker, stores may have published batches that
+        nobody received (a clean session has no queue). A live ack that does not advance
+        makes such a store go back at once (PROTOCOL §4.3) instead of after its
+        ``resend_after``.
+        """
+        return [self._ack(store, epoch, ts) for store, epoch in list(self.applied)]
+
     def _ack(self, store: str, epoch: str, ts: str) -> Publish:
         body = {"v": 1, "store": store, "epoch": epoch,
                 "through_seq": self.applied.get((store, epoch), 0), "ts": ts}

@@ -211,6 +211,10 @@ class SyncSection(_Section):
     health_interval_s: Seconds = 60.0
     backoff_initial_s: Seconds = 1.0
     backoff_max_s: Seconds = 120.0
+    probe_interval_s: Seconds = 1.0
+    """While the broker is away, a bare TCP probe every probe/2..probe seconds."""
+    reconnect_spread_s: Annotated[float, Field(ge=0, le=60)] = 0.5
+    """Once the probe succeeds, reconnect after a random 0..spread seconds."""
 
 
 class TcpListen(_Section):

@@ -86,6 +86,8 @@ def sync_settings(config: Config) -> SyncSettings:
         retention_days=config.database.event_retention_days,
         backoff_base=config.sync.backoff_initial_s,
         backoff_max=config.sync.backoff_max_s,
+        probe_interval=config.sync.probe_interval_s,
+        reconnect_spread=config.sync.reconnect_spread_s,
         agent=AGENT_NAME,
     )
 

@@ -34,7 +34,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from sync.backoff import Backoff
+from sync.backoff import Backoff, wait_to_reconnect
 from sync.errors import AuthenticationFailed, LinkError, SnapshotError, WireFormatError
 from sync.inbox import CommandInbox
 from sync.link import Link, LinkConfig, LinkSession
@@ -92,6 +92,11 @@ class SyncSettings(BaseModel):
     reservation_check_interval: float = Field(30.0, gt=0)
     backoff_base: float = Field(0.5, gt=0)
     backoff_max: float = Field(60.0, gt=0)
+    # While the broker is unreachable, probe it with a bare TCP connect every
+    # uniform(probe/2, probe) seconds; once it answers, reconnect after uniform(0, spread)
+    # seconds (a thousand stores returning at once spread their connects over that window).
+    probe_interval: float = Field(1.0, gt=0)
+    reconnect_spread: float = Field(0.5, ge=0)
     agent: str = "edge-agent"
 
 
@@ -299,7 +304,16 @@ class StoreSync:
                     log.warning("sync: connection lost (%s); retrying in %.1f s", exc, delay)
             first = False
             self._n["reconnects"] += 1
-            await asyncio.sleep(delay)
+            await self._wait_to_reconnect(delay)
+
+    async def _wait_to_reconnect(self, delay: float) -> None:
+        settings = self.settings
+        if await wait_to_reconnect(
+            delay, lambda: self._link.reachable(within=min(2.0, settings.probe_interval)),
+            probe_interval=settings.probe_interval, spread=settings.reconnect_spread,
+            rng=self._link_backoff.rng,
+        ):
+            self._link_backoff.reset()
 
     def _status(self, state: str, **extra: Any) -> bytes:
         obj: dict[str, Any] = {
