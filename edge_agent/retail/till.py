@@ -89,8 +89,9 @@ def check_item(info: BarcodeInfo, sku: str, rules: TillRules, purpose: Purpose,
                 data = {**recall, "sku": sku, "source": purpose}
                 which = f"lot {recall['lot']}" if "lot" in recall else \
                     f"serial {recall['serial']}"
+                why = f" ({recall['reason']})" if recall.get("reason") else ""
                 raise TillRefused("recalled", f"recalled: GTIN {gtin} {which} is under recall "
-                                  f"{recall['recall_id']}; do not sell, set it aside",
+                                  f"{recall['recall_id']}{why}; do not sell, set it aside",
                                   event=(RECALL_BLOCKED, data))
     if purpose not in ("sale", "lookup"):
         return notices
