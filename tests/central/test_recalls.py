@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from click.testing import CliRunner
+
+from central.cli import main
 from tests.central.conftest import Central, FakeStore, wait_until
 
 GTIN = "09506000134352"
@@ -59,3 +62,12 @@ def test_issue_list_block_and_lift(central: Central,
                what="lift sent")
     assert central.get("/v1/recalls")["recalls"] == []
     assert central.http.delete("/v1/recalls/R-1", headers=central.admin).status_code == 404
+
+
+def test_the_cli_needs_exactly_one_of_lot_or_serial() -> None:
+    runner = CliRunner()
+    for extra in ([], ["--lot", "A", "--serial", "B"]):
+        result = runner.invoke(main, ["recall", "issue", "--gtin", GTIN, *extra,
+                                      "--url", "http://127.0.0.1:9"])
+        assert result.exit_code == 2
+        assert "exactly one of --lot or --serial" in result.output
