@@ -70,3 +70,30 @@ def test_a_recall_is_not_a_matter_of_policy() -> None:
         check_item(info, "G", rules("UTC"), "receive", find)
     assert check_item(info, "G", rules("UTC"), "count", find) == []
     assert check_item(info, "G", rules("UTC"), "lookup", find)[0]["code"] == "recalled"
+
+
+@pytest.mark.parametrize(("code", "expiry", "error"), [
+    (f"]d201{GTIN}17251200\x1d10X", dt.date(2025, 12, 31), None),  # day 00: end of month
+    (f"]d201{GTIN}17240229\x1d10X", dt.date(2024, 2, 29), None),  # a leap day
+    (f"]d201{GTIN}17250229\x1d10X", None, "invalid_gs1"),  # not a leap year
+    (f"]d201{GTIN}17251399\x1d10X", None, "invalid_gs1"),  # month 13
+    (f"https://id.gs1.org/01/{GTIN}?17=251399", None, "invalid_digital_link"),
+])
+def test_gs1_dates_read_by_biip(code: str, expiry: dt.date | None, error: str | None) -> None:
+    info = interpret(code)
+    assert (info.expiry, info.error_code) == (expiry, error)
+
+
+def test_a_lot_matches_however_the_code_encodes_it() -> None:
+    wanted = "A/B-1"
+    seen: list[str | None] = []
+
+    def find(gtin: str, lot: str | None, serial: str | None) -> dict[str, Any] | None:
+        seen.append(lot)
+        return {"recall_id": "R", "gtin": gtin, "lot": wanted} if lot == wanted else None
+
+    for code in (f"]d201{GTIN}10A/B-1", f"(01){GTIN}(10)A/B-1",
+                 f"https://id.gs1.org/01/{GTIN}/10/A%2FB-1"):
+        with pytest.raises(TillRefused, match="lot A/B-1"):
+            check_item(interpret(code), "G", rules("UTC"), "sale", find)
+    assert seen == [wanted] * 3
