@@ -43,7 +43,7 @@ LAST_RUN = Path(__file__).resolve().parent / "last-run.json"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
 ORDER = ("ceilings", "ledger", "drivers", "sync", "reconnect", "api", "visitors", "central",
-         "footprint", "scaling")
+         "footprint", "scaling", "carddata")
 TIMEOUT_S = {"full": 2400.0, "quick": 900.0, "tiny": 180.0}
 P99_TARGET_MS = 100.0
 
@@ -278,10 +278,17 @@ def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     return scaling.rows(f)
 
 
+def carddata_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
+    from bench import carddata  # noqa: PLC0415
+
+    return carddata.rows(f)
+
+
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
     "sync": sync_rows, "api": api_rows, "central": central_rows, "visitors": visitors_rows,
     "footprint": footprint_rows, "scaling": scaling_rows, "reconnect": reconnect_rows,
+    "carddata": carddata_rows,
 }
 
 

@@ -29,6 +29,7 @@ from central.queries import (
     store_status,
     stores_overview,
 )
+from central.recall_api import recall_router
 from sync.wire import STORE_RE
 
 if TYPE_CHECKING:  # the service is handed in by central.main; no import at run time
@@ -256,6 +257,8 @@ def create_app(service: "CentralService") -> FastAPI:
         out = issue(store, [{"type": "count.request", "data": data}])
         out["count_id"] = data["count_id"]
         return out
+
+    app.include_router(recall_router(service), dependencies=admin)
 
     @app.post("/v1/stores/{store}/resync", dependencies=admin)
     def post_resync(store: Annotated[str, Depends(check_store)]) -> dict[str, Any]:

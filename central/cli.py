@@ -315,5 +315,14 @@ def quarantine_resolve(url: str, token_file: Path | None, store: str, epoch: str
                                          json={"epoch": epoch, "seq": seq}))
 
 
+def _register_groups() -> None:
+    # cli_recall imports this module's Api and options, so it is imported after them.
+    from central.cli_recall import recall  # noqa: PLC0415
+
+    main.add_command(recall)
+
+
+_register_groups()
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -35,6 +35,7 @@ from central.batches import (
     same_event,
 )
 from central.errors import InvalidCommandError, StorageError
+from central.recalls import record_blocked
 from central.runs import add_events, stock_cells, stored_events, unprojected
 from central.storage import Connection
 from sync.errors import WireFormatError
@@ -47,6 +48,7 @@ from sync.messages import (
     Status,
     store_from_topic,
 )
+from sync.recalls import RECALL_BLOCKED, RECALL_TYPES, RecallInvalid, check_recall
 from sync.wire import (
     MAX_BATCH_ITEMS,
     MAX_ITEM_BYTES,
@@ -401,7 +403,7 @@ class Core:
             raws = raws[skip:]
         add_deltas(self._pending.setdefault(store, {}), heads)
         for index, head in enumerate(heads):
-            if head.type in CLOSING_TYPES:
+            if head.type in CLOSING_TYPES or head.type == RECALL_BLOCKED:
                 try:
                     event = orjson.loads(bytes(raws[index]))
                 except orjson.JSONDecodeError:
@@ -441,7 +443,7 @@ class Core:
                 self._quarantine(group, store, epoch, seq, str(exc))
                 continue
             add_pairs(pending, moves, holds)
-            if kind in CLOSING_TYPES:
+            if kind in CLOSING_TYPES or kind == RECALL_BLOCKED:
                 self._closing(group, store, kind, event)
         self._store_run(group, key, first + skip, raws[skip:])
 
@@ -492,6 +494,11 @@ class Core:
                     {"epoch": epoch, "seq": seq, "reason": reason})
 
     def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
+        if kind == RECALL_BLOCKED:  # extension, docs/protocol.md "Recalls"
+            detail = record_blocked(self.conn, store, event, group.ts)
+            if detail is not None:
+                self._alert(group, store, "recall_blocked", "warning", detail)
+            return
         data = event.get("data")
         if not isinstance(data, dict):
             return
@@ -1011,6 +1018,11 @@ class Core:
                 raise InvalidCommandError(f"count request {cid} already exists for {store}")
         elif kind == "resync":
             data = {}
+        elif kind in RECALL_TYPES:  # extension, docs/protocol.md "Recalls"
+            try:
+                data = check_recall(kind, data)
+            except RecallInvalid as exc:
+                raise InvalidCommandError(f"{kind}: {exc}") from exc
         else:
             raise InvalidCommandError(f"unknown command type {kind!r}")
         return {"cseq": 0, "id": str(uuid.uuid4()), "type": kind, "ts": ts, "data": data,

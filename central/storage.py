@@ -113,6 +113,17 @@ CREATE TABLE IF NOT EXISTS devices (
     body TEXT NOT NULL,
     PRIMARY KEY (store, device)
 );
+CREATE TABLE IF NOT EXISTS recall_sightings (
+    store TEXT NOT NULL,
+    recall_id TEXT NOT NULL,
+    gtin TEXT NOT NULL,
+    lot TEXT,
+    serial TEXT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    first_ts TEXT NOT NULL,
+    last_ts TEXT NOT NULL,
+    PRIMARY KEY (store, recall_id)
+);
 CREATE TABLE IF NOT EXISTS drops (
     store TEXT NOT NULL,
     reason TEXT NOT NULL,

@@ -188,7 +188,8 @@ def test_snapshot_auth(central: Central) -> None:
     ok = central.http.get(url, headers={"Authorization": "Bearer token-s001"})
     assert ok.status_code == 200
     assert ok.json() == {"v": 1, "store": "S001", "through_cseq": 0, "epochs": {},
-                         "catalog": [], "stock": [], "reservations": [], "count_requests": []}
+                         "catalog": [], "stock": [], "reservations": [], "count_requests": [],
+                         "recalls": []}
     # operator endpoints need the admin token, not a store's
     assert central.http.get("/v1/status").status_code == 401
     assert central.http.get("/v1/status", headers={"Authorization": "Bearer token-s001"}
