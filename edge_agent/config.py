@@ -227,8 +227,16 @@ class Routing(BaseModel):
 
     mode: Literal["sale", "receive", "count", "lookup"] | None = None
     terminal: str | None = None
-    role: Literal["door", "presence"] | None = None
-    zone: str = "entrance"
+    role: Literal["door", "presence", "inventory"] | None = None
+    """``inventory``: a UHF reader counting merchandise in ``zone`` (edge_agent.rfid)."""
+    zone: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "entrance"
+
+    @model_validator(mode="after")
+    def _inventory_needs_uhf(self) -> Routing:
+        if self.role == "inventory" and getattr(self, "kind", None) != "uhf":
+            raise ValueError('role "inventory" needs a UHF reader (kind = "uhf"): only UHF '
+                             "readers decode merchandise tags (SGTIN-96)")
+        return self
 
 
 class SerialScannerDevice(SerialScannerSettings, Routing):
@@ -282,6 +290,24 @@ class VisitorsSection(_Section):
     presence_dedup_s: Seconds = 10.0
 
 
+class RfidSection(_Section):
+    """Item-level RFID (``edge_agent.rfid``): counts, sold serials, exit alerts."""
+
+    exit_grace_min: Annotated[float, Field(ge=0, le=24 * 60)] = 10.0
+    """No ``unsold_tag_exit`` alert for a tag returned this recently, and at most one
+    alert per tag in this window."""
+    exit_hold_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    """A door sighting is judged this long after it, so a sale being rung up at a till
+    beside the door commits first."""
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    """Seen-on-floor and sold EPCs older than this are forgotten."""
+    max_floor_epcs: Annotated[int, Field(ge=1000, le=50_000_000)] = 2_000_000
+    max_sold_epcs: Annotated[int, Field(ge=1000, le=50_000_000)] = 2_000_000
+    max_count_epcs: Annotated[int, Field(ge=100, le=10_000_000)] = 1_000_000
+    """Distinct EPCs one open count holds in memory (further new tags are counted as
+    ``overflow`` and the count refuses to close as complete)."""
+
+
 class LoggingSection(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -297,6 +323,7 @@ class Config(_Section):
     devices: list[DeviceConfig] = Field(default_factory=list)
     controls: ControlBarcodes = ControlBarcodes()
     visitors: VisitorsSection = VisitorsSection()
+    rfid: RfidSection = RfidSection()
     logging: LoggingSection = LoggingSection()
     source: Path | None = Field(default=None, exclude=True)
 

@@ -38,6 +38,9 @@ from edge_agent.retail.requests import (
     SaleRequest,
     TransferRequest,
 )
+from edge_agent.retail.tagged import check_return_tags, serialise_lines
+from edge_agent.rfid import store as rfid_store
+from edge_agent.rfid.serials import parse_epc
 from sync.wire import canonical_json, loads, new_uuid, now_ts, sha256_hex
 
 log = structlog.get_logger("edge_agent.retail")
@@ -170,9 +173,19 @@ class RetailService:
 
     # -- sale ---------------------------------------------------------------------------------
     def _price_lines(self, view: CatalogView, request: SaleRequest) -> list[ops.PricedLine]:
+        priced = self._price_keyed_lines(view, request)
+        if any(line.epc is not None for line in request.lines):
+            priced = serialise_lines(view, request.lines, priced)
+        return priced
+
+    def _price_keyed_lines(self, view: CatalogView,
+                           request: SaleRequest) -> list[ops.PricedLine]:
         priced: list[ops.PricedLine] = []
         for index, line in enumerate(request.lines):
             given = parse_money(line.unit_price) if line.unit_price is not None else None
+            if line.sku is None and line.gtin is None and line.barcode is None:
+                priced.append(self._price_tag_line(view, line.epc or "", given, index))
+                continue
             if line.sku is not None:
                 item = view.item(line.sku)
                 if item is None and given is None:
@@ -211,6 +224,19 @@ class RetailService:
             ))
         return priced
 
+    def _price_tag_line(self, view: CatalogView, epc: str, given: Decimal | None,
+                        index: int) -> ops.PricedLine:
+        """A line given by its EPC alone: the tag's GTIN names the item."""
+        tag = parse_epc(epc, f"lines[{index}]")
+        sku = view.sku_for_gtin(tag.gtin)
+        item = view.item(sku) if sku is not None else None
+        if item is None:
+            raise OperationError("unknown_sku", f"lines[{index}]: no catalog item for the "
+                                 f"tag's GTIN {tag.gtin}", status=422)
+        self._check_currency(item.currency, index)
+        return ops.PricedLine(item.sku, 1, given if given is not None else item.price,
+                              gtin=tag.gtin)
+
     def _check_currency(self, currency: str, index: int | None) -> None:
         if currency != self.currency:
             where = "" if index is None else f"lines[{index}]: "
@@ -234,6 +260,9 @@ class RetailService:
             f"SELECT sku, on_hand FROM stock WHERE sku IN ({marks})", tuple(sold))}
         event = _append(tx, fact)
         data = fact.data
+        tagged = [(x.epc, x.gtin or "", x.sku) for x in lines if x.epc is not None]
+        if tagged:
+            rfid_store.record_sold(tx, tagged, sale_id, time.time())
         tx.execute(
             "INSERT INTO sales (sale_id, epoch, seq, ts, terminal, total, currency, customer, "
             "lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -274,6 +303,12 @@ class RetailService:
         lines = [ops.ReturnLine(x.sku, x.qty, x.restock,
                                 parse_money(x.unit_price) if x.unit_price is not None else None)
                  for x in request.lines]
+        tags = {i: parse_epc(x.epc, f"lines[{i}]") for i, x in enumerate(request.lines)
+                if x.epc is not None}
+        if tags:
+            lines = [ops.ReturnLine(x.sku, x.qty, x.restock, x.unit_price, tags[i].epc,
+                                    tags[i].serial) if i in tags else x
+                     for i, x in enumerate(lines)]
 
         def run(tx: Tx) -> dict[str, Any]:
             if tx.query("SELECT 1 FROM returns WHERE return_id = ?", (return_id,)):
@@ -298,7 +333,13 @@ class RetailService:
                 sale_id=request.sale_id, sold=sold, returned=returned, catalog_prices=prices,
                 allow_without_receipt=self.store.returns_without_receipt,
             )
+            if tags:
+                check_return_tags(CatalogView(tx.query), lines, tags)
             event = _append(tx, fact)
+            if tags:
+                rfid_store.record_returned(
+                    tx, [(t.epc, t.gtin, lines[i].sku) for i, t in tags.items()], return_id,
+                    time.time())
             tx.execute(
                 "INSERT INTO returns (return_id, sale_id, epoch, seq, ts, refund_total) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
