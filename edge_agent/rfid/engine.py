@@ -314,15 +314,19 @@ class RfidEngine:
     async def tick(self) -> None:
         await self.flush_floor()
         await self.judge_exits()
-        now = self._clock()
-        if now - self._last_retention >= RETENTION_EVERY_S:
-            self._last_retention = now
-            cfg = self._cfg
-            deleted = await self._ledger.write(lambda tx: store.apply_retention(
-                tx, cutoff=now - cfg.retention_days * 86400.0,
-                alert_cutoff=now - max(cfg.exit_grace_min * 60.0, 60.0),
-                max_floor=cfg.max_floor_epcs, max_sold=cfg.max_sold_epcs))
-            self._figures["retention_deleted"] += deleted
+        if self._clock() - self._last_retention >= RETENTION_EVERY_S:
+            await self.apply_retention()
+
+    async def apply_retention(self) -> int:
+        """Forget old and excess floor/sold EPCs and exit-alert memory (hourly)."""
+        now = self._last_retention = self._clock()
+        cfg = self._cfg
+        deleted = await self._ledger.write(lambda tx: store.apply_retention(
+            tx, cutoff=now - cfg.retention_days * 86400.0,
+            alert_cutoff=now - max(cfg.exit_grace_min * 60.0, 60.0),
+            max_floor=cfg.max_floor_epcs, max_sold=cfg.max_sold_epcs))
+        self._figures["retention_deleted"] += deleted
+        return deleted
 
     async def flush_floor(self) -> None:
         """Save buffered floor sightings (EPC -> last zone) in one transaction."""
