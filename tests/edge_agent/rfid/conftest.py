@@ -4,17 +4,23 @@ settable clock, and the retail service that sells by EPC."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import shutil
+import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from drivers.epc import decode_sgtin96, encode_sgtin96, gs1_check_digit
 from drivers.events import TagEvent
+from edge_agent.api import create_app, serve_api
 from edge_agent.config import Config, parse_config
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.retail import RetailService
@@ -127,8 +133,9 @@ def _decode(epc: str) -> tuple[str | None, str | None]:
 
 
 @pytest.fixture
-async def make_rig(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def make_rig(short_dir: Path) -> AsyncIterator[Callable[..., Any]]:
     """``await make_rig(devices=None, **rfid)`` -> a started :class:`Rig`."""
+    tmp_path = short_dir
     ledgers: list[Ledger] = []
 
     async def factory(devices: list[dict[str, Any]] | None = None, **rfid: Any) -> Rig:
@@ -149,3 +156,37 @@ async def make_rig(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield factory
     for ledger in ledgers:
         ledger.close()
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """Unix socket paths are limited to 107 bytes; pytest's tmp_path can be longer."""
+    path = Path(tempfile.mkdtemp(prefix="ea-rfid-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def serving(rig: Rig) -> AsyncIterator[httpx.AsyncClient]:
+    """The agent's real API app for ``rig`` on its Unix socket, and a client to it."""
+    config = rig.services.config
+    app = create_app(rig.services, retail=rig.retail)
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve_api(app, config.api, ready=ready), name="test.api")
+    try:
+        async with asyncio.timeout(30):
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                await task
+            waiter.cancel()
+        transport = httpx.AsyncHTTPTransport(uds=str(config.api.socket))
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent",
+                                     timeout=30) as client:
+            yield client
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -9,15 +9,12 @@ import asyncio
 import contextlib
 import json
 import random
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
-import pytest
 
 from drivers.simulator import Simulator
 from drivers.uhf import encode_tag_notice
@@ -32,15 +29,6 @@ NEVER_READ_SOLD = 40  # sold during the count before any reader saw them
 CHUNKS = 400
 CHECKPOINTS = range(40, CHUNKS, 40)  # a burst of sales every 10% of the stream
 CHUNK_FRAMES_MAX = 150  # < 4 KiB of frames: a pty never refuses the write
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ea-rfid-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 async def until(predicate: Any, what: str, limit_s: float = 120.0) -> None:
