@@ -281,7 +281,7 @@ class Agent:
         await engine.start()  # closes visits left open by the last run
         self._presence_handler = engine.handle
         self._extra_tasks.append(("visitors", engine.run))
-        rfid = RfidEngine(self.services)
+        rfid = RfidEngine(self.services, retail=retail)
         await rfid.start()  # aborts counts left open by the last run
         self._rfid_handler = rfid.handle
         self._extra_tasks.append(("rfid", rfid.run))
@@ -330,9 +330,11 @@ class Agent:
             else:
                 # Raw tag and beacon ids never leave the process, not even to the hub.
                 hub.publish("presence", {"device": device.name, "present": event.present})
-            # Merchandise tags of inventory and door UHF readers: counts and exit alerts.
-            if isinstance(event, TagEvent) and self._rfid_handler is not None \
-                    and device.role in ("inventory", "door"):
+            # Merchandise tags of inventory, door and till UHF readers: counts, exit alerts,
+            # baskets.
+            if isinstance(event, TagEvent) and self._rfid_handler is not None and (
+                    device.role in ("inventory", "door")
+                    or (device.role is None and device.mode == "sale")):
                 self._rfid_handler(device, event)
                 if device.role == "inventory":
                     return

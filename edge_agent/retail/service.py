@@ -40,6 +40,7 @@ from edge_agent.retail.requests import (
 )
 from edge_agent.retail.tagged import check_return_tags, serialise_lines
 from edge_agent.rfid import store as rfid_store
+from edge_agent.rfid import till as rfid_till
 from edge_agent.rfid.serials import parse_epc
 from sync.wire import canonical_json, loads, new_uuid, now_ts, sha256_hex
 
@@ -614,11 +615,22 @@ class RetailService:
             lambda conn: self._basket_view(conn_query(conn), terminal, self.currency))
 
     async def basket_add(self, terminal: str, *, code: str | None = None, sku: str | None = None,
-                         qty: int | None = None) -> dict[str, Any]:
-        """Add a scanned code or a SKU; a pending quantity (control barcode) applies once."""
+                         qty: int | None = None, epc: str | None = None) -> dict[str, Any]:
+        """Add a scanned code or a SKU; a pending quantity (control barcode) applies once.
+        ``epc``: a tag read at the till (one item, known by its serial; edge_agent.rfid)."""
         def run(tx: Tx) -> dict[str, Any]:
             view = CatalogView(tx.query)
-            if code is not None:
+            tag = parse_epc(epc, "epc") if epc is not None else None
+            fixed_qty: int | None
+            gtin: str | None
+            if tag is not None:
+                tag_sku = view.sku_for_gtin(tag.gtin)
+                found_tag = view.item(tag_sku) if tag_sku is not None else None
+                if found_tag is None:
+                    raise OperationError("unknown_sku", f"no catalog item for the tag's GTIN "
+                                         f"{tag.gtin}", status=422)
+                item, gtin, fixed_qty, fixed_total = found_tag, tag.gtin, 1, None
+            elif code is not None:
                 scanned = scan_code(view, code, self.region)
                 item, gtin = scanned.item, scanned.gtin
                 fixed_qty, fixed_total = scanned.qty, scanned.line_total
@@ -630,8 +642,10 @@ class RetailService:
                 item, gtin, fixed_qty, fixed_total = found, None, None, None
             self._check_currency(item.currency, None)
             head = self._basket_head(tx, terminal)
+            if tag is not None:
+                rfid_till.add_tag(tx, head["basket_id"], head["next_line"], tag.epc)
             pending = head["pending_qty"]
-            take = qty or fixed_qty or 1
+            take = 1 if tag is not None else qty or fixed_qty or 1
             if pending and fixed_total is None and fixed_qty is None:
                 take *= int(pending)
             tx.execute(
@@ -722,6 +736,7 @@ class RetailService:
                                      status=409)
             lines = [ops.PricedLine(x["sku"], x["qty"], Decimal(x["unit_price"]), x["gtin"],
                                     Decimal(x["line_total"])) for x in basket["lines"]]
+            lines = rfid_till.tagged_lines(tx, basket["basket_id"], basket["lines"], lines)
             if request.payments is None:
                 payments = [(self.controls.default_payment, Decimal(basket["total"]))]
             else:

@@ -28,7 +28,7 @@ import structlog
 from drivers.events import TagEvent
 from edge_agent.errors import EdgeAgentError, OperationError
 from edge_agent.ledger import Tx
-from edge_agent.retail import ops
+from edge_agent.retail import RetailService, ops
 from edge_agent.rfid import store
 from edge_agent.rfid.tally import CountSession, count_facts, tally
 from edge_agent.services import AgentServices
@@ -41,6 +41,7 @@ ENGINE_EXTRA: Final = "rfid"
 RETENTION_EVERY_S: Final = 3600.0
 MAX_FLOOR_BUFFER: Final = 200_000
 MAX_DOOR_PENDING: Final = 10_000
+MAX_TILL_PENDING: Final = 1000
 
 
 class RfidDevice(Protocol):
@@ -56,6 +57,12 @@ class RfidDevice(Protocol):
     @property
     def zone(self) -> str: ...
 
+    @property
+    def mode(self) -> str | None: ...
+
+    @property
+    def terminal(self) -> str | None: ...
+
 
 def iso(seconds: float) -> str:
     return format_ts(datetime.fromtimestamp(seconds, UTC))
@@ -66,9 +73,11 @@ def _event(appended: Any) -> dict[str, Any]:
 
 
 class RfidEngine:
-    def __init__(self, services: AgentServices, *, clock: Callable[[], float] = time.time,
-                 tick_s: float = 1.0) -> None:
+    def __init__(self, services: AgentServices, *, retail: RetailService | None = None,
+                 clock: Callable[[], float] = time.time, tick_s: float = 1.0) -> None:
         self._services = services
+        self._retail = retail
+        self._till: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=MAX_TILL_PENDING)
         self._ledger = services.ledger
         self._cfg = services.config.rfid
         self._clock = clock
@@ -86,7 +95,8 @@ class RfidEngine:
             "tag_events", "count_reads", "non_sgtin_reads", "floor_sightings", "floor_shed",
             "door_sightings", "door_shed", "exit_alerts", "exit_ignored_sold",
             "exit_ignored_returned", "exit_ignored_repeat", "counts_closed", "counts_aborted",
-            "retention_deleted", "handle_errors", "tick_errors",
+            "retention_deleted", "handle_errors", "tick_errors", "till_tags", "till_repeats",
+            "till_rejected", "till_shed",
         ), 0)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -102,6 +112,12 @@ class RfidEngine:
             log.warning("rfid: counts left open by the last run were aborted", counts=aborted)
 
     async def run(self) -> None:
+        """The tick loop and the till worker, until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._ticks(), name="rfid.tick")
+            tg.create_task(self._till_worker(), name="rfid.till")
+
+    async def _ticks(self) -> None:
         try:
             while True:
                 try:
@@ -116,7 +132,8 @@ class RfidEngine:
 
     def figures(self) -> dict[str, Any]:
         return {**self._figures, "open_counts": len(self._counts),
-                "floor_buffered": len(self._floor), "door_pending": len(self._door)}
+                "floor_buffered": len(self._floor), "door_pending": len(self._door),
+                "till_pending": self._till.qsize()}
 
     # -- events (sync, on the loop) -----------------------------------------------------------
     def handle(self, device: RfidDevice, event: TagEvent) -> None:
@@ -134,7 +151,14 @@ class RfidEngine:
         figures = self._figures
         figures["tag_events"] += 1
         epc, gtin = event.tag_id, event.epc_gtin
-        if device.role == "inventory":
+        if device.mode == "sale" and device.role is None:
+            if gtin is None:
+                figures["non_sgtin_reads"] += 1
+            elif self._till.full():
+                figures["till_shed"] += 1
+            else:
+                self._till.put_nowait((device.terminal or device.name, epc))
+        elif device.role == "inventory":
             zone = device.zone
             for session in self._counts.values():
                 if session.covers(zone):
@@ -156,6 +180,36 @@ class RfidEngine:
                 return
             self._door[epc] = (gtin, event.epc_serial, device.name, device.zone, event.ts)
             figures["door_sightings"] += 1
+
+    # -- tags read at a till ------------------------------------------------------------------
+    async def _till_worker(self) -> None:
+        while True:
+            terminal, epc = await self._till.get()
+            await self.till_tag(terminal, epc)
+
+    async def till_tag(self, terminal: str, epc: str) -> dict[str, Any] | None:
+        """Add a tag read at a till to the terminal's basket; the basket, or None when the
+        tag is refused (published as ``scan_rejected``) or already in the basket."""
+        figures = self._figures
+        if self._retail is None:
+            figures["till_rejected"] += 1
+            return None
+        try:
+            basket = await self._retail.basket_add(terminal, epc=epc)
+        except OperationError as exc:
+            if exc.code == "tag_in_basket":
+                figures["till_repeats"] += 1
+                return None
+            figures["till_rejected"] += 1
+            self._services.hub.publish("scan_rejected", {
+                "terminal": terminal, "mode": "sale", "reason": exc.code, "message": str(exc)})
+            return None
+        except EdgeAgentError as exc:
+            figures["till_rejected"] += 1
+            log.warning("rfid: till tag not added", terminal=terminal, error=str(exc))
+            return None
+        figures["till_tags"] += 1
+        return basket
 
     # -- counts -------------------------------------------------------------------------------
     def _check_zones(self, zones: Sequence[str] | None) -> frozenset[str] | None:

@@ -135,6 +135,8 @@ def apply_retention(tx: Tx, *, cutoff: float, alert_cutoff: float, max_floor: in
                           "< ?", (cutoff,)).rowcount
     deleted += tx.execute("DELETE FROM rfid_exit_alerts WHERE alerted_at < ?",
                           (alert_cutoff,)).rowcount
+    deleted += tx.execute("DELETE FROM rfid_basket_tags WHERE basket_id NOT IN "
+                          "(SELECT basket_id FROM baskets)").rowcount  # cancelled baskets
     deleted += _trim(tx, "rfid_floor", "last_seen", max_floor)
     deleted += _trim(tx, "rfid_sold", "sold_at", max_sold)
     return deleted

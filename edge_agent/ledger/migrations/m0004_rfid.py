@@ -1,5 +1,6 @@
 """Item-level RFID: the EPCs seen on the floor (with their last zone), the EPCs sold (and
-returned), RFID count sessions, per-SKU count accuracy, and the last exit alert per tag.
+returned), RFID count sessions, per-SKU count accuracy, the tags read into a till's
+basket, and the last exit alert per tag.
 
 Merchandise EPCs (SGTIN-96) are not personal data; still, no table here holds a shopper
 identifier (no visitor pseudonym, no customer), so an EPC is never linked to a shopper.
@@ -48,6 +49,14 @@ CREATE TABLE rfid_accuracy (
     expected   INTEGER NOT NULL,
     variance   INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE rfid_basket_tags (
+    basket_id TEXT NOT NULL,
+    line_no   INTEGER NOT NULL,
+    epc       TEXT NOT NULL,
+    PRIMARY KEY (basket_id, line_no)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX rfid_basket_tags_epc ON rfid_basket_tags (basket_id, epc);
 
 CREATE TABLE rfid_exit_alerts (
     epc        TEXT PRIMARY KEY,

@@ -148,9 +148,9 @@ async def make_rig(short_dir: Path) -> AsyncIterator[Callable[..., Any]]:
             ledger.write_blocking(seed_catalog)
         services = AgentServices(config=config, ledger=ledger)
         clock = Clock(time.time())  # the retail service stamps sales with the real time
-        engine = RfidEngine(services, clock=clock)
-        await engine.start()
         retail = RetailService(ledger, config.store, hub=services.hub)
+        engine = RfidEngine(services, retail=retail, clock=clock)
+        await engine.start()
         return Rig(services, ledger, engine, retail, clock)
 
     yield factory

@@ -3,6 +3,8 @@ exit alerts, restart, bad input."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +241,67 @@ async def test_floor_sightings_and_retention(make_rig: Any) -> None:
     assert await rig.engine.apply_retention() == 1
     assert rig.ledger.read_blocking(lambda c: c.execute(
         "SELECT count(*) FROM rfid_floor").fetchone()[0]) == 0
+
+
+async def test_tags_read_at_a_till_are_sold_by_serial(make_rig: Any) -> None:
+    till = {"kind": "uhf", "name": "till-uhf", "port": "/dev/null", "mode": "sale",
+            "terminal": "T9"}
+    rig = await make_rig(devices=[till, uhf("floor-1", "inventory", "floor")])
+    await rig.receive({SKU_A: 5, SKU_B: 5})
+    shirt, trousers = epc_hex(A, 41), epc_hex(B, 42)
+    rig.tag("till-uhf", shirt)
+    rig.tag("till-uhf", trousers)
+    rig.tag("till-uhf", shirt)  # left the field and came back: one item
+    rig.tag("till-uhf", "E28011700000020F1A2B3C4D")  # not merchandise
+    assert rig.engine.figures()["till_pending"] == 3
+    run = asyncio.create_task(rig.engine.run(), name="test.rfid")
+
+    def done(figures: dict[str, Any]) -> bool:
+        return bool(figures["till_tags"] + figures["till_repeats"] >= 3)
+
+    try:
+        async with asyncio.timeout(30):
+            while not done(rig.engine.figures()):
+                assert not run.done(), run
+                await asyncio.sleep(0.01)
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    basket = await rig.retail.basket("T9")
+    assert basket is not None
+    assert [(x["sku"], x["qty"]) for x in basket["lines"]] == [(SKU_A, 1), (SKU_B, 1)]
+    assert rig.engine.figures()["till_repeats"] == 1
+    sale = (await rig.retail.basket_checkout("T9")).body
+    assert {(x["sku"], x.get("serial")) for x in sale["lines"]} == {(SKU_A, "41"),
+                                                                    (SKU_B, "42")}
+    sold = rig.ledger.read_blocking(lambda c: {str(r[0]) for r in c.execute(
+        "SELECT epc FROM rfid_sold WHERE returned_at IS NULL")})
+    assert sold == {shirt, trousers}
+    assert rig.ledger.read_blocking(lambda c: c.execute(
+        "SELECT count(*) FROM rfid_basket_tags").fetchone()[0]) == 0
+    # The sold shirt read at the till again (in the shopper's bag): refused, published.
+    async with rig.services.hub.subscribe({"scan_rejected"}) as queue:
+        assert await rig.engine.till_tag("T9", shirt) is None
+        _, rejected = queue.get_nowait()
+    assert rejected["reason"] == "tag_sold"
+    # A cancelled basket's tag rows go with the retention pass.
+    await rig.engine.till_tag("T9", epc_hex(A, 43))
+    await rig.retail.basket_cancel("T9")
+    await rig.engine.apply_retention()
+    assert rig.ledger.read_blocking(lambda c: c.execute(
+        "SELECT count(*) FROM rfid_basket_tags").fetchone()[0]) == 0
+
+
+async def test_floor_and_sold_sets_are_bounded(make_rig: Any) -> None:
+    rig = await make_rig(max_floor_epcs=1000, max_sold_epcs=1000)
+    for n in range(1005):
+        rig.clock.now += 0.001
+        rig.tag("floor-1", epc_hex(A, n))
+    await rig.engine.flush_floor()
+    assert await rig.engine.apply_retention() == 5
+    kept = rig.ledger.read_blocking(lambda c: {str(r[0]) for r in c.execute(
+        "SELECT epc FROM rfid_floor")})
+    assert len(kept) == 1000
+    assert epc_hex(A, 0) not in kept  # the oldest sightings go first
+    assert epc_hex(A, 1004) in kept
