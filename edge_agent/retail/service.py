@@ -38,7 +38,7 @@ from edge_agent.retail.requests import (
     SaleRequest,
     TransferRequest,
 )
-from edge_agent.retail.tagged import check_return_tags, serialise_lines
+from edge_agent.retail.tagged import check_return_tags, serialise_lines, tag_item
 from edge_agent.rfid import store as rfid_store
 from edge_agent.rfid import till as rfid_till
 from edge_agent.rfid.serials import parse_epc
@@ -185,7 +185,11 @@ class RetailService:
         for index, line in enumerate(request.lines):
             given = parse_money(line.unit_price) if line.unit_price is not None else None
             if line.sku is None and line.gtin is None and line.barcode is None:
-                priced.append(self._price_tag_line(view, line.epc or "", given, index))
+                tag, tagged = tag_item(view, line.epc or "", f"lines[{index}]")
+                self._check_currency(tagged.currency, index)
+                priced.append(ops.PricedLine(tagged.sku, 1,
+                                             tagged.price if given is None else given,
+                                             gtin=tag.gtin))
                 continue
             if line.sku is not None:
                 item = view.item(line.sku)
@@ -224,19 +228,6 @@ class RetailService:
                 line_total=scanned.line_total if line.qty is None else None,
             ))
         return priced
-
-    def _price_tag_line(self, view: CatalogView, epc: str, given: Decimal | None,
-                        index: int) -> ops.PricedLine:
-        """A line given by its EPC alone: the tag's GTIN names the item."""
-        tag = parse_epc(epc, f"lines[{index}]")
-        sku = view.sku_for_gtin(tag.gtin)
-        item = view.item(sku) if sku is not None else None
-        if item is None:
-            raise OperationError("unknown_sku", f"lines[{index}]: no catalog item for the "
-                                 f"tag's GTIN {tag.gtin}", status=422)
-        self._check_currency(item.currency, index)
-        return ops.PricedLine(item.sku, 1, given if given is not None else item.price,
-                              gtin=tag.gtin)
 
     def _check_currency(self, currency: str, index: int | None) -> None:
         if currency != self.currency:
@@ -620,16 +611,12 @@ class RetailService:
         ``epc``: a tag read at the till (one item, known by its serial; edge_agent.rfid)."""
         def run(tx: Tx) -> dict[str, Any]:
             view = CatalogView(tx.query)
-            tag = parse_epc(epc, "epc") if epc is not None else None
+            tag = None
             fixed_qty: int | None
             gtin: str | None
-            if tag is not None:
-                tag_sku = view.sku_for_gtin(tag.gtin)
-                found_tag = view.item(tag_sku) if tag_sku is not None else None
-                if found_tag is None:
-                    raise OperationError("unknown_sku", f"no catalog item for the tag's GTIN "
-                                         f"{tag.gtin}", status=422)
-                item, gtin, fixed_qty, fixed_total = found_tag, tag.gtin, 1, None
+            if epc is not None:
+                tag, item = tag_item(view, epc, "epc")
+                gtin, fixed_qty, fixed_total = tag.gtin, 1, None
             elif code is not None:
                 scanned = scan_code(view, code, self.region)
                 item, gtin = scanned.item, scanned.gtin

@@ -13,7 +13,18 @@ from edge_agent.retail.catalog import CatalogView
 from edge_agent.retail.requests import SaleLineIn
 from edge_agent.rfid.serials import SoldTag, parse_epc
 
-__all__ = ["check_return_tags", "serialise_lines"]
+__all__ = ["check_return_tags", "serialise_lines", "tag_item"]
+
+
+def tag_item(view: CatalogView, epc: str, where: str) -> tuple[SoldTag, ops.CatalogItem]:
+    """The tag and the catalog item its GTIN names (``invalid_epc``, ``unknown_sku``)."""
+    tag = parse_epc(epc, where)
+    sku = view.sku_for_gtin(tag.gtin)
+    item = view.item(sku) if sku is not None else None
+    if item is None:
+        raise OperationError("unknown_sku", f"{where}: no catalog item for the tag's GTIN "
+                             f"{tag.gtin}", status=422)
+    return tag, item
 
 
 def _same_item(view: CatalogView, tag: SoldTag, sku: str, where: str) -> None:

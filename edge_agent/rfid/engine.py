@@ -2,12 +2,14 @@
 ``unsold_tag_exit`` alerts out.
 
 The router calls :meth:`RfidEngine.handle` (synchronously, on the loop) for every tag
-event of a UHF reader whose role is ``inventory`` or ``door``; ``handle`` only updates
-memory. Open counts live in memory (:class:`~edge_agent.rfid.tally.CountSession`);
-closing one is one ledger transaction (the counting rule in :mod:`edge_agent.rfid.tally`).
-:meth:`RfidEngine.run` ticks once a second: it saves floor sightings, judges door
-sightings that are ``rfid.exit_hold_s`` old (one transaction), and applies retention
-hourly. A count open when the agent stops is aborted (its reads were in memory).
+event of a UHF reader whose role is ``inventory`` or ``door``, or whose mode is ``sale``
+(a till); ``handle`` only updates memory. Open counts live in memory
+(:class:`~edge_agent.rfid.tally.CountSession`); closing one is one ledger transaction
+(:func:`~edge_agent.rfid.transactions.close_op`). :meth:`RfidEngine.run` ticks once a
+second: it saves floor sightings, judges door sightings that are ``rfid.exit_hold_s`` old
+(one transaction), and applies retention hourly; its till worker adds tags read at a till
+to the terminal's basket. A count open when the agent stops is aborted (its reads were in
+memory).
 
 Privacy: merchandise EPCs are not personal data, but nothing here ever sees a shopper's
 pseudonym or customer id, and tags that are not SGTINs (loyalty cards) are only counted.
@@ -20,7 +22,6 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import structlog
@@ -28,11 +29,12 @@ import structlog
 from drivers.events import TagEvent
 from edge_agent.errors import EdgeAgentError, OperationError
 from edge_agent.ledger import Tx
-from edge_agent.retail import RetailService, ops
+from edge_agent.retail import RetailService
 from edge_agent.rfid import store
-from edge_agent.rfid.tally import CountSession, count_facts, tally
+from edge_agent.rfid.tally import CountSession
+from edge_agent.rfid.transactions import DoorSighting, close_op, iso, judge_op
 from edge_agent.services import AgentServices
-from sync.wire import canonical_json, format_ts, new_uuid
+from sync.wire import new_uuid
 
 log = structlog.get_logger("edge_agent.rfid")
 
@@ -64,14 +66,6 @@ class RfidDevice(Protocol):
     def terminal(self) -> str | None: ...
 
 
-def iso(seconds: float) -> str:
-    return format_ts(datetime.fromtimestamp(seconds, UTC))
-
-
-def _event(appended: Any) -> dict[str, Any]:
-    return {"epoch": appended.epoch, "seq": appended.seq, "id": appended.id, "ts": appended.ts}
-
-
 class RfidEngine:
     def __init__(self, services: AgentServices, *, retail: RetailService | None = None,
                  clock: Callable[[], float] = time.time, tick_s: float = 1.0) -> None:
@@ -88,7 +82,7 @@ class RfidEngine:
         self.zones = sorted(set(self.inventory.values()))
         self._counts: dict[str, CountSession] = {}
         self._floor: dict[str, tuple[str, str, float]] = {}
-        self._door: dict[str, tuple[str, str | None, str, str, float]] = {}
+        self._door: dict[str, DoorSighting] = {}
         self._last_retention = float("-inf")
         self._lock = asyncio.Lock()
         self._figures: dict[str, int] = dict.fromkeys((
@@ -314,7 +308,8 @@ class RfidEngine:
                     "it and count smaller zones, or raise the limit", status=409)
             del self._counts[count_id]  # no read reaches it from now on
             try:
-                body = await self._ledger.write(lambda tx: self._close_op(tx, session))
+                now = self._clock()
+                body = await self._ledger.write(lambda tx: close_op(tx, session, now))
             except BaseException:
                 self._counts[count_id] = session
                 raise
@@ -323,45 +318,6 @@ class RfidEngine:
                                                   if k not in {"lines", "unknown_gtins"}})
         log.info("rfid count closed", count_id=count_id, tags=body["tags"],
                  skus=len(body["lines"]), sold_excluded=body["sold_excluded"])
-        return body
-
-    def _close_op(self, tx: Tx, session: CountSession) -> dict[str, Any]:
-        now = self._clock()
-        counted_at = iso(now)
-        epcs = session.epcs
-        sold = store.sold_among(tx.query, epcs.keys())
-        sku_of = store.skus_for_gtins(tx.query, {gtin for gtin, _ in epcs.values()})
-        result = tally(epcs, sold, sku_of, store.located(tx.query), session.zones)
-        expected = {sku: tx.on_hand(sku) for sku in result.counted}
-        zones = sorted(session.zones) if session.zones is not None else None
-        facts = count_facts(session.count_id, result, expected, counted_at=counted_at,
-                            zones=zones, session=session)
-        events = [_event(tx.append(f.type, f.data, stock=f.stock)) for f in facts]
-        store.save_floor(tx, [(epc, gtin, sku_of.get(gtin), zone, now)
-                              for epc, (gtin, zone) in epcs.items() if epc not in sold])
-        lines = [{"sku": sku, "counted": qty, "expected": expected[sku],
-                  "variance": qty - expected[sku]} for sku, qty in result.counted.items()]
-        tx.executemany(
-            "INSERT INTO rfid_accuracy (sku, counted_ts, count_id, counted, expected, variance) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sku) DO UPDATE SET "
-            "counted_ts = excluded.counted_ts, count_id = excluded.count_id, "
-            "counted = excluded.counted, expected = excluded.expected, "
-            "variance = excluded.variance",
-            [(x["sku"], counted_at, session.count_id, x["counted"], x["expected"],
-              x["variance"]) for x in lines])
-        body: dict[str, Any] = {
-            "count_id": session.count_id, "status": "closed", "counted_at": counted_at,
-            "zones": zones, "scope": "zones" if zones is not None else "store",
-            "opened_at": iso(session.opened_at), "reads": session.reads,
-            "tags": session.distinct, "non_sgtin_reads": session.non_sgtin_reads,
-            "sold_excluded": result.sold_excluded,
-            "unknown_gtins": [{"gtin": g, "tags": n}
-                              for g, n in sorted(result.unknown_gtins.items())],
-            "lines": lines, "events": events,
-        }
-        tx.execute("UPDATE rfid_counts SET status = 'closed', closed_at = ?, seq = ?, "
-                   "result = ? WHERE count_id = ?",
-                   (now, events[0]["seq"], canonical_json(body).decode(), session.count_id))
         return body
 
     # -- periodic work ------------------------------------------------------------------------
@@ -409,27 +365,7 @@ class RfidEngine:
             return []
         grace_s = self._cfg.exit_grace_min * 60.0
 
-        def op(tx: Tx) -> tuple[list[dict[str, Any]], dict[str, int]]:
-            alerts: list[dict[str, Any]] = []
-            ignored: dict[str, int] = {}
-            sku_of = store.skus_for_gtins(tx.query, {row[0] for row in due.values()})
-            for epc, (gtin, serial, door, zone, seen) in due.items():
-                sku = sku_of.get(gtin)
-                if sku is None:  # not this chain's merchandise (a tag from another shop)
-                    ignored["foreign"] = ignored.get("foreign", 0) + 1
-                    continue
-                verdict = store.exit_verdict(tx, epc, now, grace_s)
-                if verdict is not None:
-                    ignored[verdict] = ignored.get(verdict, 0) + 1
-                    continue
-                data = {"kind": "unsold_tag_exit", "door": door, "zone": zone, "epc": epc,
-                        "gtin": gtin, "serial": serial, "sku": sku, "seen_at": iso(seen),
-                        "on_floor": store.on_floor(tx, epc)}
-                fact = ops.Fact("alert", data)
-                alerts.append({**data, "event": _event(tx.append(fact.type, fact.data))})
-            return alerts, ignored
-
-        alerts, ignored = await self._ledger.write(op)
+        alerts, ignored = await self._ledger.write(lambda tx: judge_op(tx, due, now, grace_s))
         for epc in due:
             self._door.pop(epc, None)
         figures = self._figures
