@@ -7,24 +7,26 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from edge_agent.errors import OperationError
-from edge_agent.retail.requests import Ident
+from edge_agent.retail.requests import no_card_data
 from edge_agent.rfid.engine import ENGINE_EXTRA, RfidEngine
 from edge_agent.services import AgentServices
 
 router = APIRouter(prefix="/v1/rfid", tags=["rfid"])
 
 Zone = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-CountId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")]
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"  # an Ident without "/": it is a path segment
+CountId = Annotated[str, Path(pattern=ID_PATTERN)]
+NewCountId = Annotated[str, StringConstraints(pattern=ID_PATTERN), AfterValidator(no_card_data)]
 
 
 class CountOpenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     zones: Annotated[list[Zone], Field(min_length=1, max_length=100)] | None = None
     """Omitted: the whole store (every inventory zone)."""
-    count_id: Ident | None = None
+    count_id: NewCountId | None = None
 
 
 def get_engine(request: Request) -> RfidEngine:
