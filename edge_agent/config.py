@@ -10,6 +10,7 @@ read from a file (``*_file``) or from a systemd credential (``LoadCredential=``,
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -229,13 +230,18 @@ class Routing(BaseModel):
     terminal: str | None = None
     role: Literal["door", "presence", "inventory"] | None = None
     """``inventory``: a UHF reader counting merchandise in ``zone`` (edge_agent.rfid)."""
-    zone: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "entrance"
+    zone: Annotated[str, Field(min_length=1, max_length=64)] = "entrance"
 
     @model_validator(mode="after")
     def _inventory_needs_uhf(self) -> Routing:
-        if self.role == "inventory" and getattr(self, "kind", None) != "uhf":
+        if self.role != "inventory":
+            return self
+        if getattr(self, "kind", None) != "uhf":
             raise ValueError('role "inventory" needs a UHF reader (kind = "uhf"): only UHF '
                              "readers decode merchandise tags (SGTIN-96)")
+        if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.zone) is None:
+            raise ValueError(f"zone {self.zone!r} of an inventory reader must be 1-64 of "
+                             "[A-Za-z0-9_-] (counts name their zones in the API)")
         return self
 
 
