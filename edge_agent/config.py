@@ -312,6 +312,11 @@ class RfidSection(_Section):
     max_count_epcs: Annotated[int, Field(ge=100, le=10_000_000)] = 1_000_000
     """Distinct EPCs one open count holds in memory (further new tags are counted as
     ``overflow`` and the count refuses to close as complete)."""
+    count_barcode: Annotated[str, Field(min_length=3, max_length=64)] = "CTL-RFID-COUNT"
+    """Scanned on any scanner: open a store count; ``CTL-RFID-COUNT:ZONE`` one zone."""
+    close_barcode: Annotated[str, Field(min_length=3, max_length=64)] = "CTL-RFID-CLOSE"
+    """Close the count the last count barcode opened."""
+    cancel_barcode: Annotated[str, Field(min_length=3, max_length=64)] = "CTL-RFID-CANCEL"
 
 
 class LoggingSection(_Section):

@@ -189,6 +189,7 @@ class Agent:
         self._scan_handler: Callable[[Any, ScanEvent], Awaitable[None]] | None = None
         self._presence_handler: Callable[[Any, Any], None] | None = None
         self._rfid_handler: Callable[[Any, TagEvent], None] | None = None
+        self._rfid_scan: Callable[[str, str], Awaitable[bool]] | None = None
         self._probe: sqlite3.Connection | None = None
         self._api_ready = asyncio.Event()
         self._extra_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
@@ -284,6 +285,7 @@ class Agent:
         rfid = RfidEngine(self.services, retail=retail)
         await rfid.start()  # aborts counts left open by the last run
         self._rfid_handler = rfid.handle
+        self._rfid_scan = rfid.control_scan
         self._extra_tasks.append(("rfid", rfid.run))
         self._extra_tasks.append(("housekeeping", lambda: self._housekeeping(retail)))
         app = create_app(self.services, retail=retail)
@@ -318,6 +320,8 @@ class Agent:
                                    "detail": event.detail})
         elif isinstance(event, ScanEvent):
             self.services.count("scans")
+            if self._rfid_scan is not None and await self._rfid_scan(device.name, event.code):
+                return  # an RFID count control barcode (rfid.count_barcode, ...)
             if self._scan_handler is not None and device.mode is not None:
                 await self._scan_handler(device, event)
             else:

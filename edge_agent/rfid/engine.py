@@ -84,6 +84,7 @@ class RfidEngine:
         self._floor: dict[str, tuple[str, str, float]] = {}
         self._door: dict[str, DoorSighting] = {}
         self._last_retention = float("-inf")
+        self._barcode_counts: list[str] = []
         self._lock = asyncio.Lock()
         self._figures: dict[str, int] = dict.fromkeys((
             "tag_events", "count_reads", "non_sgtin_reads", "floor_sightings", "floor_shed",
@@ -205,6 +206,50 @@ class RfidEngine:
         figures["till_tags"] += 1
         return basket
 
+    # -- control barcodes ----------------------------------------------------------------------
+    async def control_scan(self, device: str, code: str) -> bool:
+        """A scanned RFID control barcode (``rfid.count_barcode[:ZONE]``, ``close_barcode``,
+        ``cancel_barcode``): act on it and publish the outcome; False for any other code."""
+        cfg = self._cfg
+        code = code.strip()
+        action: str
+        if code == cfg.count_barcode or code.startswith(cfg.count_barcode + ":"):
+            action = "open"
+        elif code in (cfg.close_barcode, cfg.cancel_barcode):
+            action = "close" if code == cfg.close_barcode else "cancel"
+        else:
+            return False
+        hub = self._services.hub
+        try:
+            await self._control(action, code)  # each action publishes ``rfid_count``
+        except OperationError as exc:
+            hub.publish("scan_rejected", {"device": device, "mode": "rfid", "reason": exc.code,
+                                          "message": str(exc)})
+        return True
+
+    def _publish(self, action: str, view: dict[str, Any]) -> None:
+        """``rfid_count`` on the hub: a count opened, closed or cancelled (no per-SKU lines)."""
+        self._services.hub.publish("rfid_count", {"action": action, **{
+            k: v for k, v in view.items() if k not in {"lines", "per_gtin", "unknown_gtins"}}})
+
+    async def _control(self, action: str, code: str) -> dict[str, Any]:
+        if action == "open":
+            prefix = self._cfg.count_barcode
+            zone = code[len(prefix) + 1:] if code != prefix else None
+            view = await self.open_count([zone] if zone else None)
+            self._barcode_counts.append(view["count_id"])
+            return view
+        # Counts closed or cancelled another way (API, CLI) are no longer the barcode's.
+        self._barcode_counts = [c for c in self._barcode_counts if c in self._counts]
+        if not self._barcode_counts:
+            raise OperationError("no_barcode_count", "no open count was opened by barcode",
+                                 status=409)
+        count_id = self._barcode_counts[-1]
+        view = await (self.close_count(count_id) if action == "close"
+                      else self.cancel_count(count_id))
+        self._barcode_counts.remove(count_id)
+        return view
+
     # -- counts -------------------------------------------------------------------------------
     def _check_zones(self, zones: Sequence[str] | None) -> frozenset[str] | None:
         if not self.zones:
@@ -240,7 +285,9 @@ class RfidEngine:
             await self._ledger.write(op)
             self._counts[count_id] = CountSession(count_id, wanted, now, self._cfg.max_count_epcs)
         log.info("rfid count opened", count_id=count_id, zones=zones_json or "store")
-        return self._live_view(self._counts[count_id])
+        view = self._live_view(self._counts[count_id])
+        self._publish("open", view)
+        return view
 
     def _live_view(self, session: CountSession) -> dict[str, Any]:
         return {
@@ -281,7 +328,9 @@ class RfidEngine:
                 "UPDATE rfid_counts SET status = 'cancelled', closed_at = ? "
                 "WHERE count_id = ? AND status = 'open'", (now, count_id)))
             self._counts.pop(count_id, None)
-        return await self.count_view(count_id)
+        view = await self.count_view(count_id)
+        self._publish("cancel", view)
+        return view
 
     async def _settled(self, count_id: str) -> dict[str, Any]:
         """A count that is not open: its stored view, or 404."""
@@ -314,8 +363,7 @@ class RfidEngine:
                 self._counts[count_id] = session
                 raise
         self._figures["counts_closed"] += 1
-        self._services.hub.publish("rfid_count", {k: v for k, v in body.items()
-                                                  if k not in {"lines", "unknown_gtins"}})
+        self._publish("close", body)
         log.info("rfid count closed", count_id=count_id, tags=body["tags"],
                  skus=len(body["lines"]), sold_excluded=body["sold_excluded"])
         return body

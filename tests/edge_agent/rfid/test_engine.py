@@ -305,3 +305,26 @@ async def test_floor_and_sold_sets_are_bounded(make_rig: Any) -> None:
     assert len(kept) == 1000
     assert epc_hex(A, 0) not in kept  # the oldest sightings go first
     assert epc_hex(A, 1004) in kept
+
+
+async def test_control_barcodes_open_close_and_cancel_counts(make_rig: Any) -> None:
+    rig = await make_rig()
+    async with rig.services.hub.subscribe({"rfid_count", "scan_rejected"}) as queue:
+        assert not await rig.engine.control_scan("till-1", "5901234123457")  # not ours
+        assert await rig.engine.control_scan("till-1", "CTL-RFID-CLOSE")
+        assert queue.get_nowait()[1]["reason"] == "no_barcode_count"
+        assert await rig.engine.control_scan("till-1", "CTL-RFID-COUNT:attic")
+        assert queue.get_nowait()[1]["reason"] == "unknown_zone"
+        assert await rig.engine.control_scan("till-1", "CTL-RFID-COUNT:floor")
+        topic, opened = queue.get_nowait()
+        assert (topic, opened["action"], opened["zones"]) == ("rfid_count", "open", ["floor"])
+        rig.tag("floor-1", epc_hex(A, 1))
+        assert await rig.engine.control_scan("till-1", " CTL-RFID-CLOSE ")
+        _, closed = queue.get_nowait()
+        assert (closed["action"], closed["status"], closed["tags"]) == ("close", "closed", 1)
+        assert await rig.engine.control_scan("till-1", "CTL-RFID-COUNT")  # whole store
+        _, store_count = queue.get_nowait()
+        assert store_count["scope"] == "store"
+        assert await rig.engine.control_scan("till-1", "CTL-RFID-CANCEL")
+        assert queue.get_nowait()[1]["status"] == "cancelled"
+    assert rig.on_hand()[SKU_A] == 1

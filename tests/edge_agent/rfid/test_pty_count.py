@@ -54,6 +54,8 @@ async def running_agent(home: Path, sim: Simulator, broker: Broker) -> AsyncIter
              "zone": "floor", "dedup_window_s": 5.0},
             {"kind": "uhf", "name": "door-uhf", "port": ports["door-uhf"], "role": "door",
              "zone": "entrance"},
+            {"kind": "serial_scanner", "name": "scan-1", "port": ports["scan-1"],
+             "suffix": "CR"},
         ],
         "rfid": {"exit_hold_s": 0.2, "exit_grace_min": 10},
         "logging": {"level": "warning"},
@@ -141,12 +143,22 @@ async def test_rfid_count_through_the_pty_equals_the_truth(short_dir: Path,
     async with Simulator(short_dir / "dev", uhf_round_s=0.5) as sim:
         sim.add_uhf("floor-1")
         sim.add_uhf("door-uhf")
+        sim.add_scanner("scan-1", suffix="CR")
         await sim.start()
         async with running_agent(short_dir, sim, broker) as (agent, api):
             statuses = agent.services.device_statuses
             r = await api.post("/v1/receipts", headers={"Idempotency-Key": "rcv-1"}, json={
                 "lines": [{"sku": s, "qty": q} for s, q in sorted(received.items())]})
             assert r.status_code == 201, r.text
+            # Control barcodes on a scanner open and cancel a count, through the router.
+            async def statuses_are(*wanted: str) -> bool:
+                counts = (await api.get("/v1/rfid/counts")).json()["counts"]
+                return [c["status"] for c in counts] == list(wanted)
+
+            sim.scan("scan-1", "CTL-RFID-COUNT:floor")
+            await until(lambda: statuses_are("open"), "a count opened by barcode")
+            sim.scan("scan-1", "CTL-RFID-CANCEL")
+            await until(lambda: statuses_are("cancelled"), "the barcode count cancelled")
             r = await api.post("/v1/rfid/counts", json={"zones": ["floor"],
                                                         "count_id": "pty-count"})
             assert r.status_code == 201, r.text
