@@ -238,6 +238,28 @@ async def test_rfid_count_through_the_pty_equals_the_truth(short_dir: Path,
                 sent = await asyncio.wait_for(alert_from(mqtt.messages), 60)
                 assert sent["data"]["epc"] == unsold
                 assert sent["data"]["sku"] == population[unsold]
+            # Both tags leave the reader's field; the unsold one passes again later: still
+            # the one alert (the reader reports it present anew after its 2 s window).
+            sim.uhf_tag_gone("door-uhf", bytes.fromhex(unsold))
+            sim.uhf_tag_gone("door-uhf", bytes.fromhex(gone))
+
+            async def quiet(seen: list[int]) -> bool:
+                reads = statuses["door-uhf"].reads
+                if reads == seen[0]:  # nothing read for 2.5 s: both reported gone
+                    return True
+                seen[0] = reads
+                await asyncio.sleep(2.5)
+                return False
+
+            last_reads = [-1]
+            await until(lambda: quiet(last_reads), "the door reader to go quiet")
+            sim.uhf_tag_present("door-uhf", bytes.fromhex(unsold))
+
+            async def judged_again() -> bool:
+                live = (await api.get("/v1/rfid/accuracy")).json()["live"]
+                return bool(live["exit_ignored_repeat"] >= 1)
+
+            await until(judged_again, "the tag's second pass to be judged")
             alerts = agent.services.ledger.read_blocking(lambda c: [
                 json.loads(bytes(x[0])) for x in c.execute(
                     "SELECT payload FROM events WHERE type = 'alert'")])
