@@ -42,8 +42,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LAST_RUN = Path(__file__).resolve().parent / "last-run.json"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
+# A module not in ADAPTERS below supplies its own ``rows(figures)`` (bench/<name>.py).
 ORDER = ("ceilings", "ledger", "drivers", "sync", "reconnect", "api", "visitors", "central",
-         "footprint", "scaling", "carddata")
+         "footprint", "scaling", "carddata", "rfid")
 TIMEOUT_S = {"full": 2400.0, "quick": 900.0, "tiny": 180.0}
 P99_TARGET_MS = 100.0
 
@@ -266,29 +267,26 @@ def footprint_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     return footprint.rows(f)
 
 
-def reconnect_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
-    from bench import reconnect  # noqa: PLC0415
-
-    return reconnect.rows(f)
-
-
 def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     from bench import scaling  # noqa: PLC0415
 
     return scaling.rows(f)
 
 
-def carddata_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
-    from bench import carddata  # noqa: PLC0415
-
-    return carddata.rows(f)
+def module_rows(name: str) -> Callable[[dict[str, Any], dict[str, Any]], list[Row]] | None:
+    """The ``rows(figures)`` of ``bench/<name>.py``, if it has one."""
+    try:
+        module = importlib.import_module(f"bench.{name}")
+    except ImportError:
+        return None
+    rows = getattr(module, "rows", None)
+    return None if rows is None else lambda f, _c: list(rows(f))
 
 
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
     "sync": sync_rows, "api": api_rows, "central": central_rows, "visitors": visitors_rows,
-    "footprint": footprint_rows, "scaling": scaling_rows, "reconnect": reconnect_rows,
-    "carddata": carddata_rows,
+    "footprint": footprint_rows, "scaling": scaling_rows,
 }
 
 
@@ -297,7 +295,7 @@ def rows_for(name: str, document: dict[str, Any], ceilings: dict[str, Any]) -> l
     if "error" in document:
         return [error_row(name, str(document["error"]))]
     figures = document.get("ok", {})
-    adapter = ADAPTERS.get(name)
+    adapter = ADAPTERS.get(name) or module_rows(name)
     if adapter is not None:
         try:
             return adapter(figures, ceilings)

@@ -10,6 +10,7 @@ read from a file (``*_file``) or from a systemd credential (``LoadCredential=``,
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -252,8 +253,21 @@ class Routing(BaseModel):
 
     mode: Literal["sale", "receive", "count", "lookup"] | None = None
     terminal: str | None = None
-    role: Literal["door", "presence"] | None = None
-    zone: str = "entrance"
+    role: Literal["door", "presence", "inventory"] | None = None
+    """``inventory``: a UHF reader counting merchandise in ``zone`` (edge_agent.rfid)."""
+    zone: Annotated[str, Field(min_length=1, max_length=64)] = "entrance"
+
+    @model_validator(mode="after")
+    def _inventory_needs_uhf(self) -> Routing:
+        if self.role != "inventory":
+            return self
+        if getattr(self, "kind", None) != "uhf":
+            raise ValueError('role "inventory" needs a UHF reader (kind = "uhf"): only UHF '
+                             "readers decode merchandise tags (SGTIN-96)")
+        if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.zone) is None:
+            raise ValueError(f"zone {self.zone!r} of an inventory reader must be 1-64 of "
+                             "[A-Za-z0-9_-] (counts name their zones in the API)")
+        return self
 
 
 class SerialScannerDevice(SerialScannerSettings, Routing):
@@ -307,6 +321,29 @@ class VisitorsSection(_Section):
     presence_dedup_s: Seconds = 10.0
 
 
+class RfidSection(_Section):
+    """Item-level RFID (``edge_agent.rfid``): counts, sold serials, exit alerts."""
+
+    exit_grace_min: Annotated[float, Field(ge=0, le=24 * 60)] = 10.0
+    """No ``unsold_tag_exit`` alert for a tag returned this recently, and at most one
+    alert per tag in this window."""
+    exit_hold_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    """A door sighting is judged this long after it, so a sale being rung up at a till
+    beside the door commits first."""
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    """Seen-on-floor and sold EPCs older than this are forgotten."""
+    max_floor_epcs: Annotated[int, Field(ge=1000, le=50_000_000)] = 2_000_000
+    max_sold_epcs: Annotated[int, Field(ge=1000, le=50_000_000)] = 2_000_000
+    max_count_epcs: Annotated[int, Field(ge=100, le=10_000_000)] = 1_000_000
+    """Distinct EPCs one open count holds in memory (further new tags are counted as
+    ``overflow`` and the count refuses to close as complete)."""
+    count_barcode: Annotated[str, Field(min_length=3, max_length=64)] = "CTL-RFID-COUNT"
+    """Scanned on any scanner: open a store count; ``CTL-RFID-COUNT:ZONE`` one zone."""
+    close_barcode: Annotated[str, Field(min_length=3, max_length=64)] = "CTL-RFID-CLOSE"
+    """Close the count the last count barcode opened."""
+    cancel_barcode: Annotated[str, Field(min_length=3, max_length=64)] = "CTL-RFID-CANCEL"
+
+
 class LoggingSection(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -322,6 +359,7 @@ class Config(_Section):
     devices: list[DeviceConfig] = Field(default_factory=list)
     controls: ControlBarcodes = ControlBarcodes()
     visitors: VisitorsSection = VisitorsSection()
+    rfid: RfidSection = RfidSection()
     logging: LoggingSection = LoggingSection()
     source: Path | None = Field(default=None, exclude=True)
 

@@ -43,6 +43,7 @@ from edge_agent.logs import configure_logging
 from edge_agent.notify import SystemdNotifier, watchdog_interval_s
 from edge_agent.retail.scanmodes import ScanModes
 from edge_agent.retail.service import RetailService
+from edge_agent.rfid.engine import RfidEngine
 from edge_agent.services import AgentServices
 from edge_agent.sync_adapter import LedgerStorePort
 from edge_agent.visitors.engine import VisitorsEngine
@@ -186,6 +187,8 @@ class Agent:
         self._stop = asyncio.Event()
         self._scan_handler: Callable[[Any, ScanEvent], Awaitable[None]] | None = None
         self._presence_handler: Callable[[Any, Any], None] | None = None
+        self._rfid_handler: Callable[[Any, TagEvent], None] | None = None
+        self._rfid_scan: Callable[[str, str], Awaitable[bool]] | None = None
         self._api_ready = asyncio.Event()
         self._extra_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
@@ -260,6 +263,11 @@ class Agent:
         await engine.start()  # closes visits left open by the last run
         self._presence_handler = engine.handle
         self._extra_tasks.append(("visitors", engine.run))
+        rfid = RfidEngine(self.services, retail=retail)
+        await rfid.start()  # aborts counts left open by the last run
+        self._rfid_handler = rfid.handle
+        self._rfid_scan = rfid.control_scan
+        self._extra_tasks.append(("rfid", rfid.run))
         self._extra_tasks.append(("housekeeping", lambda: self._housekeeping(retail)))
         app = create_app(self.services, retail=retail)
         self._extra_tasks.append(
@@ -293,6 +301,8 @@ class Agent:
                                    "detail": event.detail})
         elif isinstance(event, ScanEvent):
             self.services.count("scans")
+            if self._rfid_scan is not None and await self._rfid_scan(device.name, event.code):
+                return  # an RFID count control barcode (rfid.count_barcode, ...)
             if self._scan_handler is not None and device.mode is not None:
                 await self._scan_handler(device, event)
             else:
@@ -305,6 +315,14 @@ class Agent:
             else:
                 # Raw tag and beacon ids never leave the process, not even to the hub.
                 hub.publish("presence", {"device": device.name, "present": event.present})
+            # Merchandise tags of inventory, door and till UHF readers: counts, exit alerts,
+            # baskets.
+            if isinstance(event, TagEvent) and self._rfid_handler is not None and (
+                    device.role in ("inventory", "door")
+                    or (device.role is None and device.mode == "sale")):
+                self._rfid_handler(device, event)
+                if device.role == "inventory":
+                    return
             # A door counter is a door even when its entry says no role.
             if self._presence_handler is not None and (
                     device.role is not None or isinstance(event, DoorEvent)):

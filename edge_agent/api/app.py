@@ -68,6 +68,7 @@ from edge_agent.retail.requests import (
     SessionScanIn,
     TransferRequest,
 )
+from edge_agent.rfid.api import router as rfid_router
 from edge_agent.services import AgentServices, SyncControl
 from edge_agent.visitors.api import router as visitors_router
 from sync.errors import WireFormatError
@@ -496,6 +497,7 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     # Visitors and footfall (edge_agent.visitors reads app.state.services).
     app.include_router(visitors_router)
     app.include_router(recalls_router)
+    app.include_router(rfid_router)  # RFID counts and accuracy (edge_agent.rfid)
 
     # -- status and ops ---------------------------------------------------------------------------
     @app.get("/v1/status", tags=["ops"])

@@ -43,6 +43,8 @@ class PricedLine:
     unit_price: Decimal
     gtin: str | None = None
     line_total: Decimal | None = None
+    epc: str | None = None
+    serial: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class ReturnLine:
     qty: int
     restock: bool | None = None
     unit_price: Decimal | None = None
+    epc: str | None = None
+    serial: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ def sale_fact(
         }
         if line.gtin is not None:
             entry["gtin"] = line.gtin
+        if line.epc is not None:
+            entry["epc"], entry["serial"] = line.epc, line.serial
         out_lines.append(entry)
     paid = Decimal(0)
     for _, amount in payments:
@@ -214,7 +220,10 @@ def return_fact(
     stock = []
     for line in lines:
         keep = restock if line.restock is None else line.restock
-        out_lines.append({"sku": line.sku, "qty": line.qty, "restock": keep})
+        entry: dict[str, Any] = {"sku": line.sku, "qty": line.qty, "restock": keep}
+        if line.epc is not None:
+            entry["epc"], entry["serial"] = line.epc, line.serial
+        out_lines.append(entry)
         if keep:
             stock.append((line.sku, line.qty))
     data: dict[str, Any] = {

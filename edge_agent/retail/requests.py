@@ -50,6 +50,8 @@ FreeText = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_c
 Code = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Gtin = Annotated[str, StringConstraints(pattern=r"^[0-9]{8,14}$")]
+Epc = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{24}$")]
+"""An SGTIN-96 EPC in hex: the tag of one serialised item (edge_agent.rfid)."""
 
 
 class _Model(BaseModel):
@@ -60,14 +62,18 @@ class SaleLineIn(_Model):
     sku: Sku | None = None
     gtin: Gtin | None = None
     barcode: Code | None = None
+    epc: Epc | None = None
+    """The item's RFID tag: the sale records its serial (one item; alone or with a key)."""
     qty: Qty | None = None
     unit_price: Money | None = None
 
     @model_validator(mode="after")
     def _one_key(self) -> SaleLineIn:
         given = [x for x in (self.sku, self.gtin, self.barcode) if x is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of sku, gtin or barcode")
+        if len(given) > 1 or (not given and self.epc is None):
+            raise ValueError("give exactly one of sku, gtin or barcode (or an epc alone)")
+        if self.epc is not None and self.qty not in (None, 1):
+            raise ValueError("a line with an epc sells exactly one item (qty 1)")
         return self
 
 
@@ -90,6 +96,14 @@ class ReturnLineIn(_Model):
     qty: Qty
     restock: bool | None = None
     unit_price: Money | None = None
+    epc: Epc | None = None
+    """The returned item's RFID tag: it is no longer sold (qty 1)."""
+
+    @model_validator(mode="after")
+    def _one_tagged_item(self) -> ReturnLineIn:
+        if self.epc is not None and self.qty != 1:
+            raise ValueError("a line with an epc returns exactly one item (qty 1)")
+        return self
 
 
 class ReturnRequest(_Model):

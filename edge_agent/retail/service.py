@@ -38,7 +38,11 @@ from edge_agent.retail.requests import (
     SaleRequest,
     TransferRequest,
 )
+from edge_agent.retail.tagged import check_return_tags, serialise_lines, tag_item
 from edge_agent.retail.till import TillRefused, TillRules
+from edge_agent.rfid import store as rfid_store
+from edge_agent.rfid import till as rfid_till
+from edge_agent.rfid.serials import parse_epc
 from sync.wire import canonical_json, loads, new_uuid, now_ts, sha256_hex
 
 log = structlog.get_logger("edge_agent.retail")
@@ -189,9 +193,23 @@ class RetailService:
 
     # -- sale ---------------------------------------------------------------------------------
     def _price_lines(self, view: CatalogView, request: SaleRequest) -> list[ops.PricedLine]:
+        priced = self._price_keyed_lines(view, request)
+        if any(line.epc is not None for line in request.lines):
+            priced = serialise_lines(view, request.lines, priced)
+        return priced
+
+    def _price_keyed_lines(self, view: CatalogView,
+                           request: SaleRequest) -> list[ops.PricedLine]:
         priced: list[ops.PricedLine] = []
         for index, line in enumerate(request.lines):
             given = parse_money(line.unit_price) if line.unit_price is not None else None
+            if line.sku is None and line.gtin is None and line.barcode is None:
+                tag, tagged = tag_item(view, line.epc or "", f"lines[{index}]")
+                self._check_currency(tagged.currency, index)
+                priced.append(ops.PricedLine(tagged.sku, 1,
+                                             tagged.price if given is None else given,
+                                             gtin=tag.gtin))
+                continue
             if line.sku is not None:
                 item = view.item(line.sku)
                 if item is None and given is None:
@@ -255,6 +273,9 @@ class RetailService:
             f"SELECT sku, on_hand FROM stock WHERE sku IN ({marks})", tuple(sold))}
         event = _append(tx, fact)
         data = fact.data
+        tagged = [(x.epc, x.gtin or "", x.sku) for x in lines if x.epc is not None]
+        if tagged:
+            rfid_store.record_sold(tx, tagged, sale_id, time.time())
         tx.execute(
             "INSERT INTO sales (sale_id, epoch, seq, ts, terminal, total, currency, customer, "
             "lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -295,6 +316,12 @@ class RetailService:
         lines = [ops.ReturnLine(x.sku, x.qty, x.restock,
                                 parse_money(x.unit_price) if x.unit_price is not None else None)
                  for x in request.lines]
+        tags = {i: parse_epc(x.epc, f"lines[{i}]") for i, x in enumerate(request.lines)
+                if x.epc is not None}
+        if tags:
+            lines = [ops.ReturnLine(x.sku, x.qty, x.restock, x.unit_price, tags[i].epc,
+                                    tags[i].serial) if i in tags else x
+                     for i, x in enumerate(lines)]
 
         def run(tx: Tx) -> dict[str, Any]:
             if tx.query("SELECT 1 FROM returns WHERE return_id = ?", (return_id,)):
@@ -319,7 +346,13 @@ class RetailService:
                 sale_id=request.sale_id, sold=sold, returned=returned, catalog_prices=prices,
                 allow_without_receipt=self.store.returns_without_receipt,
             )
+            if tags:
+                check_return_tags(CatalogView(tx.query), lines, tags)
             event = _append(tx, fact)
+            if tags:
+                rfid_store.record_returned(
+                    tx, [(t.epc, t.gtin, lines[i].sku) for i, t in tags.items()], return_id,
+                    time.time())
             tx.execute(
                 "INSERT INTO returns (return_id, sale_id, epoch, seq, ts, refund_total) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -595,14 +628,21 @@ class RetailService:
             lambda conn: self._basket_view(conn_query(conn), terminal, self.currency))
 
     async def basket_add(self, terminal: str, *, code: str | None = None, sku: str | None = None,
-                         qty: int | None = None) -> dict[str, Any]:
-        """Add a scanned code or a SKU; a pending quantity (control barcode) applies once."""
+                         qty: int | None = None, epc: str | None = None) -> dict[str, Any]:
+        """Add a scanned code or a SKU; a pending quantity (control barcode) applies once.
+        ``epc``: a tag read at the till (one item, known by its serial; edge_agent.rfid)."""
         notices: list[dict[str, Any]] = []
 
         def run(tx: Tx) -> dict[str, Any]:
             notices.clear()
             view = CatalogView(tx.query)
-            if code is not None:
+            tag = None
+            fixed_qty: int | None
+            gtin: str | None
+            if epc is not None:
+                tag, item = tag_item(view, epc, "epc")
+                gtin, fixed_qty, fixed_total = tag.gtin, 1, None
+            elif code is not None:
                 scanned = scan_code(view, code, self.rules, "sale")
                 notices.extend(scanned.notices)
                 item, gtin = scanned.item, scanned.gtin
@@ -615,8 +655,10 @@ class RetailService:
                 item, gtin, fixed_qty, fixed_total = found, None, None, None
             self._check_currency(item.currency, None)
             head = self._basket_head(tx, terminal)
+            if tag is not None:
+                rfid_till.add_tag(tx, head["basket_id"], head["next_line"], tag.epc)
             pending = head["pending_qty"]
-            take = qty or fixed_qty or 1
+            take = 1 if tag is not None else qty or fixed_qty or 1
             if pending and fixed_total is None and fixed_qty is None:
                 take *= int(pending)
             tx.execute(
@@ -709,6 +751,7 @@ class RetailService:
                                      status=409)
             lines = [ops.PricedLine(x["sku"], x["qty"], Decimal(x["unit_price"]), x["gtin"],
                                     Decimal(x["line_total"])) for x in basket["lines"]]
+            lines = rfid_till.tagged_lines(tx, basket["basket_id"], basket["lines"], lines)
             if request.payments is None:
                 payments = [(self.controls.default_payment, Decimal(basket["total"]))]
             else:
