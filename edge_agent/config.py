@@ -81,6 +81,9 @@ class StoreSection(_Section):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     timezone: str = "UTC"
     rcn_region: str = "great_britain"
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+    """ISO 3166 alpha-2: the default region of a phone number typed at the till in national
+    form (``06 12 34 56 78`` with ``FR``). Unset: numbers must be typed as ``+…``."""
     """Rules for in-store variable-measure EAN-13s (prefixes 02, 20-29), as biip names them."""
     returns_without_receipt: bool = True
     low_stock_threshold: Annotated[int, Field(ge=0)] = 2

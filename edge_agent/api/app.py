@@ -43,6 +43,7 @@ from edge_agent.api.middleware import (
     Send,
     send_error,
 )
+from edge_agent.customers.api import router as customers_router
 from edge_agent.errors import (
     DiskFull,
     EdgeAgentError,
@@ -494,6 +495,7 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
 
     # Visitors and footfall (edge_agent.visitors reads app.state.services).
     app.include_router(visitors_router)
+    app.include_router(customers_router)
 
     # -- status and ops ---------------------------------------------------------------------------
     @app.get("/v1/status", tags=["ops"])
