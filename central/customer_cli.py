@@ -27,14 +27,12 @@ def _call(url: str, token_file: Path | None, method: str, path: str, **kwargs: A
                             option=orjson.OPT_INDENT_2).decode())
 
 
-def _body(name: str | None, phone: str | None, region: str | None, cards: tuple[str, ...],
-          tags: tuple[str, ...], recognition: bool | None, marketing: bool | None,
-          tier: str | None, points: int | None, wishlist: tuple[str, ...],
-          viewed: tuple[str, ...]) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for key, value in (("name", name), ("phone", phone), ("region", region)):
-        if value is not None:
-            body[key] = value
+def _body(*, name: str | None, phone: str | None, region: str | None,
+          cards: tuple[str, ...], tags: tuple[str, ...], recognition: bool | None,
+          marketing: bool | None, tier: str | None, points: int | None,
+          wishlist: tuple[str, ...], viewed: tuple[str, ...]) -> dict[str, Any]:
+    body: dict[str, Any] = {key: value for key, value in (
+        ("name", name), ("phone", phone), ("region", region)) if value is not None}
     if cards:
         body["cards"] = list(cards)
     if tags:
@@ -143,7 +141,7 @@ def list_(url: str, token_file: Path | None, limit: int) -> None:
 @click.option("--total", required=True, help="Decimal amount, e.g. 129.90.")
 @click.option("--currency", default="EUR", show_default=True)
 @click.option("--status", default="placed", show_default=True)
-def order(url: str, token_file: Path | None, ref: str, order_ref: str, total: str,
+def order(url: str, token_file: Path | None, ref: str, *, order_ref: str, total: str,
           currency: str, status: str) -> None:
     """Record an online order in the customer's history."""
     _call(url, token_file, "POST", f"/v1/customers/{ref}/online-orders",

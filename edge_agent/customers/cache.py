@@ -54,7 +54,8 @@ def lookup(conn: sqlite3.Connection, kind: str, normalised: str, now: float) -> 
     profile = orjson.loads(body)
     fresh = found & (float(expires) > now)
     consented = profile.get("consent", {}).get("recognition") is True
-    return Found(profile) if fresh & consented else None
+    answer = Found(profile)
+    return answer if fresh & consented else None
 
 
 def tag_index(conn: sqlite3.Connection) -> tuple[list[bytes], dict[bytes, str]]:
