@@ -3,7 +3,8 @@ and figures. Plain functions on a read connection (run in the ledger's reader th
 
 The lookup does the same work whether it finds someone or not, so its time tells nothing:
 it always reads the keys, computes one HMAC per key slot (a throw-away key fills an empty
-slot), runs one indexed query, and decodes a profile (a stand-in of typical size on a
+slot), runs two indexed queries (identifier, then profile: a decoy reference on a miss,
+which descends the same B-tree), and decodes a profile (a stand-in of typical size on a
 miss). ``tests/edge_agent/customers/test_lookup.py`` proves the call sequence identical.
 """
 
@@ -23,15 +24,17 @@ _SPARE_KEY: Final = secrets.token_bytes(32)
 _STAND_IN: Final = orjson.dumps({
     "ref": "-" * 12, "name": "-" * 16, "as_of": "2000-01-01T00:00:00.000Z",
     "consent": {"recognition": False, "marketing": False},
-    "loyalty": {"tier": "-" * 6, "points": 0}, "open_orders": [], "reservations": [],
+    "loyalty": {"tier": "-" * 6, "points": 0}, "reservations": [],
+    "open_orders": [{"order_ref": "-" * 10, "status": "placed", "total": "0.00",
+                     "currency": "EUR", "placed_at": "2000-01-01T00:00:00.000Z"}],
     "wishlist": ["-" * 10] * 3, "recently_viewed": ["-" * 10] * 3,
-    "value": {"index": 0, "channels": 0, "recency_days": 0, "spend": "0.00",
+    "value": {"index": 0, "channels": ["-" * 6], "recency_days": 0, "spend": "0.00",
               "currency": "EUR"},
 })
-_QUERY: Final = (
-    "SELECT c.profile, c.expires_at FROM customer_idents AS i "
-    "JOIN customers AS c ON c.ref = i.ref WHERE i.hmac IN (" + ", ".join("?" * MAX_KEYS)
-    + ") LIMIT 1")
+_IDENT: Final = ("SELECT ref FROM customer_idents WHERE hmac IN ("
+                  + ", ".join("?" * MAX_KEYS) + ") LIMIT 1")
+_PROFILE: Final = "SELECT profile, expires_at FROM customers WHERE ref = ?"
+_DECOY: Final = "\x00" * 12  # no customer has it: a miss descends the same B-tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,9 @@ def _keys(conn: sqlite3.Connection) -> list[bytes]:
 def lookup(conn: sqlite3.Connection, kind: str, normalised: str, now: float) -> Found | None:
     """The consenting, unexpired customer with this identifier, or None. Constant work."""
     digests = [keyed_hash(key, kind, normalised) for key in _keys(conn)]
-    row = conn.execute(_QUERY, digests).fetchone()
+    ident = conn.execute(_IDENT, digests).fetchone()
+    ref = ident[0] if ident is not None else _DECOY
+    row = conn.execute(_PROFILE, (ref,)).fetchone()
     found = row is not None
     body, expires = row if found else (_STAND_IN, 0.0)
     profile = orjson.loads(body)

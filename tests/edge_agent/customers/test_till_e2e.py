@@ -213,3 +213,15 @@ def test_a_registered_customer_is_recognised_at_the_till_online_and_offline(
         assert pepper_b64.encode() not in places[where], where
     assert base64.urlsafe_b64decode(pepper_b64 + "=" * (-len(pepper_b64) % 4)).hex().encode() \
         not in places["agent log"]
+
+
+@pytest.mark.parametrize("prefix", ["", "x", "xy", '{"phone":"'])
+def test_the_search_finds_the_number_however_it_is_written(prefix: str) -> None:
+    forms = phone_forms(PHONE)
+    for text in (PHONE, "0612345678", "06 12 34 56 78", "+33 6 12 34 56 78"):
+        raw = (prefix + text + '"}').encode()
+        for blob in (raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw), raw.hex().encode(),
+                     (prefix + text).encode("utf-16-le"), (prefix + text).encode("utf-16-be"),
+                     hashlib.sha256(text.encode()).hexdigest().encode()):
+            assert leaks(b"..." + blob + b"...", forms), (text, blob)
+    assert not leaks(b"+33612345679 0612345679", forms)
