@@ -3,9 +3,10 @@ and figures. Plain functions on a read connection (run in the ledger's reader th
 
 The lookup does the same work whether it finds someone or not, so its time tells nothing:
 it always reads the keys, computes one HMAC per key slot (a throw-away key fills an empty
-slot), runs two indexed queries (identifier, then profile: a decoy reference on a miss,
-which descends the same B-tree), and decodes a profile (a stand-in of typical size on a
-miss). ``tests/edge_agent/customers/test_lookup.py`` proves the call sequence identical.
+slot), runs one indexed query per slot for the identifier *at or after* the digest (the
+match on a hit, a random neighbour on a miss: the same pages, B-tree depth and join), and
+decodes one profile (the neighbour's on a miss; a stand-in only in an empty cache).
+``tests/edge_agent/customers/test_lookup.py`` proves the call sequence identical.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ _STAND_IN: Final = orjson.dumps({
     "value": {"index": 0, "channels": ["-" * 6], "recency_days": 0, "spend": "0.00",
               "currency": "EUR"},
 })
-_IDENT: Final = ("SELECT ref FROM customer_idents WHERE hmac IN ("
-                  + ", ".join("?" * MAX_KEYS) + ") LIMIT 1")
-_PROFILE: Final = "SELECT profile, expires_at FROM customers WHERE ref = ?"
-_DECOY: Final = "\x00" * 12  # no customer has it: a miss descends the same B-tree
+_NEAREST: Final = (
+    "SELECT i.hmac, c.profile, c.expires_at FROM customer_idents AS i "
+    "JOIN customers AS c ON c.ref = i.ref WHERE i.hmac >= ? ORDER BY i.hmac LIMIT 1")
+"""The identifier at or after a digest: the very one on a hit; on a miss a uniformly
+random neighbour (hashes are uniform), so both read the same kind of pages."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +53,12 @@ def _keys(conn: sqlite3.Connection) -> list[bytes]:
 def lookup(conn: sqlite3.Connection, kind: str, normalised: str, now: float) -> Found | None:
     """The consenting, unexpired customer with this identifier, or None. Constant work."""
     digests = [keyed_hash(key, kind, normalised) for key in _keys(conn)]
-    ident = conn.execute(_IDENT, digests).fetchone()
-    ref = ident[0] if ident is not None else _DECOY
-    row = conn.execute(_PROFILE, (ref,)).fetchone()
-    found = row is not None
-    body, expires = row if found else (_STAND_IN, 0.0)
-    profile = orjson.loads(body)
+    rows = [conn.execute(_NEAREST, (digest,)).fetchone() for digest in digests]
+    hits = [r for r, d in zip(rows, digests, strict=True) if r is not None and r[0] == d]
+    seen = [r for r in rows if r is not None]
+    _, body, expires = (hits or seen or [(b"", _STAND_IN, 0.0)])[0]
+    profile = orjson.loads(body)  # a neighbour's on a miss, decoded and dropped
+    found = bool(hits)
     fresh = found & (float(expires) > now)
     consented = profile.get("consent", {}).get("recognition") is True
     answer = Found(profile)
