@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from edge_agent import commands as cmds
+from edge_agent.customers.commands import purge as purge_customers
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.resync import apply_snapshot
 from sync.messages import Snapshot
@@ -87,7 +89,10 @@ class LedgerStorePort:
         await self.ledger.write(lambda tx: tx.append("alert", data))
 
     async def prune_acked(self, older_than_ts: str) -> int:
-        return await self.ledger.prune_acked(older_than_ts)
+        pruned = await self.ledger.prune_acked(older_than_ts)
+        # the customer cache's retention runs on the same timer (edge_agent.customers)
+        await self.ledger.write(lambda tx: purge_customers(tx, time.time()))
+        return pruned
 
     def add_commit_listener(self, callback: Callable[[], None]) -> None:
         self.ledger.add_commit_listener(callback)

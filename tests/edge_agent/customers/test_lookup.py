@@ -200,3 +200,18 @@ async def test_the_lookup_route(services: AgentServices) -> None:
         r = await client.post("/v1/customers/lookup", json={"phone": PHONE, "card": "x"})
         assert r.status_code == 422
         assert PHONE not in r.text
+
+
+async def test_the_sync_housekeeping_purges_expired_customers(services: AgentServices) -> None:
+    from edge_agent.sync_adapter import LedgerStorePort  # noqa: PLC0415
+
+    services.ledger.write_blocking(lambda tx: install(tx, [
+        customer_entry("C-new", [("phone", "+33612345699")])]))
+    services.ledger.write_blocking(lambda tx: install(tx, [  # refreshed 31 days ago
+        customer_entry("C-old", [("phone", PHONE)])], now=time.time() - 31 * 86400))
+    assert services.ledger.read_blocking(cache.figures)["customers"] == 2
+    port = LedgerStorePort(services.ledger)
+    await port.prune_acked("2000-01-01T00:00:00.000Z")
+    figures = services.ledger.read_blocking(cache.figures)
+    assert figures["customers"] == 1
+    assert figures["identifiers"] == {"phone": 1}
