@@ -33,7 +33,11 @@ def _online(central: Central, make_store: Callable[[str], FakeStore]) -> FakeSto
     store = make_store("S001")
     store.birth()
     store.command_ack(0)
-    wait_until(lambda: central.get("/v1/stores/S001")["state"] == "online", what="online")
+    def online() -> bool:
+        r = central.http.get("/v1/stores/S001", headers=central.admin)
+        return r.status_code == 200 and r.json()["state"] == "online"
+
+    wait_until(online, what="the store online at central")
     return store
 
 
@@ -181,3 +185,19 @@ def test_value_index_formula() -> None:
                          ("order", "online", at(2), "500", "GBP", "placed")], now)
     assert mixed["currency"] == "GBP"
     assert mixed["spend"] == "500"
+
+
+def test_a_store_that_resyncs_gets_the_pepper_and_every_customer_again(
+        central: Central, make_store: Callable[[str], FakeStore]) -> None:
+    out = central.post("/v1/customers", {"ref": "C-1", "name": "Nina", "phone": PHONE_E164,
+                                         "consent": {"recognition": True}})
+    assert out["shared"]["stores"] == {}  # no store known yet
+    store = _online(central, make_store)
+    assert not store.commands
+    snap = central.http.get("/v1/stores/S001/snapshot",
+                            headers={"Authorization": "Bearer token-s001"})
+    assert snap.status_code == 200
+    through = snap.json()["through_cseq"]
+    wait_until(lambda: _commands(store, "customers.upsert"), what="the upsert after a resync")
+    assert [c["cseq"] for c in store.commands][:2] == [through + 1, through + 2]
+    assert [c["type"] for c in store.commands][:2] == ["customers.key", "customers.upsert"]
