@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from fastapi import APIRouter, Body, Query
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from central import customer_history as hist
 from central import customer_registry as reg
 from central.storage import Connection
-from sync.wire import now_ts
+from sync.errors import WireFormatError
+from sync.wire import now_ts, parse_ts
 
 if TYPE_CHECKING:
     from central.core import Core, Publish
@@ -39,6 +40,16 @@ class OnlineOrderIn(BaseModel):
         = "placed"
     placed_at: str | None = None
     lines: list[dict[str, Any]] = Field(default_factory=list, max_length=200)
+
+    @field_validator("placed_at")
+    @classmethod
+    def _ts(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_ts(value)
+            except WireFormatError as exc:
+                raise ValueError("placed_at must be an RFC 3339 UTC timestamp") from exc
+        return value
 
 
 def _error(exc: reg.RegistryError) -> JSONResponse:

@@ -10,11 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from central.customer_history import value_index
 from sync.customer_ids import keyed_hash
 from sync.wire import format_ts
-from tests.central.conftest import Central, FakeStore, event, wait_until
+from tests.central.conftest import ADMIN_TOKEN, Central, FakeStore, event, wait_until
 
 PHONE_E164 = "+33612345678"
 PHONE_FORMS = ["0612345678", "612345678", "33612345678", PHONE_E164, "06 12 34 56 78"]
@@ -201,3 +202,36 @@ def test_a_store_that_resyncs_gets_the_pepper_and_every_customer_again(
     wait_until(lambda: _commands(store, "customers.upsert"), what="the upsert after a resync")
     assert [c["cseq"] for c in store.commands][:2] == [through + 1, through + 2]
     assert [c["type"] for c in store.commands][:2] == ["customers.key", "customers.upsert"]
+
+
+def test_the_cli_registers_orders_and_withdraws(central: Central,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from central.cli import main  # noqa: PLC0415
+
+    monkeypatch.setenv("EDGE_CENTRAL_ADMIN_TOKEN", ADMIN_TOKEN)
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(main, ["customers", *args, "--url", central.url])
+        assert result.exit_code == 0, result.output
+        return orjson.loads(result.output)
+
+    out = run("register", "--ref", "C-9", "--name", "Nina", "--phone", "06 12 34 56 78",
+              "--region", "FR", "--recognition", "--tier", "gold", "--points", "10",
+              "--wishlist", "PHONE-A")
+    assert out["ref"] == "C-9"
+    run("order", "C-9", "--order-ref", "WEB-1", "--total", "10.00")
+    shown = run("show", "C-9")
+    assert shown["consent"]["recognition"] is True
+    assert shown["context"]["loyalty"] == {"tier": "gold", "points": 10}
+    assert [h["id"] for h in shown["history"]] == ["WEB-1"]
+    assert PHONE_E164 not in orjson.dumps(shown).decode()
+    run("withdraw", "C-9")
+    assert run("show", "C-9")["consent"]["recognition"] is False
+    assert run("list")["customers"][0]["ref"] == "C-9"
+    bad = runner.invoke(main, ["customers", "register", "--name", "X", "--phone", "12",
+                               "--url", central.url])
+    assert bad.exit_code != 0
+    assert "not a" in bad.output
