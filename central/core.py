@@ -402,7 +402,8 @@ class Core:
                 except orjson.JSONDecodeError:
                     continue  # e.g. 1e400 in data: msgspec skipped it, orjson cannot
                 self._closing(group, store, head.type, event)
-            elif head.type in HISTORY_TYPES and b'"customer"' in bytes(raws[index]):
+            elif head.data is not None and head.data.customer is not None \
+                    and head.type in HISTORY_TYPES:
                 with contextlib.suppress(orjson.JSONDecodeError):  # as above
                     self._customer_fact(group, store, orjson.loads(bytes(raws[index])))
         self._store_run(group, key, batch.first_seq + skip, raws)
