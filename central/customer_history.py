@@ -3,7 +3,9 @@
 Store events that carry a ``customer`` (``sale``, ``return``, ``visit``; PROTOCOL §4.2)
 are recorded by :func:`history_row` / :func:`record_history` inside the central's group
 transaction; online orders come from the operator API (``POST /v1/customers/{ref}/
-online-orders``) or from order intake through :func:`record_online_order`. Rows are keyed
+online-orders``), from order intake through :func:`record_online_order`, and, when the
+central's order intake (``omni_orders``) is installed, from its orders' ``customer_ref``
+at read time (:func:`intake_orders`). Rows are keyed
 by (customer, kind, source id), so a replay or a resent order never counts twice.
 
 The value index (:func:`value_index`, pure), over the last :data:`WINDOW_DAYS` days:
@@ -95,6 +97,38 @@ def record_online_order(conn: Connection, ref: str, order: Mapping[str, Any]) ->
         orjson.dumps(order.get("lines") or []).decode()))
 
 
+_FINAL_ORDER_STATES: Final = frozenset({"fulfilled", "cancelled", "rejected", "failed",
+                                       "expired", "closed"})
+
+
+def _has_table(conn: Connection, name: str) -> bool:
+    if conn.dialect == "sqlite":
+        return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                 "name = ?", (name,)))
+    return bool(conn.execute("SELECT 1 FROM information_schema.tables WHERE "
+                             "table_schema = current_schema() AND table_name = ?", (name,)))
+
+
+def intake_orders(conn: Connection, ref: str) -> list[tuple[str, str, str]]:
+    """(order id, state, created) of the orders central's order intake (``omni_orders``,
+    when that module is installed) took with ``customer_ref`` = ``ref``. They carry no
+    amount. Read at query time (a scan of the order bodies) until the intake records them
+    here itself with :func:`record_online_order`."""
+    if not _has_table(conn, "omni_orders"):
+        return []
+    needle = orjson.dumps({"customer_ref": ref}).decode()[1:-1]
+    escaped = needle.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    rows = conn.execute("SELECT order_id, state, created, body FROM omni_orders WHERE body "
+                        "LIKE ? ESCAPE '!'", (f"%{escaped}%",))
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows
+            if orjson.loads(r[3]).get("customer_ref") == ref]
+
+
+def _intake_open(state: str) -> str:
+    return "cancelled" if state in {"cancelled", "rejected", "failed", "expired"} else \
+        ("fulfilled" if state in _FINAL_ORDER_STATES else "open")
+
+
 def value_index(events: Iterable[tuple[str, str, str, str | None, str | None, str | None]],
                 now: datetime) -> dict[str, Any]:
     """The index over (kind, channel, ts, amount, currency, status) rows; see the module."""
@@ -127,22 +161,38 @@ def value_index(events: Iterable[tuple[str, str, str, str | None, str | None, st
 
 
 def customer_value(conn: Connection, ref: str, now: datetime | None = None) -> dict[str, Any]:
-    rows = conn.execute("SELECT kind, channel, ts, amount, currency, status FROM "
-                        "customer_history WHERE ref = ?", (ref,))
-    return value_index([tuple(r) for r in rows], now or utc_now())
+    rows = [tuple(r) for r in conn.execute(
+        "SELECT kind, channel, ts, amount, currency, status FROM customer_history "
+        "WHERE ref = ?", (ref,))]
+    known = {str(r[0]) for r in conn.execute(
+        "SELECT source_id FROM customer_history WHERE ref = ? AND kind = 'order'", (ref,))}
+    rows += [("order", "online", created, None, None, _intake_open(state))
+             for order_id, state, created in intake_orders(conn, ref) if order_id not in known]
+    return value_index(rows, now or utc_now())
 
 
 def history(conn: Connection, ref: str, limit: int = 200) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT kind, source_id, channel, store, ts, amount, currency, status FROM "
         "customer_history WHERE ref = ? ORDER BY ts DESC LIMIT ?", (ref, limit))
-    return [{"kind": r[0], "id": r[1], "channel": r[2], "store": r[3], "ts": r[4],
-             "amount": r[5], "currency": r[6], "status": r[7]} for r in rows]
+    out = [{"kind": r[0], "id": r[1], "channel": r[2], "store": r[3], "ts": r[4],
+            "amount": r[5], "currency": r[6], "status": r[7]} for r in rows]
+    known = {h["id"] for h in out if h["kind"] == "order"}
+    out += [{"kind": "order", "id": order_id, "channel": "online", "store": None,
+             "ts": created, "amount": None, "currency": None, "status": state}
+            for order_id, state, created in intake_orders(conn, ref) if order_id not in known]
+    out.sort(key=lambda h: str(h["ts"]), reverse=True)
+    return out[:limit]
 
 
 def open_orders(conn: Connection, ref: str, limit: int = 5) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT source_id, status, amount, currency, ts FROM customer_history WHERE ref = ? "
         "AND kind = 'order' ORDER BY ts DESC", (ref,))
-    return [{"order_ref": r[0], "status": r[1], "total": r[2], "currency": r[3],
-             "placed_at": r[4]} for r in rows if r[1] in OPEN_ORDER_STATES][:limit]
+    out = [{"order_ref": r[0], "status": r[1], "total": r[2], "currency": r[3],
+            "placed_at": r[4]} for r in rows if r[1] in OPEN_ORDER_STATES]
+    known = {o["order_ref"] for o in out}
+    out += [{"order_ref": order_id, "status": state, "total": None, "currency": None,
+             "placed_at": created} for order_id, state, created in intake_orders(conn, ref)
+            if order_id not in known and _intake_open(state) == "open"]
+    return out[:limit]

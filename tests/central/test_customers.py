@@ -235,3 +235,33 @@ def test_the_cli_registers_orders_and_withdraws(central: Central,
                                "--url", central.url])
     assert bad.exit_code != 0
     assert "not a" in bad.output
+
+
+def test_orders_of_the_central_order_intake_join_the_history(central: Central) -> None:
+    """When central's order intake (``omni_orders``, another module) is installed, its
+    orders with ``customer_ref`` count as the customer's online channel."""
+    central.post("/v1/customers", {"ref": "c_42", "name": "Nina", "phone": PHONE_E164})
+
+    def intake(core: Any) -> tuple[None, list[Any]]:
+        conn = core.conn
+        conn.begin_write()
+        conn.execute("CREATE TABLE IF NOT EXISTS omni_orders (order_id TEXT PRIMARY KEY, "
+                     "sha TEXT NOT NULL, channel TEXT NOT NULL, body TEXT NOT NULL, "
+                     "state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, "
+                     "created TEXT NOT NULL, updated TEXT NOT NULL)")
+        for order_id, ref, state in (("o-1", "c_42", "accepted"), ("o-2", "cx42", "accepted"),
+                                     ("o-3", "c_42", "cancelled")):
+            body = orjson.dumps({"order_id": order_id, "channel": "web",
+                                 "customer_ref": ref, "lines": []}).decode()
+            conn.execute("INSERT INTO omni_orders (order_id, sha, channel, body, state, "
+                         "created, updated) VALUES (?, 'x', 'web', ?, ?, ?, ?)",
+                         (order_id, body, state, format_ts(datetime.now().astimezone()),
+                          format_ts(datetime.now().astimezone())))
+        conn.commit()
+        return None, []
+
+    central.service.call(intake)
+    shown = central.get("/v1/customers/c_42")
+    assert sorted(h["id"] for h in shown["history"]) == ["o-1", "o-3"]  # not cx42's
+    assert shown["value"]["channels"] == ["online"]
+    assert shown["value"]["recency_days"] == 0
