@@ -265,3 +265,21 @@ def test_orders_of_the_central_order_intake_join_the_history(central: Central) -
     assert sorted(h["id"] for h in shown["history"]) == ["o-1", "o-3"]  # not cx42's
     assert shown["value"]["channels"] == ["online"]
     assert shown["value"]["recency_days"] == 0
+
+
+def test_erasure_removes_the_customer_everywhere(
+        central: Central, make_store: Callable[[str], FakeStore]) -> None:
+    store = _online(central, make_store)
+    central.post("/v1/customers", {"ref": "C-1", "name": "Nina", "phone": PHONE_E164,
+                                   "consent": {"recognition": True}})
+    central.post("/v1/customers/C-1/online-orders", {
+        "order_ref": "WEB-1", "total": "10.00", "currency": "EUR"})
+    wait_until(lambda: _commands(store, "customers.upsert"), what="the upsert")
+    _ack_all(store)
+    r = central.http.delete("/v1/customers/C-1", headers=central.admin)
+    assert r.status_code == 200, r.text
+    wait_until(lambda: _commands(store, "customers.remove"), what="the remove")
+    assert central.http.get("/v1/customers/C-1", headers=central.admin).status_code == 404
+    assert central.get("/v1/customers/C-1/history")["history"] == []
+    # the phone number is free again
+    central.post("/v1/customers", {"ref": "C-2", "name": "Other", "phone": PHONE_E164})

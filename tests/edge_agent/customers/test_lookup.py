@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from edge_agent import commands as cmds
@@ -215,3 +216,26 @@ async def test_the_sync_housekeeping_purges_expired_customers(services: AgentSer
     figures = services.ledger.read_blocking(cache.figures)
     assert figures["customers"] == 1
     assert figures["identifiers"] == {"phone": 1}
+
+
+async def test_a_sale_and_a_return_carry_the_customer(services: AgentServices) -> None:
+    app = create_app(services)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        r = await client.post("/v1/returns", headers={"Idempotency-Key": "ret-1"}, json={
+            "lines": [{"sku": "A-1", "qty": 1, "unit_price": "2.00"}], "customer": "C-1"})
+        assert r.status_code == 201, r.text
+        r = await client.post("/v1/returns", headers={"Idempotency-Key": "ret-2"}, json={
+            "lines": [{"sku": "A-1", "qty": 1, "unit_price": "2.00"}]})
+        assert r.status_code == 201, r.text
+    rows = services.ledger.read_blocking(lambda conn: conn.execute(
+        "SELECT payload FROM events WHERE type = 'return' ORDER BY seq").fetchall())
+    customers = [orjson.loads(row[0])["data"].get("customer") for row in rows]
+    assert customers == ["C-1", None]
+
+
+def test_the_store_country_is_validated(tmp_path: Path) -> None:
+    from edge_agent.errors import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="country"):
+        parse_config({"store": {"id": "S001", "country": "fr"}}, tmp_path / "c.toml")
