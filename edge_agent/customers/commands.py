@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final
 
 from edge_agent.ledger import Tx
@@ -28,6 +31,8 @@ from sync.wire import canonical_json, now_ts
 COMMAND_TYPES: Final = frozenset({
     "customers.key", "customers.key.retire", "customers.upsert", "customers.remove",
 })
+ERASING_TYPES: Final = frozenset({"customers.remove", "customers.key.retire"})
+"""After these, the WAL is checkpointed and truncated (:func:`truncate_wal`)."""
 MAX_KEYS: Final = 2
 MAX_CACHED: Final = 2_000_000
 """Bound of the cache; past it the least recently refreshed customers are evicted."""
@@ -86,9 +91,26 @@ def _install_key(tx: Tx, data: Mapping[str, Any]) -> dict[str, Any]:
     return {"key_id": key_id, "retired": retired}
 
 
+@contextmanager
+def _secure_delete(tx: Tx) -> Iterator[None]:
+    """Deletes that zero the freed space (SQLite ``secure_delete``), so a withdrawn
+    customer's profile or a retired key does not linger in free pages; the old page
+    images leave the WAL at the next checkpoint."""
+    previous = int(tx.query("PRAGMA secure_delete")[0][0])
+    tx.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        tx.execute(f"PRAGMA secure_delete = {1 if previous else 0}")
+
+
 def _retire(tx: Tx, key_id: str) -> int:
-    tx.execute("DELETE FROM customer_keys WHERE key_id = ?", (key_id,))
-    return int(tx.execute("DELETE FROM customer_idents WHERE key_id = ?", (key_id,)).rowcount)
+    with _secure_delete(tx):
+        tx.execute("UPDATE customer_keys SET key = zeroblob(length(key)) WHERE key_id = ?",
+                   (key_id,))
+        tx.execute("DELETE FROM customer_keys WHERE key_id = ?", (key_id,))
+        return int(tx.execute("DELETE FROM customer_idents WHERE key_id = ?",
+                              (key_id,)).rowcount)
 
 
 def _check_customer(raw: Any, index: int) -> tuple[str, bytes, str, list[tuple[str, bytes]]]:
@@ -160,9 +182,10 @@ def _remove(tx: Tx, data: Mapping[str, Any]) -> dict[str, Any]:
         raise CustomerCommandInvalid("refs must be a list of 1 to 10000 customer references")
     checked = [_ref(ref, f"refs[{n}]") for n, ref in enumerate(refs)]
     removed = 0
-    for ref in checked:
-        removed += int(tx.execute("DELETE FROM customers WHERE ref = ?", (ref,)).rowcount)
-        tx.execute("DELETE FROM customer_idents WHERE ref = ?", (ref,))
+    with _secure_delete(tx):
+        for ref in checked:
+            removed += int(tx.execute("DELETE FROM customers WHERE ref = ?", (ref,)).rowcount)
+            tx.execute("DELETE FROM customer_idents WHERE ref = ?", (ref,))
     _bump(tx)
     return {"customers": len(checked), "removed": removed}
 
@@ -177,9 +200,10 @@ def purge(tx: Tx, now: float, max_cached: int = MAX_CACHED) -> int:
         extra = [str(r[0]) for r in tx.query(
             "SELECT ref FROM customers WHERE expires_at > ? ORDER BY cached_at LIMIT ?",
             (now, count - max_cached))]
-    for ref in (*expired, *extra):
-        tx.execute("DELETE FROM customers WHERE ref = ?", (ref,))
-        tx.execute("DELETE FROM customer_idents WHERE ref = ?", (ref,))
+    with _secure_delete(tx):
+        for ref in (*expired, *extra):
+            tx.execute("DELETE FROM customers WHERE ref = ?", (ref,))
+            tx.execute("DELETE FROM customer_idents WHERE ref = ?", (ref,))
     return len(expired) + len(extra)
 
 
@@ -202,3 +226,14 @@ def apply_customer_command(tx: Tx, command_type: str, data: Any,
     if command_type == "customers.remove":
         return _remove(tx, data)
     raise CustomerCommandInvalid(f"{command_type!r} is not a customers command")
+
+
+def truncate_wal(path: Path) -> None:
+    """Copy the WAL into the database and truncate it, so the page images of a withdrawn
+    customer or a retired pepper do not stay in the WAL file (blocking: run in a thread).
+    Best effort: with a long reader it is left to SQLite's next checkpoint."""
+    conn = sqlite3.connect(path, timeout=5.0)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
