@@ -271,6 +271,37 @@ def share_specs(conn: Connection, refs: Sequence[str] | None,
     return key_id, key, specs
 
 
+def compact_acked(conn: Connection) -> int:
+    """Reduce every ``customers.*`` command a store has acknowledged to a summary in the
+    central's command log: the pepper, profiles and hashes are then only where they are
+    needed (the registry, ``customer_keys``, the stores). A store restored to an older
+    watermark gets the summaries (it flags them) and, after its resync, everything again."""
+    done = {str(s): int(c) for s, c in conn.execute(
+        "SELECT store, through_cseq FROM customer_compacted")}
+    changed = 0
+    for store, acked in conn.execute(
+            "SELECT store, acked_cseq FROM stores WHERE acked_cseq IS NOT NULL"):
+        start, through = done.get(str(store), 0), int(acked)
+        if through <= start:
+            continue
+        marks = ", ".join("?" * len(COMMAND_TYPES))
+        for cseq, body in conn.execute(
+                "SELECT cseq, body FROM commands WHERE store = ? AND cseq > ? AND cseq <= ? "
+                f"AND type IN ({marks})", (store, start, through, *sorted(COMMAND_TYPES))):
+            command = orjson.loads(body)
+            data = command.get("data") or {}
+            command["data"] = {"summary": True, "key_id": data.get("key_id"),
+                               "customers": len(data.get("customers") or data.get("refs")
+                                                or [])}
+            conn.execute("UPDATE commands SET body = ? WHERE store = ? AND cseq = ?",
+                         (canonical_json(command).decode(), store, cseq))
+            changed += 1
+        conn.execute("INSERT INTO customer_compacted (store, through_cseq) VALUES (?, ?) "
+                     "ON CONFLICT (store) DO UPDATE SET through_cseq = excluded.through_cseq",
+                     (store, through))
+    return changed
+
+
 def share(core: Core, refs: Sequence[str] | None, stores: Sequence[str] | None = None,
           retire: str | None = None) -> tuple[dict[str, Any], list[Publish]]:
     """Issue the commands of :func:`share_specs` to each store this central owns (or to
@@ -278,6 +309,7 @@ def share(core: Core, refs: Sequence[str] | None, stores: Sequence[str] | None =
     conn = core.conn
     conn.begin_write()
     try:
+        compact_acked(conn)
         key_id, key, specs = share_specs(conn, refs, retire)
         targets = stores if stores is not None else [
             str(r[0]) for r in conn.execute("SELECT store FROM stores ORDER BY store")]

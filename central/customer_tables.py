@@ -4,8 +4,9 @@
 ``customer_identifiers`` (the normalised phone / card / tag a customer registered: the
 registry is the chain's system of record; stores only ever get keyed hashes of them),
 ``customer_history`` (purchases, returns and visits from store events, online orders),
-``customer_keys`` (the chain's peppers, base64url) and ``customer_store_keys`` (which pepper
-each store was sent last).
+``customer_keys`` (the chain's peppers, base64url), ``customer_store_keys`` (which pepper
+each store was sent last) and ``customer_compacted`` (through which cseq a store's
+acknowledged ``customers.*`` commands were reduced to a summary).
 """
 
 from __future__ import annotations
@@ -51,5 +52,9 @@ CUSTOMER_TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS customer_store_keys (
         store TEXT PRIMARY KEY,
         key_id TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS customer_compacted (
+        store TEXT PRIMARY KEY,
+        through_cseq BIGINT NOT NULL
     )""",
 )
