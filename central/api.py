@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from central.core import Core, Publish
+from central.customer_api import after_snapshot, customers_router
 from central.errors import InvalidCommandError
 from central.queries import (
     alerts,
@@ -158,7 +159,9 @@ def create_app(service: "CentralService") -> FastAPI:
     @app.get("/v1/stores/{store}/snapshot")
     def get_snapshot(store: Annotated[str, Depends(store_auth)]) -> dict[str, Any]:
         with db.reading() as conn:
-            return snapshot(conn, store)
+            body = snapshot(conn, store)
+        after_snapshot(service, store)  # customers.* commands after the snapshot's cseq
+        return body
 
     @app.get("/v1/status", dependencies=admin)
     def get_status() -> dict[str, Any]:
@@ -264,4 +267,5 @@ def create_app(service: "CentralService") -> FastAPI:
     def post_resync(store: Annotated[str, Depends(check_store)]) -> dict[str, Any]:
         return issue(store, [{"type": "resync"}])
 
+    app.include_router(customers_router(service, admin))
     return app

@@ -36,8 +36,15 @@ class _Delta(msgspec.Struct, gc=False):
     delta: _SafeInt
 
 
+class _Data(msgspec.Struct, gc=False):
+    """Of an event's ``data``, only ``customer`` (customer history); the rest is skipped."""
+
+    customer: str | None = None
+
+
 class _Head(msgspec.Struct, gc=False):
-    """What central reads of an event; ``id``, ``ts`` and ``data`` are skipped, not built.
+    """What central reads of an event; ``id`` and ``ts`` are skipped, ``data`` is skipped
+    but for its ``customer``.
     Tuples, not lists: no per-event allocation for an absent list, and none of these
     objects is tracked by the cyclic garbage collector (lists made it run every few
     batches, walking every live object)."""
@@ -46,6 +53,7 @@ class _Head(msgspec.Struct, gc=False):
     type: str = ""
     stock: tuple[_Delta, ...] = ()
     reserve: tuple[_Delta, ...] = ()
+    data: _Data | None = None
 
 
 class _Envelope(msgspec.Struct, gc=False):

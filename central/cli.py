@@ -15,6 +15,7 @@ import click
 import httpx
 import orjson
 
+from central.customer_cli import customers
 from central.errors import CentralError
 from sync.files import restrict_umask
 
@@ -313,6 +314,9 @@ def quarantine_resolve(url: str, token_file: Path | None, store: str, epoch: str
     """Mark a quarantined event as dealt with (re-enables automatic resync)."""
     _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/quarantine/resolve",
                                          json={"epoch": epoch, "seq": seq}))
+
+
+main.add_command(customers)
 
 
 def _register_groups() -> None:

@@ -9,6 +9,7 @@ published for work that was not committed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -34,6 +35,9 @@ from central.batches import (
     run_body,
     same_event,
 )
+from central.customer_history import HISTORY_TYPES, HistoryRow, history_row, record_history
+from central.customer_registry import COMMAND_TYPES as CUSTOMER_COMMANDS
+from central.customer_registry import check_command as check_customer_command
 from central.errors import InvalidCommandError, StorageError
 from central.recalls import record_blocked
 from central.runs import add_events, stock_cells, stored_events, unprojected
@@ -147,6 +151,7 @@ class _Group:
     closed_counts: list[tuple[str, str]] = field(default_factory=list)
     digests: set[str] = field(default_factory=set)
     sends: list[tuple[str, int]] = field(default_factory=list)
+    history: list[HistoryRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +414,10 @@ class Core:
                 except orjson.JSONDecodeError:
                     continue  # e.g. 1e400 in data: msgspec skipped it, orjson cannot
                 self._closing(group, store, head.type, event)
+            elif head.data is not None and head.data.customer is not None \
+                    and head.type in HISTORY_TYPES:
+                with contextlib.suppress(orjson.JSONDecodeError):  # as above
+                    self._customer_fact(group, store, orjson.loads(bytes(raws[index])))
         self._store_run(group, key, batch.first_seq + skip, raws)
 
     def _on_events(self, group: _Group, store: str, obj: dict[str, Any],
@@ -445,6 +454,8 @@ class Core:
             add_pairs(pending, moves, holds)
             if kind in CLOSING_TYPES or kind == RECALL_BLOCKED:
                 self._closing(group, store, kind, event)
+            elif kind in HISTORY_TYPES:
+                self._customer_fact(group, store, event)
         self._store_run(group, key, first + skip, raws[skip:])
 
     def _sequence(self, group: _Group, store: str, epoch: str, first: int, count: int
@@ -512,6 +523,12 @@ class Core:
             state = "fulfilled" if kind == "fulfilment" else "released"
             group.closed_reservations.append((state, str(event.get("id", "")), store,
                                               reservation_id))
+
+    @staticmethod
+    def _customer_fact(group: _Group, store: str, event: dict[str, Any]) -> None:
+        row = history_row(store, event)  # a sale, return or visit of a known customer
+        if row is not None:
+            group.history.append(row)
 
     def _check_duplicates(self, group: _Group, store: str, epoch: str, first: int,
                           raws: list[Any]) -> None:
@@ -868,6 +885,9 @@ class Core:
             conn.executemany(
                 "UPDATE count_requests SET state = 'done' WHERE store = ? AND count_id = ? "
                 "AND state = 'open'", group.closed_counts)
+        if group.history:
+            record_history(conn, group.history)
+            group.history.clear()
         if group.drops:
             conn.executemany(
                 "INSERT INTO drops (store, reason, count) VALUES (?, ?, ?) ON CONFLICT "
@@ -1023,6 +1043,8 @@ class Core:
                 data = check_recall(kind, data)
             except RecallInvalid as exc:
                 raise InvalidCommandError(f"{kind}: {exc}") from exc
+        elif kind in CUSTOMER_COMMANDS:  # docs/protocol.md §5.1 extension
+            data = check_customer_command(kind, data)
         else:
             raise InvalidCommandError(f"unknown command type {kind!r}")
         return {"cseq": 0, "id": str(uuid.uuid4()), "type": kind, "ts": ts, "data": data,

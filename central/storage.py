@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from central.customer_tables import CUSTOMER_TABLES
 from central.errors import StorageError
 from sync.files import private_database
 
@@ -348,6 +349,7 @@ class Database:
             blob = "BYTEA" if self.dialect == "postgres" else "BLOB"
             statements = [s.strip() for s in _TABLES.format(blob=blob).split(";") if s.strip()]
             statements.append(_ALERTS[self.dialect] + _ALERTS_TAIL)
+            statements.extend(CUSTOMER_TABLES)
             statements.append(
                 "CREATE INDEX IF NOT EXISTS quarantine_open ON quarantine (store) "
                 "WHERE resolved = 0")

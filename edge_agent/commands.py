@@ -22,6 +22,13 @@ from typing import Any, Literal
 import pydantic
 
 from drivers.carddata import is_card_data
+from edge_agent.customers.commands import (
+    COMMAND_TYPES as CUSTOMER_COMMANDS,
+)
+from edge_agent.customers.commands import (
+    CustomerCommandInvalid,
+    apply_customer_command,
+)
 from edge_agent.ledger import Tx
 from edge_agent.retail.recalls import apply_recall_command
 from edge_agent.visitors.errors import LoyaltyCommandInvalid
@@ -249,6 +256,14 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
             problem = str(exc)
         else:
             problem = None
+    elif ctype in CUSTOMER_COMMANDS:  # extension, docs/protocol.md §5.1
+        try:  # only a summary is kept: never the pepper, a profile or a hash
+            summary: dict[str, Any] = apply_customer_command(tx, ctype, data)
+        except CustomerCommandInvalid as exc:
+            problem, summary = str(exc), {"refused": True}
+        else:
+            problem = None
+        command = {**command, "data": summary}
     else:
         problem = f"unknown command type {ctype!r} (stored; its lists were applied)"
     if problem is not None:

@@ -93,6 +93,9 @@ class StoreSection(_Section):
     """The same for a best-before date (AI 15); default: as ``expiry_policy``."""
     markdown_days: Annotated[int, Field(ge=0, le=365)] = 0
     """Warn (``expiry_markdown``) this many days before the date, to mark the item down."""
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+    """ISO 3166 alpha-2: the default region of a phone number typed at the till in national
+    form (``06 12 34 56 78`` with ``FR``). Unset: numbers must be typed as ``+…``."""
     returns_without_receipt: bool = True
     low_stock_threshold: Annotated[int, Field(ge=0)] = 2
     opening_hours: tuple[str, str] = ("08:00", "20:00")

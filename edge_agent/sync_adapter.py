@@ -10,10 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import structlog
+
 from edge_agent import commands as cmds
+from edge_agent.customers.commands import ERASING_TYPES, truncate_wal
+from edge_agent.customers.commands import purge as purge_customers
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.resync import apply_snapshot
 from sync.messages import Snapshot
@@ -27,6 +34,8 @@ from sync.store_port import (
     HealthFigures,
     StorePort,
 )
+
+log = structlog.get_logger("edge_agent.sync_adapter")
 
 
 class LedgerStorePort:
@@ -87,7 +96,10 @@ class LedgerStorePort:
         await self.ledger.write(lambda tx: tx.append("alert", data))
 
     async def prune_acked(self, older_than_ts: str) -> int:
-        return await self.ledger.prune_acked(older_than_ts)
+        pruned = await self.ledger.prune_acked(older_than_ts)
+        # the customer cache's retention runs on the same timer (edge_agent.customers)
+        await self.ledger.write(lambda tx: purge_customers(tx, time.time()))
+        return pruned
 
     def add_commit_listener(self, callback: Callable[[], None]) -> None:
         self.ledger.add_commit_listener(callback)
@@ -127,6 +139,7 @@ class LedgerStorePort:
     async def apply_command_batch(self, commands: Sequence[Mapping[str, Any]]) -> BatchOutcome:
         outcomes: list[CommandOutcome] = []
         resync = False
+        erased = False
         applied = await self.applied_cseq()
         for command in commands:
             cseq = command.get("cseq")
@@ -139,9 +152,15 @@ class LedgerStorePort:
             if status == "ignored" and reason == "out of order":
                 break
             applied = cseq
+            erased |= command.get("type") in ERASING_TYPES and status == "applied"
             if command.get("type") == "resync" and status != "quarantined":
                 resync = True
                 break
+        if erased:  # a withdrawn customer's pages must not linger in the WAL
+            try:
+                await asyncio.to_thread(truncate_wal, Path(self.ledger.path))
+            except sqlite3.Error as exc:
+                log.info("customers: WAL truncation deferred", error=str(exc))
         return BatchOutcome(applied, tuple(outcomes), resync)
 
     async def apply_snapshot(self, snapshot: Snapshot) -> None:

@@ -44,6 +44,7 @@ from edge_agent.api.middleware import (
     send_error,
 )
 from edge_agent.api.recalls import router as recalls_router
+from edge_agent.customers.api import router as customers_router
 from edge_agent.errors import (
     DiskFull,
     EdgeAgentError,
@@ -498,6 +499,7 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     app.include_router(visitors_router)
     app.include_router(recalls_router)
     app.include_router(rfid_router)  # RFID counts and accuracy (edge_agent.rfid)
+    app.include_router(customers_router)
 
     # -- status and ops ---------------------------------------------------------------------------
     @app.get("/v1/status", tags=["ops"])

@@ -173,6 +173,7 @@ def return_fact(
     returned: Mapping[str, int] | None = None,
     catalog_prices: Mapping[str, Decimal] | None = None,
     allow_without_receipt: bool = True,
+    customer: str | None = None,
 ) -> Fact:
     """The ``return`` fact. Against a sale (``sold`` given), each SKU's returned quantity,
     with what was returned before, stays within what was sold, and the refund is the sold
@@ -232,6 +233,8 @@ def return_fact(
     }
     if sale_id is not None:
         data["sale_id"] = sale_id
+    if customer is not None:
+        data["customer"] = customer
     return Fact("return", data, tuple(stock))
 
 

@@ -112,6 +112,8 @@ class ReturnRequest(_Model):
     restock: bool = True
     terminal: Terminal | None = None
     return_id: Ident | None = None
+    customer: Ident | None = None
+    """Central's customer reference, from a lookup at the till (docs/protocol.md §4.2)."""
 
 
 class LineIn(_Model):

@@ -345,6 +345,7 @@ class RetailService:
                 return_id, lines, restock=request.restock, currency=self.currency,
                 sale_id=request.sale_id, sold=sold, returned=returned, catalog_prices=prices,
                 allow_without_receipt=self.store.returns_without_receipt,
+                customer=request.customer,
             )
             if tags:
                 check_return_tags(CatalogView(tx.query), lines, tags)

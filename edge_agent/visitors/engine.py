@@ -24,14 +24,16 @@ from typing import Any, Final, Protocol
 import structlog
 
 from drivers.events import BeaconEvent, DoorEvent, TagEvent
+from edge_agent.customers.cache import tag_index
 from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Tx
 from edge_agent.services import AgentServices
 from edge_agent.visitors import store
 from edge_agent.visitors.footfall import FootfallCounter, OpeningHours, period_start
-from edge_agent.visitors.pseudonym import loyalty_hash, new_key
+from edge_agent.visitors.pseudonym import new_key, normalise_raw_id
 from edge_agent.visitors.sessions import ClosedVisit, Sessioniser
 from edge_agent.visitors.shred import KeyShredder
+from sync.customer_ids import keyed_hash
 
 log = structlog.get_logger("edge_agent.visitors")
 
@@ -97,7 +99,8 @@ class VisitorsEngine:
         self._shredder = KeyShredder(Path(self._ledger.path), clock)
         self._counter = FootfallCounter(self._period_s)
         self._pending: list[ClosedVisit] = []
-        self._loyalty: dict[str, str] = {}
+        self._loyalty: dict[bytes, str] = {}
+        self._loyalty_keys: list[bytes] = []
         self._loyalty_version = ""
         self._loyalty_checked = 0.0
         self._fill_from = 0
@@ -143,7 +146,7 @@ class VisitorsEngine:
         self._key_id, self._key_created, self._key = key.id, key.created_at, key.key
         self._fill_from = period_start(now, self._period_s)
         self._figures["visits_recorded"] += closed
-        self._loyalty_version, self._loyalty = await self._ledger.read(store.load_loyalty)
+        await self._load_loyalty()
         self._loyalty_checked = now
         log.info("visitors engine started", restored_visits=len(fresh), closed_at_restart=closed,
                  doors=len(self._doors), enabled=cfg.enabled)
@@ -233,7 +236,7 @@ class VisitorsEngine:
             return
         figures["visits_opened"] += 1
         if self._loyalty:
-            customer = self._loyalty.get(loyalty_hash(raw))
+            customer = self._registered(raw)
             if customer is not None:
                 opened.customer = customer
                 figures["customers_arrived"] += 1
@@ -272,12 +275,26 @@ class VisitorsEngine:
                         "visitors: presence processing resumed", free_bytes=free,
                         min_free_bytes=self._min_free)
 
+    async def _load_loyalty(self) -> None:
+        version = await self._ledger.read(store.loyalty_version)
+        self._loyalty_keys, self._loyalty = await self._ledger.read(tag_index)
+        self._loyalty_version = version
+
+    def _registered(self, raw: str) -> str | None:
+        """The customer whose registered tag this is: the read's keyed hash under each
+        held pepper (sync.customer_ids), in memory only."""
+        tag = normalise_raw_id(raw).decode()
+        for key in self._loyalty_keys:
+            customer = self._loyalty.get(keyed_hash(key, "tag", tag))
+            if customer is not None:
+                return customer
+        return None
+
     async def _refresh_loyalty(self) -> None:
         try:
             version = await self._ledger.read(store.loyalty_version)
             if version != self._loyalty_version:
-                self._loyalty_version, self._loyalty = await self._ledger.read(
-                    store.load_loyalty)
+                await self._load_loyalty()
         except (EdgeAgentError, sqlite3.Error) as exc:
             log.warning("visitors: loyalty catalog not refreshed", error=str(exc))
 

@@ -1,14 +1,12 @@
-"""Pseudonyms (PROTOCOL §10) and loyalty tag hashes. Pure functions, no I/O.
+"""Pseudonyms (PROTOCOL §10). Pure functions, no I/O.
 
 ``pseudonym = HMAC-SHA256(key, raw_id)[:16 hex]`` with a random 32-byte key that the
 engine rotates and destroys; without the key a pseudonym cannot be linked to a raw id
 or to the pseudonym of the same shopper in another key period.
 
-``loyalty_hash = SHA-256(raw_id)`` (lower-case hex, no key) is what central sends for a
-*registered* tag, so the store never receives raw tag ids; the store hashes each raw read
-in memory and compares. See :mod:`edge_agent.visitors.loyalty` for why this is unkeyed.
-
-Both hash the *normalised* raw id: surrounding blanks removed, upper-case, UTF-8.
+Registered loyalty tags are recognised by a different, chain-wide keyed hash
+(:mod:`sync.customer_ids`), never by a pseudonym. Pseudonyms hash the *normalised* raw
+id: surrounding blanks removed, upper-case, UTF-8.
 """
 
 from __future__ import annotations
@@ -29,11 +27,6 @@ def normalise_raw_id(raw_id: str) -> bytes:
 
 def new_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
-
-
-def loyalty_hash(raw_id: str) -> str:
-    """What central sends as ``tag_hash`` for a registered tag (lower-case hex SHA-256)."""
-    return hashlib.sha256(normalise_raw_id(raw_id)).hexdigest()
 
 
 class Pseudonymiser:

@@ -227,12 +227,6 @@ def loyalty_version(conn: sqlite3.Connection) -> str:
     return "" if row is None else str(row[0])
 
 
-def load_loyalty(conn: sqlite3.Connection) -> tuple[str, dict[str, str]]:
-    return loyalty_version(conn), {
-        str(r[0]): str(r[1]) for r in conn.execute("SELECT tag_hash, customer FROM loyalty_tags")
-    }
-
-
 def save_report_settings(tx: Tx, timezone: str, period_s: int, hours: tuple[str, str]) -> None:
     """So ``edge-agent visitors --today`` can read the database without the config file."""
     tx.set_meta(META_TIMEZONE, timezone)

@@ -207,8 +207,10 @@ def test_epoch_last_seq_stays_exact_after_appends_followed_by_sql(ledger: Ledger
     assert rows(ledger, "SELECT max(seq) FROM events") == [(2,)]
 
 
-def test_loyalty_commands_reach_the_visitors_tables(tmp_path: Path) -> None:
-    """The loyalty extension (docs/protocol.md §5.1) is applied, and a bad one flagged."""
+def test_old_loyalty_commands_are_flagged_and_customers_commands_applied(
+        tmp_path: Path) -> None:
+    """The unkeyed loyalty extension is refused (flagged, cseq consumed); its keyed
+    replacement, customers.* (docs/protocol.md §5.1), is applied."""
     tag_hash = hashlib.sha256(b"0A1B2C3D4E").hexdigest()
     with Ledger.open(tmp_path / "l.db", "S1") as ledger:
         def run(command: dict[str, object]) -> tuple[str, str | None]:
@@ -218,17 +220,20 @@ def test_loyalty_commands_reach_the_visitors_tables(tmp_path: Path) -> None:
                 return status, reason
             return ledger.write_blocking(op)
 
-        ok = run({"cseq": 1, "id": "c1", "type": "loyalty.upsert",
-                  "ts": "2026-11-25T09:00:00.000Z",
-                  "data": {"tags": [{"tag_hash": tag_hash, "customer": "CUST-42"}]}})
-        assert ok == ("applied", None)
-        rows = ledger.read_blocking(lambda c: [tuple(r) for r in c.execute(
-            "SELECT * FROM loyalty_tags")])
-        assert any(tag_hash in row and "CUST-42" in row for row in rows), rows
-        bad = run({"cseq": 2, "id": "c2", "type": "loyalty.upsert",
+        old = run({"cseq": 1, "id": "c1", "type": "loyalty.upsert",
                    "ts": "2026-11-25T09:00:00.000Z",
-                   "data": {"tags": [{"tag_hash": "not-hex", "customer": "X"}]}})
+                   "data": {"tags": [{"tag_hash": tag_hash, "customer": "CUST-42"}]}})
+        assert old[0] == "flagged"
+        assert "customers.upsert" in str(old[1])
+        key = run({"cseq": 2, "id": "c2", "type": "customers.key",
+                   "ts": "2026-11-25T09:00:00.000Z",
+                   "data": {"key_id": "k1", "key": "A" * 43}})
+        assert key == ("applied", None)
+        bad = run({"cseq": 3, "id": "c3", "type": "customers.upsert",
+                   "ts": "2026-11-25T09:00:00.000Z", "data": {"key_id": "k1"}})
         assert bad[0] == "flagged"
+        assert ledger.read_blocking(lambda c: c.execute(
+            "SELECT value FROM meta WHERE key = 'applied_cseq'").fetchone()) is not None
 
 
 def test_card_data_in_a_command_is_removed_before_anything_is_stored(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -27,9 +28,9 @@ from edge_agent.ledger import Ledger
 from edge_agent.logs import configure_logging
 from edge_agent.services import AgentServices
 from edge_agent.visitors.engine import VisitorsEngine
-from edge_agent.visitors.loyalty import apply_loyalty_command
-from edge_agent.visitors.pseudonym import loyalty_hash
 from edge_agent.visitors.report import periods, visitors_today
+from sync.customer_ids import keyed_hash
+from tests.edge_agent.customers.helpers import PEPPER, customer_entry, install
 from tests.edge_agent.visitors.conftest import T0, Clock, insert_sale
 
 BEACON_UUID = uuid.UUID("f7826da6-4fa2-4e98-8024-bc5b71e0893e")
@@ -78,7 +79,7 @@ def forms(raw: str) -> set[bytes]:
         out.add(compact.encode())
         with contextlib.suppress(ValueError):
             out.add(bytes.fromhex(compact))
-    out.add(loyalty_hash(raw).encode())
+    out.add(hashlib.sha256(raw.strip().upper().encode()).hexdigest().encode())
     return {form for form in out if len(form) >= 5}
 
 
@@ -116,9 +117,8 @@ async def test_devices_to_visits_footfall_conversion_without_raw_ids(
     }, tmp_path / "config.toml")
     ledger = Ledger.open(config.database.path, config.store.id)
     services = AgentServices(config=config, ledger=ledger)
-    ledger.write_blocking(lambda tx: apply_loyalty_command(
-        tx, "loyalty.upsert", {"tags": [{"tag_hash": loyalty_hash(LOYAL_TAG),
-                                         "customer": "C-1001"}]}))
+    ledger.write_blocking(lambda tx: install(tx, [customer_entry("C-1001",
+                                                                 [("tag", LOYAL_TAG)])]))
     engine = VisitorsEngine(services, clock=clock)
     by_name = {d.name: d for d in config.devices}
     presence: list[DeviceEvent] = []
@@ -225,8 +225,10 @@ async def test_devices_to_visits_footfall_conversion_without_raw_ids(
             for where, blob in (("database", stored), ("logs", logs), ("events", sent),
                                 ("hub", hub)):
                 assert form not in blob, f"a form of a raw id is in the {where}"
-    # the loyal tag: its hash is in the loyalty table by design, never the raw id
-    for form in forms(LOYAL_TAG) - {loyalty_hash(LOYAL_TAG).encode()}:
+    # the loyal tag: its keyed hash is in the customer cache by design, never the raw id
+    # nor its unkeyed SHA-256
+    keyed = keyed_hash(PEPPER, "tag", LOYAL_TAG.upper())
+    for form in forms(LOYAL_TAG):
         for blob in (stored, logs, sent, hub):
             assert form not in blob
-    assert loyalty_hash(LOYAL_TAG).encode() in stored  # the search does see what is there
+    assert keyed in stored  # the search does see what is there

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -16,48 +17,28 @@ from edge_agent.services import AgentServices
 from edge_agent.visitors.api import router
 from edge_agent.visitors.engine import VisitorsEngine
 from edge_agent.visitors.errors import LoyaltyCommandInvalid
-from edge_agent.visitors.loyalty import apply_loyalty_command
-from edge_agent.visitors.pseudonym import loyalty_hash
+from edge_agent.visitors.loyalty import REFUSED, apply_loyalty_command
 from edge_agent.visitors.report import conversion, periods, visitors_today
+from tests.edge_agent.customers.helpers import customer_entry, install
 from tests.edge_agent.visitors.conftest import T0, Clock, insert_sale
 
 Factory = Callable[..., AgentServices]
-H1, H2 = loyalty_hash("0A0A0A0A0A"), loyalty_hash("0B0B0B0B0B")
-
-
-def loyalty_rows(services: AgentServices) -> dict[str, str]:
-    return dict(services.ledger.read_blocking(
-        lambda conn: conn.execute("SELECT tag_hash, customer FROM loyalty_tags").fetchall()))
-
-
-def test_loyalty_upsert_and_remove(open_services: Factory) -> None:
-    services = open_services()
-    write = services.ledger.write_blocking
-    write(lambda tx: apply_loyalty_command(tx, "loyalty.upsert", {"tags": [
-        {"tag_hash": H1, "customer": "C-1"}, {"tag_hash": H2, "customer": "C-2"}]}))
-    write(lambda tx: apply_loyalty_command(tx, "loyalty.upsert", {"tags": [
-        {"tag_hash": H1, "customer": "C-1b"}]}))
-    assert loyalty_rows(services) == {H1: "C-1b", H2: "C-2"}
-    write(lambda tx: apply_loyalty_command(tx, "loyalty.remove", {"tags": [{"tag_hash": H2}]}))
-    assert loyalty_rows(services) == {H1: "C-1b"}
+H1 = hashlib.sha256(b"0A0A0A0A0A").hexdigest()
 
 
 @pytest.mark.parametrize(("ctype", "data"), [
-    ("loyalty.upsert", {}),
-    ("loyalty.upsert", {"tags": []}),
-    ("loyalty.upsert", {"tags": [{"tag_hash": "0A0A0A0A0A", "customer": "C"}]}),  # a raw id
-    ("loyalty.upsert", {"tags": [{"tag_hash": H1.upper(), "customer": "C"}]}),
-    ("loyalty.upsert", {"tags": [{"tag_hash": H2, "customer": "C"}, {"tag_hash": H1}]}),
-    ("loyalty.remove", {"tags": ["x"]}),
-    ("loyalty.frobnicate", {"tags": [{"tag_hash": H1}]}),
+    ("loyalty.upsert", {"tags": [{"tag_hash": H1, "customer": "C-1"}]}),
+    ("loyalty.remove", {"tags": [{"tag_hash": H1}]}),
 ])
-def test_malformed_loyalty_commands_change_nothing(
+def test_the_old_unkeyed_loyalty_commands_are_refused_clearly(
     open_services: Factory, ctype: str, data: dict[str, Any]
 ) -> None:
     services = open_services()
-    with pytest.raises(LoyaltyCommandInvalid):
+    with pytest.raises(LoyaltyCommandInvalid, match="no longer accepted"):
         services.ledger.write_blocking(lambda tx: apply_loyalty_command(tx, ctype, data))
-    assert loyalty_rows(services) == {}
+    assert "customers.upsert" in REFUSED
+    assert services.ledger.read_blocking(
+        lambda conn: conn.execute("SELECT count(*) FROM customer_idents").fetchone()[0]) == 0
 
 
 async def test_registered_tag_announces_the_customer(
@@ -68,8 +49,8 @@ async def test_registered_tag_announces_the_customer(
     engine = VisitorsEngine(services, clock=clock)
     await engine.start()
     # the catalog arrives after start: the engine picks it up on a later tick
-    await services.ledger.write(lambda tx: apply_loyalty_command(
-        tx, "loyalty.upsert", {"tags": [{"tag_hash": H1, "customer": "C-77"}]}))
+    await services.ledger.write(lambda tx: install(tx, [customer_entry(
+        "C-77", [("tag", "0A0A0A0A0A")])]))
     clock.advance(11)
     await engine.tick()
     async with services.hub.subscribe({"customer_arrived"}) as queue:
