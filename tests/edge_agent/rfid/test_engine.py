@@ -328,3 +328,18 @@ async def test_control_barcodes_open_close_and_cancel_counts(make_rig: Any) -> N
         assert await rig.engine.control_scan("till-1", "CTL-RFID-CANCEL")
         assert queue.get_nowait()[1]["status"] == "cancelled"
     assert rig.on_hand()[SKU_A] == 1
+
+
+async def test_a_late_older_sighting_does_not_move_a_tag_back(make_rig: Any) -> None:
+    rig = await make_rig()
+    tag = epc_hex(A, 7)
+    count = await rig.engine.open_count(["floor"])
+    rig.tag("floor-1", tag)
+    await rig.engine.close_count(count["count_id"])  # located on the floor at the close
+    rig.clock.now -= 5
+    rig.tag("back-1", tag)  # an older sighting, still queued, flushed after the close
+    rig.clock.now += 5
+    await rig.engine.flush_floor()
+    zone = rig.ledger.read_blocking(lambda c: c.execute(
+        "SELECT zone FROM rfid_floor WHERE epc = ?", (tag,)).fetchone()[0])
+    assert zone == "floor"
