@@ -343,3 +343,17 @@ async def test_a_late_older_sighting_does_not_move_a_tag_back(make_rig: Any) -> 
     zone = rig.ledger.read_blocking(lambda c: c.execute(
         "SELECT zone FROM rfid_floor WHERE epc = ?", (tag,)).fetchone()[0])
     assert zone == "floor"
+
+
+async def test_a_count_past_its_memory_bound_refuses_to_close(make_rig: Any) -> None:
+    rig = await make_rig(max_count_epcs=100)
+    count = await rig.engine.open_count(["floor"])
+    for n in range(101):
+        rig.tag("floor-1", epc_hex(A, n))
+    view = await rig.engine.count_view(count["count_id"])
+    assert (view["tags"], view["overflow"]) == (100, 1)
+    with pytest.raises(OperationError) as err:
+        await rig.engine.close_count(count["count_id"])
+    assert err.value.code == "count_overflow"
+    assert rig.events("count") == []
+    assert (await rig.engine.cancel_count(count["count_id"]))["status"] == "cancelled"
