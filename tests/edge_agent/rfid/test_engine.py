@@ -357,3 +357,18 @@ async def test_a_count_past_its_memory_bound_refuses_to_close(make_rig: Any) -> 
     assert err.value.code == "count_overflow"
     assert rig.events("count") == []
     assert (await rig.engine.cancel_count(count["count_id"]))["status"] == "cancelled"
+
+
+async def test_off_floor_tags_alert_only_when_configured(make_rig: Any) -> None:
+    rig = await make_rig(exit_alert_off_floor=False, exit_hold_s=0)
+    seen, stranger = epc_hex(A, 1), epc_hex(A, 2)
+    rig.tag("floor-1", seen)
+    await rig.engine.flush_floor()
+    rig.tag("door-uhf", seen)
+    rig.tag("door-uhf", stranger)  # bought at another store of the chain, never on our floor
+    rig.tag("door-uhf", epc_hex(FOREIGN_GTIN, 3))
+    alerts = await rig.engine.judge_exits()
+    assert [(a["epc"], a["on_floor"]) for a in alerts] == [(seen, True)]
+    figures = rig.engine.figures()
+    assert figures["exit_ignored_off_floor"] == 1
+    assert figures["exit_ignored_foreign"] == 1
