@@ -41,8 +41,10 @@ test: venv system-deps
 test-long: venv system-deps
 	$(BIN)/python -m pytest -q -m "chaos" --chaos-long
 
+# The whole suite at full size; it writes bench/last-run.json and the README's table.
 bench: venv system-deps
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench --readme
 
 lint: venv
 	$(BIN)/ruff check .

@@ -275,7 +275,8 @@ def machine_line(info: dict[str, Any]) -> str:
     return (f"{info['nproc']} x {info['cpu_model']}, {info['memory_gib']} GiB, "
             f"Linux {info['kernel']}, Python {info['python']}, SQLite {info['sqlite']}, "
             f"mosquitto {info['mosquitto']}, paho-mqtt {info['paho_mqtt']}, "
-            f"orjson {info['orjson']}; load average at start {info['load_average']}")
+            f"orjson {info['orjson']}; load average at start {info['load_average']}"
+            + (f", at the end {info['load_average_end']}" if "load_average_end" in info else ""))
 
 
 # --------------------------------------------------------------------------- output

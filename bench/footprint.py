@@ -7,11 +7,12 @@ The real agent process (``python -m edge_agent --config X run``) with the demo d
 systemd-style ``NOTIFY_SOCKET`` (a real ``AF_UNIX`` datagram socket made here):
 
 - **ready**: wall time from just before the process is spawned to its ``READY=1``
-  (median of several starts; target ≤ 1 s). Ceiling: a bare interpreter that sends
-  ``READY=1`` at once, spawned the same way;
+  (median of several starts; no target: wall time follows the machine's load) and the
+  CPU time it took (target ≤ 0.5 s). Ceiling: a bare interpreter that sends ``READY=1``
+  at once, spawned the same way;
 - **idle**: VmRSS (``/proc/<pid>/status``) and CPU (``utime+stime`` of
   ``/proc/<pid>/stat``) over 60 s (15 s quick) of an online, idle store with its devices
-  connected (targets ≤ 60 MiB, ≤ 1 % of a core). Ceiling for RSS: the bare interpreter;
+  connected (targets ≤ 40 MiB, ≤ 0.3 % of a core). Ceiling for RSS: the bare interpreter;
 - **backlog**: a 1,000,000-event (100k quick) offline backlog built with the ledger's
   batched ops, then the agent started with no broker reachable; its RSS must stay
   bounded (the backlog lives on disk): at most 5 MiB above the idle RSS.
@@ -47,9 +48,9 @@ from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = "S001"
-RSS_TARGET_MIB = 60.0
-CPU_TARGET_PCT = 1.0
-READY_TARGET_S = 1.0
+RSS_TARGET_MIB = 40.0  # issue 18
+CPU_TARGET_PCT = 0.3  # issue 18
+READY_TARGET_S = 0.5  # issue 18: CPU seconds from start to READY
 BACKLOG_SLACK_MIB = 5.0  # the backlog lives on disk: RSS may not grow with it
 
 BARE_READY = (
@@ -275,9 +276,9 @@ def rows(f: dict[str, Any]) -> list[Row]:
     g = "footprint"
     idle, backlog, bare = f["idle"], f["backlog"], f["bare"]
     return [
-        Row(g, "start → READY=1 (median)", f["ready_s"], "s", bare["ready_s"],
-            "bare interpreter → READY", f"≤ {READY_TARGET_S:g} s",
-            f["ready_s"] <= READY_TARGET_S, note=f"max {f['ready_max_s']:.2f} s"),
+        Row(g, "start → READY=1 (median wall time; load-dependent, no target)", f["ready_s"],
+            "s", bare["ready_s"], "bare interpreter → READY",
+            note=f"max {f['ready_max_s']:.2f} s"),
         Row(g, "CPU time to READY=1 (median; what a quiet machine would take)",
             f["ready_cpu_s"], "s", bare["ready_cpu_s"], "bare interpreter",
             f"≤ {READY_TARGET_S:g} s", _le(f["ready_cpu_s"], READY_TARGET_S)),
@@ -292,9 +293,10 @@ def rows(f: dict[str, Any]) -> list[Row]:
             f"bounded: ≤ idle + {BACKLOG_SLACK_MIB:g} MiB",
             backlog["rss_max_mib"] <= idle["rss_max_mib"] + BACKLOG_SLACK_MIB,
             note=f"ledger {backlog['db_mib']:.0f} MiB on disk"),
-        Row(g, "start → READY=1 with that backlog", backlog["ready_s"], "s", f["ready_s"],
-            "empty ledger", f"≤ {READY_TARGET_S:g} s", backlog["ready_s"] <= READY_TARGET_S,
-            note=f"CPU {_s(backlog.get('ready_cpu_s'))}"),
+        Row(g, "CPU time to READY=1 with that backlog", backlog.get("ready_cpu_s"), "s",
+            f["ready_cpu_s"], "empty ledger", f"≤ {READY_TARGET_S:g} s",
+            _le(backlog.get("ready_cpu_s"), READY_TARGET_S),
+            note=f"wall {backlog['ready_s']:.2f} s"),
         Row(g, "backlog build (ledger batched ops, 1000/op)", backlog["build_events_per_s"],
             "ev/s"),
     ]

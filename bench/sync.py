@@ -389,8 +389,8 @@ def run(quick: bool = False, central_kind: str = "auto") -> dict[str, Any]:
         results["ratio_vs_store_broker_ceiling"] = round(
             rate / results["ceiling_store_broker_events_per_s"], 3)
         results["targets"] = {
-            "drain_ge_100k_per_s": rate >= 100_000,
-            "ge_20x_naive": results["ratio_vs_naive"] >= 20,
+            "drain_ge_250k_per_s": rate >= 250_000,
+            "ge_50x_naive": results["ratio_vs_naive"] >= 50,
             "p99_le_100ms": results["latency"]["p99_ms"] <= 100,
         }
         return results

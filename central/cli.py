@@ -16,8 +16,11 @@ import httpx
 import orjson
 
 from central.errors import CentralError
+from sync.files import restrict_umask
 
 DEFAULT_URL = "http://127.0.0.1:8480"
+# where `edge-central serve` generates the operator token with the default database_url
+DEFAULT_TOKEN_FILE = Path("/var/lib/edge-central/admin.token")
 
 
 def _echo_json(data: Any) -> None:
@@ -29,8 +32,14 @@ class Api:
 
     def __init__(self, url: str, token_file: Path | None) -> None:
         token = os.environ.get("EDGE_CENTRAL_ADMIN_TOKEN")
+        if token_file is None and not token and DEFAULT_TOKEN_FILE.exists():
+            token_file = DEFAULT_TOKEN_FILE
         if token_file is not None:
-            token = token_file.read_text().strip()
+            try:
+                token = token_file.read_text().strip()
+            except OSError as exc:
+                raise click.ClickException(f"cannot read the admin token {token_file}: "
+                                           f"{exc.strerror}") from exc
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
 
@@ -45,21 +54,27 @@ class Api:
                 detail = response.json().get("detail")
             except ValueError:
                 detail = response.text
-            raise click.ClickException(f"HTTP {response.status_code}: {detail}")
+            hint = (" (give --token-file: edge-central writes its operator token beside its "
+                    "SQLite database, e.g. /var/lib/edge-central/admin.token)"
+                    if response.status_code == 401 else "")
+            raise click.ClickException(f"HTTP {response.status_code}: {detail}{hint}")
         return response.json()
 
 
 _url = click.option("--url", envvar="EDGE_CENTRAL_URL", default=DEFAULT_URL, show_default=True,
                     help="Base URL of a running edge-central.")
 _token = click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
-                      default=None, help="File with the admin token "
-                      "(or set EDGE_CENTRAL_ADMIN_TOKEN).")
+                      default=None, envvar="EDGE_CENTRAL_ADMIN_TOKEN_FILE",
+                      help="File with the admin token (or EDGE_CENTRAL_ADMIN_TOKEN_FILE, or "
+                      "the token in EDGE_CENTRAL_ADMIN_TOKEN); default "
+                      "/var/lib/edge-central/admin.token when readable.")
 _store = click.option("--store", required=True, help="Store id, e.g. S001.")
 
 
 @click.group()
 def main() -> None:
     """Reference central service of the edge-agent sync protocol (PROTOCOL v1)."""
+    restrict_umask()  # files 0640, directories 0750 or stricter, whatever the caller's umask
 
 
 @main.command()
@@ -299,6 +314,15 @@ def quarantine_resolve(url: str, token_file: Path | None, store: str, epoch: str
     _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/quarantine/resolve",
                                          json={"epoch": epoch, "seq": seq}))
 
+
+def _register_groups() -> None:
+    # cli_recall imports this module's Api and options, so it is imported after them.
+    from central.cli_recall import recall  # noqa: PLC0415
+
+    main.add_command(recall)
+
+
+_register_groups()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,8 +28,11 @@ from pydantic import (
 )
 
 from central.errors import ConfigError
+from sync.files import private_dir, write_secret
 from sync.wire import STORE_RE
 
+ADMIN_TOKEN_NAME = "admin.token"  # noqa: S105 - a file name, not a secret
+ADMIN_TOKEN_ENV = "EDGE_CENTRAL_ADMIN_TOKEN"  # noqa: S105 - a variable name
 _STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
 
 
@@ -37,7 +41,8 @@ class BrokerSettings(BaseModel):
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = "central"
     password_file: Path | None = None
-    client_id: str = "edge-central"
+    # None: the username (the broker templates bind the client id to it anyway)
+    client_id: str | None = None
     keepalive: int = Field(default=30, ge=5, le=3600)
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
@@ -54,6 +59,10 @@ class BrokerSettings(BaseModel):
     @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id or self.username or "edge-central"
 
     @property
     def port(self) -> int:
@@ -81,7 +90,13 @@ class HttpSettings(BaseModel):
     model_config = _STRICT
     listen: str = "127.0.0.1:8480"
     store_tokens_dir: Path | None = None
+    # None: {directory of the SQLite database}/admin.token, or $STATE_DIRECTORY/admin.token
+    # (systemd); generated (0600) at the first start when absent. PostgreSQL deployments
+    # outside systemd must name it.
     admin_token_file: Path | None = None
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IP addresses
+    # or networks, uvicorn's forwarded_allow_ips); empty: forwarded headers are ignored.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
@@ -141,6 +156,17 @@ class CentralConfig(BaseModel):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
+    def admin_token_path(self) -> Path | None:
+        """Where the operator token lives (see ``HttpSettings.admin_token_file``)."""
+        if self.http.admin_token_file is not None:
+            return self.http.admin_token_file
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///")).parent / ADMIN_TOKEN_NAME
+        state = os.environ.get("STATE_DIRECTORY")
+        if state:
+            return Path(state.split(":")[0]) / ADMIN_TOKEN_NAME
+        return None
+
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with credentials in URLs masked."""
         data = self.model_dump(mode="json")
@@ -195,22 +221,31 @@ class TokenBook:
         except OSError:
             return None
 
-    def all_store_tokens(self) -> list[bytes]:
-        out: list[bytes] = []
-        if self.tokens_dir is not None and self.tokens_dir.is_dir():
-            for path in self.tokens_dir.glob("*.token"):
-                try:
-                    token = path.read_bytes().strip()
-                except OSError:
-                    continue
-                if token:
-                    out.append(token)
-        out.extend(v.encode() for k, v in os.environ.items()
-                   if k.startswith("EDGE_CENTRAL_STORE_TOKEN_") and v)
-        return out
+    def ensure_admin_token(self) -> Path | None:
+        """Generate the operator token (0600, in a 0750 directory) when none exists; the
+        token itself is never printed or logged. Returns the file newly written, if any."""
+        if os.environ.get(ADMIN_TOKEN_ENV):
+            return None
+        path = self.admin_token_file
+        if path is None:
+            raise ConfigError("http.admin_token_file: needed with PostgreSQL outside systemd "
+                              f"(or set {ADMIN_TOKEN_ENV}); operator endpoints always need "
+                              "a token")
+        try:
+            if path.exists():
+                if not path.read_bytes().strip():
+                    raise ConfigError(f"http.admin_token_file: {path} is empty; delete it to "
+                                      "have a new token generated")
+                return None
+            private_dir(path.parent)
+            write_secret(path, secrets.token_urlsafe(32) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"http.admin_token_file: cannot use {path}: "
+                              f"{exc.strerror}") from exc
+        return path
 
     def admin_token(self) -> bytes | None:
-        env = os.environ.get("EDGE_CENTRAL_ADMIN_TOKEN")
+        env = os.environ.get(ADMIN_TOKEN_ENV)
         if env:
             return env.encode()
         if self.admin_token_file is None:

@@ -35,6 +35,7 @@ from central.batches import (
     same_event,
 )
 from central.errors import InvalidCommandError, StorageError
+from central.recalls import record_blocked
 from central.runs import add_events, stock_cells, stored_events, unprojected
 from central.storage import Connection
 from sync.errors import WireFormatError
@@ -47,6 +48,7 @@ from sync.messages import (
     Status,
     store_from_topic,
 )
+from sync.recalls import RECALL_BLOCKED, RECALL_TYPES, RecallInvalid, check_recall
 from sync.wire import (
     MAX_BATCH_ITEMS,
     MAX_ITEM_BYTES,
@@ -297,6 +299,16 @@ class Core:
             out.extend(self._send_from(store, start, now))
         return out
 
+    def current_acks(self, ts: str) -> list[Publish]:
+        """The ack of every (store, epoch) as it stands, to publish after a reconnect.
+
+        While central was away from the broker, stores may have published batches that
+        nobody received (a clean session has no queue). A live ack that does not advance
+        makes such a store go back at once (PROTOCOL §4.3) instead of after its
+        ``resend_after``.
+        """
+        return [self._ack(store, epoch, ts) for store, epoch in list(self.applied)]
+
     def _ack(self, store: str, epoch: str, ts: str) -> Publish:
         body = {"v": 1, "store": store, "epoch": epoch,
                 "through_seq": self.applied.get((store, epoch), 0), "ts": ts}
@@ -391,7 +403,7 @@ class Core:
             raws = raws[skip:]
         add_deltas(self._pending.setdefault(store, {}), heads)
         for index, head in enumerate(heads):
-            if head.type in CLOSING_TYPES:
+            if head.type in CLOSING_TYPES or head.type == RECALL_BLOCKED:
                 try:
                     event = orjson.loads(bytes(raws[index]))
                 except orjson.JSONDecodeError:
@@ -431,7 +443,7 @@ class Core:
                 self._quarantine(group, store, epoch, seq, str(exc))
                 continue
             add_pairs(pending, moves, holds)
-            if kind in CLOSING_TYPES:
+            if kind in CLOSING_TYPES or kind == RECALL_BLOCKED:
                 self._closing(group, store, kind, event)
         self._store_run(group, key, first + skip, raws[skip:])
 
@@ -482,6 +494,11 @@ class Core:
                     {"epoch": epoch, "seq": seq, "reason": reason})
 
     def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
+        if kind == RECALL_BLOCKED:  # extension, docs/protocol.md "Recalls"
+            detail = record_blocked(self.conn, store, event, group.ts)
+            if detail is not None:
+                self._alert(group, store, "recall_blocked", "warning", detail)
+            return
         data = event.get("data")
         if not isinstance(data, dict):
             return
@@ -604,6 +621,11 @@ class Core:
             self._alert(group, store, "history_rolled_back", "critical",
                         {"epoch": status.epoch, "birth_last_seq": status.last_seq,
                          "central_applied": applied})
+        # PROTOCOL §4.3: a live birth beyond what central applied (central restored from a
+        # backup while the store was away, or a backlog): ack that epoch again, live, so an
+        # idle store goes back now rather than at its next fact
+        if not retained and status.last_seq is not None and status.last_seq > applied:
+            group.acks[(store, status.epoch)] = None
         self._upsert_store(store, "online", status)
         if status.applied_cseq is None:
             st.acked = None  # wait for its commands/ack (first resync pending)
@@ -996,6 +1018,11 @@ class Core:
                 raise InvalidCommandError(f"count request {cid} already exists for {store}")
         elif kind == "resync":
             data = {}
+        elif kind in RECALL_TYPES:  # extension, docs/protocol.md "Recalls"
+            try:
+                data = check_recall(kind, data)
+            except RecallInvalid as exc:
+                raise InvalidCommandError(f"{kind}: {exc}") from exc
         else:
             raise InvalidCommandError(f"unknown command type {kind!r}")
         return {"cseq": 0, "id": str(uuid.uuid4()), "type": kind, "ts": ts, "data": data,

@@ -11,12 +11,23 @@ import contextlib
 import gc
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
 from central.api import create_app
 from central.config import CentralConfig
 from central.service import CentralService
+from sync.http_limits import MAX_CONNECTIONS, HeadDeadlineProtocol
+
+
+def http_config(app: Any, config: CentralConfig) -> uvicorn.Config:
+    """uvicorn for the central's API: forwarded headers only from the configured proxies."""
+    trusted = config.http.trusted_proxies
+    return uvicorn.Config(app, host=config.http.host, port=config.http.port,
+                          log_level="warning", lifespan="off",
+                          proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
+                          http=HeadDeadlineProtocol, limit_concurrency=MAX_CONNECTIONS)
 
 
 async def serve(config: CentralConfig) -> None:
@@ -33,8 +44,7 @@ async def serve(config: CentralConfig) -> None:
         def capture_signals(self) -> Iterator[None]:  # we handle SIGTERM/SIGINT ourselves
             yield
 
-    server = _Server(uvicorn.Config(app, host=config.http.host, port=config.http.port,
-                                    log_level="warning", lifespan="off"))
+    server = _Server(http_config(app, config))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

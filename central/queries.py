@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from central.recalls import active_recalls
 from central.runs import stock_cells, stored_events
 from central.storage import Connection
 from sync.messages import CatalogItem
@@ -39,7 +40,9 @@ def snapshot(conn: Connection, store: str) -> dict[str, Any]:
         "ORDER BY count_id", (store,))]
     return {"v": 1, "store": store, "through_cseq": through_cseq, "epochs": epochs,
             "catalog": catalog, "stock": stock_rows, "reservations": reservations,
-            "count_requests": counts}
+            "count_requests": counts,
+            "recalls": [{k: v for k, v in data.items() if k not in ("cseq", "delivered")}
+                        for _, data in sorted(active_recalls(conn, store).items())]}
 
 
 _STATUS_COLUMNS = ("store", "state", "epoch", "boot_id", "agent", "last_seq",

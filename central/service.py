@@ -30,6 +30,7 @@ from central.config import CentralConfig, TokenBook
 from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
 from central.inbox import ByteBoundedInbox
 from central.storage import Database
+from sync.wire import now_ts
 
 log = logging.getLogger("central.service")
 
@@ -176,13 +177,14 @@ def release_client(client: mqtt.Client) -> None:
 class MqttLink:
     """paho client in its own network thread: clean start, QoS 1, TCP_NODELAY."""
 
-    def __init__(self, config: CentralConfig, on_message: Callable[[str, bytes, bool], None]
-                 ) -> None:
+    def __init__(self, config: CentralConfig, on_message: Callable[[str, bytes, bool], None],
+                 on_connected: Callable[[], None] | None = None) -> None:
         self.config = config
+        self._on_connected_cb = on_connected
         self.connected = threading.Event()
         self.auth_failed = False
         b = config.broker
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.effective_client_id,
                              protocol=mqtt.MQTTv5)
         if b.username:
             password = b.password()
@@ -197,7 +199,9 @@ class MqttLink:
             client.tls_set_context(context)
         client.max_inflight_messages_set(20)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # One client per worker, not thousands: retrying every 2 s at most costs the broker
+        # nothing and brings the chain's acks back seconds after the broker returns.
+        client.reconnect_delay_set(min_delay=1, max_delay=2)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_socket_open = self._on_socket_open
@@ -232,6 +236,8 @@ class MqttLink:
         root = self.config.root
         client.subscribe([(f"{root}/v1/stores/+/{rest}", 1) for rest in SUBSCRIPTIONS])
         self.connected.set()
+        if self._on_connected_cb is not None:
+            self._on_connected_cb()
         log.info("connected to %s", self.config.broker.url)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
@@ -260,12 +266,20 @@ class CentralService:
         self.db.create_schema()
         self.core = Core(self.db.connect(), root=config.root, resend_after=config.resend_after,
                          owns=config.partition.owns)
-        self.link = MqttLink(config, self._on_message)
+        self.link = MqttLink(config, self._on_message, self._on_connected)
         self.writer = Writer(self.core, self.link.publish, config.max_group_messages)
-        self.tokens = TokenBook(config.http.store_tokens_dir, config.http.admin_token_file)
+        self.tokens = TokenBook(config.http.store_tokens_dir, config.admin_token_path())
+        generated = self.tokens.ensure_admin_token()
+        if generated is not None:
+            log.warning("operator token generated in %s (mode 0600): edge-central commands "
+                        "read it with --token-file", generated)
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         self.writer.put_message(topic, payload, retained)
+
+    def _on_connected(self) -> None:
+        # From the MQTT thread: the writer owns the core; it publishes the acks it holds.
+        self.writer.submit(lambda core: (None, core.current_acks(now_ts())))
 
     def start(self) -> None:
         self.writer.start()

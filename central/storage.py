@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from central.errors import StorageError
+from sync.files import private_database
 
 Dialect = Literal["sqlite", "postgres"]
 Row = tuple[Any, ...]
@@ -111,6 +112,17 @@ CREATE TABLE IF NOT EXISTS devices (
     device TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (store, device)
+);
+CREATE TABLE IF NOT EXISTS recall_sightings (
+    store TEXT NOT NULL,
+    recall_id TEXT NOT NULL,
+    gtin TEXT NOT NULL,
+    lot TEXT,
+    serial TEXT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    first_ts TEXT NOT NULL,
+    last_ts TEXT NOT NULL,
+    PRIMARY KEY (store, recall_id)
 );
 CREATE TABLE IF NOT EXISTS drops (
     store TEXT NOT NULL,
@@ -322,7 +334,7 @@ class Database:
             return PostgresConnection(self.url)
         if self._path is None:
             raise StorageError("no SQLite path")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self._path)  # 0640 (and its -wal, -shm), parents 0750
         return SqliteConnection(self._path)
 
     def create_schema(self) -> None:

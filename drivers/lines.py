@@ -2,13 +2,17 @@
 
 :class:`DelimitedParser` splits a byte stream on a terminator (``b"\\r"``,
 ``b"\\n"``, ``b"\\r\\n"``, ``b"\\t"``) or on ``STX ... ETX`` pairs, with a bounded
-line length.  An over-long line is reported once as ``Rejected("oversize")``
-and everything up to the next terminator is discarded, so its tail never turns
-into a bogus frame.  ``redact=True`` keeps payload bytes out of ``Rejected.hex``
-(scanner input may be card data).  Contract: see :mod:`drivers.framing`.
+line length.  With ``any_eol=True`` CR, LF and CRLF end a line too, whatever the
+terminator (a scanner set to CR that sends LF must not glue two scans together; the
+empty line between the CR and LF of a CRLF is dropped).  An over-long line is reported
+once as ``Rejected("oversize")`` and everything up to the next terminator is discarded,
+so its tail never turns into a bogus frame.  ``redact=True`` keeps payload bytes out
+of ``Rejected.hex`` (scanner input may be card data).  Contract: see :mod:`drivers.framing`.
 """
 
 from __future__ import annotations
+
+import re
 
 from drivers.framing import Rejected
 
@@ -26,6 +30,7 @@ class DelimitedParser:
         stx_etx: bool = False,
         max_line: int = 512,
         redact: bool = False,
+        any_eol: bool = False,
     ) -> None:
         if not terminator and not stx_etx:
             raise ValueError("need a terminator or STX/ETX framing")
@@ -35,6 +40,20 @@ class DelimitedParser:
         self.redact = redact
         self._buf = bytearray()
         self._discarding = False
+        self._split: re.Pattern[bytes] | None = None
+        if any_eol:
+            ends = {b"\r\n", b"\r", b"\n", terminator}
+            self._split = re.compile(b"|".join(re.escape(e) for e in sorted(ends, key=len,
+                                                                              reverse=True)))
+
+    def _find(self, buf: bytearray, pos: int) -> tuple[int, int]:
+        """Start and length of the next terminator at or after ``pos`` ((-1, 0) if none)."""
+        if self._split is None:
+            return buf.find(self.terminator, pos), len(self.terminator)
+        match = self._split.search(buf, pos)
+        if match is None:
+            return -1, 0
+        return match.start(), match.end() - match.start()
 
     def _rej(self, reason: str, data: bytes | bytearray) -> Rejected:
         return Rejected(reason) if self.redact else Rejected.of(reason, data)
@@ -45,18 +64,19 @@ class DelimitedParser:
         buf = self._buf
         buf += data
         out: list[bytes | Rejected] = []
-        term = self.terminator
-        tlen = len(term)
+        tlen = max(len(self.terminator), 2 if self._split is not None else 1)
         pos = 0
         while True:
-            j = buf.find(term, pos)
+            j, found = self._find(buf, pos)
             if j < 0:
                 break
             line = bytes(buf[pos:j])
-            pos = j + tlen
+            pos = j + found
             if self._discarding:
                 self._discarding = False
                 continue
+            if not line and self._split is not None:
+                continue  # the LF of a CRLF split across reads, or a blank line
             if len(line) > self.max_line:
                 out.append(self._rej("oversize", line))
                 continue

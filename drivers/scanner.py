@@ -1,6 +1,8 @@
 """Serial barcode scanner framing: suffix/prefix/STX-ETX, AIM symbology ids, GS kept.
 
-A scanner sends ``[prefix][AIM id]<data><suffix>`` (or ``STX <data> ETX``).  The
+A scanner sends ``[prefix][AIM id]<data><suffix>`` (or ``STX <data> ETX``).  A code
+ends at the configured suffix and also at CR, LF or CRLF whatever the suffix, so two
+scans are never merged.  The
 AIM symbology identifier is ``]`` + symbology letter + modifier character (``]E0``
 EAN-13, ``]C1`` GS1-128, ``]d2`` GS1 DataMatrix, ``]Q3`` GS1 QR, ``]e0`` GS1 DataBar).
 GS (0x1D), the FNC1 stand-in that ends variable-length GS1 fields, is kept.
@@ -49,7 +51,8 @@ class ScanParser:
         max_code: int = MAX_CODE,
     ) -> None:
         self._lines = DelimitedParser(
-            SUFFIXES[suffix], stx_etx=stx_etx, max_line=max_code + len(prefix) + 3, redact=True
+            SUFFIXES[suffix], stx_etx=stx_etx, max_line=max_code + len(prefix) + 3, redact=True,
+            any_eol=True,
         )
         self.prefix = prefix
         self.strip_aim = strip_aim

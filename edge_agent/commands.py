@@ -23,10 +23,12 @@ import pydantic
 
 from drivers.carddata import is_card_data
 from edge_agent.ledger import Tx
+from edge_agent.retail.recalls import apply_recall_command
 from edge_agent.visitors.errors import LoyaltyCommandInvalid
 from edge_agent.visitors.loyalty import apply_loyalty_command
 from sync.errors import WireFormatError
 from sync.messages import CatalogItem
+from sync.recalls import RECALL_TYPES
 from sync.wire import canonical_json, check_deltas, check_value, now_ts, parse_ts, utc_now
 
 Status = Literal["applied", "flagged", "quarantined", "ignored"]
@@ -238,6 +240,8 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
         tx.set_meta("resync_needed", "1")
         tx.set_meta("resync_reason", "resync command")
         problem = None
+    elif ctype in RECALL_TYPES:  # extension, docs/protocol.md "Recalls"
+        problem = apply_recall_command(tx, command)
     elif ctype in LOYALTY_COMMANDS:  # extension, docs/protocol.md §5.1
         try:
             apply_loyalty_command(tx, ctype, data)

@@ -36,6 +36,7 @@ from drivers.config import (
     UhfSettings,
 )
 from edge_agent.errors import ConfigError
+from edge_agent.till_config import CUSTOM_REGION, ExpiryPolicy, RcnLayoutEntry, check_rcn_region
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
@@ -81,8 +82,17 @@ class StoreSection(_Section):
     name: str = ""
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     timezone: str = "UTC"
-    rcn_region: str = "great_britain"
-    """Rules for in-store variable-measure EAN-13s (prefixes 02, 20-29), as biip names them."""
+    rcn_region: str = "se"
+    """Rules for in-store variable-measure EAN-13s (prefixes 02, 20-29): a region biip
+    supports (dk, ee, fi, de, gb, lv, lt, no, se) or ``custom`` with ``rcn_layouts``."""
+    rcn_layouts: tuple[RcnLayoutEntry, ...] = ()
+    """The store's own layouts; they win over the region's rules for their prefixes."""
+    expiry_policy: ExpiryPolicy = "block"
+    """A sale of an item past its expiry date (GS1 AI 17), in the store's time zone."""
+    best_before_policy: ExpiryPolicy | None = None
+    """The same for a best-before date (AI 15); default: as ``expiry_policy``."""
+    markdown_days: Annotated[int, Field(ge=0, le=365)] = 0
+    """Warn (``expiry_markdown``) this many days before the date, to mark the item down."""
     returns_without_receipt: bool = True
     low_stock_threshold: Annotated[int, Field(ge=0)] = 2
     opening_hours: tuple[str, str] = ("08:00", "20:00")
@@ -96,6 +106,17 @@ class StoreSection(_Section):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not a known time zone (e.g. Europe/Paris)") from None
         return value
+
+    @field_validator("rcn_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return check_rcn_region(value)
+
+    @model_validator(mode="after")
+    def _custom_region(self) -> StoreSection:
+        if self.rcn_region == CUSTOM_REGION and not self.rcn_layouts:
+            raise ValueError("rcn_region 'custom' needs at least one [[store.rcn_layouts]]")
+        return self
 
     @field_validator("opening_hours")
     @classmethod
@@ -191,6 +212,10 @@ class SyncSection(_Section):
     health_interval_s: Seconds = 60.0
     backoff_initial_s: Seconds = 1.0
     backoff_max_s: Seconds = 120.0
+    probe_interval_s: Seconds = 1.0
+    """While the broker is away, a bare TCP probe every probe/2..probe seconds."""
+    reconnect_spread_s: Annotated[float, Field(ge=0, le=60)] = 0.5
+    """Once the probe succeeds, reconnect after a random 0..spread seconds."""
 
 
 class TcpListen(_Section):

@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import gc
 import signal
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,6 @@ from drivers import (
     TagEvent,
     open_reader,
 )
-from drivers.carddata import make_filter
 from drivers.events import DeviceStatus as DriverStatus
 from edge_agent import AGENT_NAME
 from edge_agent.api.app import create_app
@@ -41,7 +39,6 @@ from edge_agent.api.server import serve_api
 from edge_agent.config import Config, DeviceConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Ledger
-from edge_agent.ledger.schema import connect
 from edge_agent.logs import configure_logging
 from edge_agent.notify import SystemdNotifier, watchdog_interval_s
 from edge_agent.retail.scanmodes import ScanModes
@@ -90,6 +87,8 @@ def sync_settings(config: Config) -> SyncSettings:
         retention_days=config.database.event_retention_days,
         backoff_base=config.sync.backoff_initial_s,
         backoff_max=config.sync.backoff_max_s,
+        probe_interval=config.sync.probe_interval_s,
+        reconnect_spread=config.sync.reconnect_spread_s,
         agent=AGENT_NAME,
     )
 
@@ -190,7 +189,6 @@ class Agent:
         self._presence_handler: Callable[[Any, Any], None] | None = None
         self._rfid_handler: Callable[[Any, TagEvent], None] | None = None
         self._rfid_scan: Callable[[str, str], Awaitable[bool]] | None = None
-        self._probe: sqlite3.Connection | None = None
         self._api_ready = asyncio.Event()
         self._extra_tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
@@ -199,29 +197,14 @@ class Agent:
         for device in self.config.devices:
             if not device.enabled:
                 continue
-            reader = open_reader(
-                device, self._emitter(device), card_filter=make_filter(self._is_known_gtin)
-            )
+            # the default card filter: exact on GTINs, no catalog needed (drivers.carddata)
+            reader = open_reader(device, self._emitter(device))
             self._readers[device.name] = (device, reader)
         self.services.device_statuses = _LiveStatuses(self._readers)
         self._port = LedgerStorePort(
             self.services.ledger,
             [_wire_status(reader.status) for _, reader in self._readers.values()],
         )
-
-    def _is_known_gtin(self, gtin14: str) -> bool:
-        """Card filter callback: is this Luhn-valid, card-prefixed number a product we sell?
-
-        It is called on the loop thread, and only for the few codes that look like a card
-        number (a few per cent of EAN-13s), so a synchronous primary-key probe on a private
-        read-only connection is cheaper and simpler than an in-memory copy of a catalog
-        that may hold a million GTINs.
-        """
-        if self._probe is None:
-            self._probe = connect(self.services.ledger.path, readonly=True)
-        row = self._probe.execute(
-            "SELECT 1 FROM catalog_gtins WHERE gtin = ?", (gtin14,)).fetchone()
-        return row is not None
 
     def _emitter(self, device: DeviceConfig) -> Callable[[DeviceEvent], None]:
         def emit(event: DeviceEvent) -> None:
@@ -269,8 +252,6 @@ class Agent:
             pass
         finally:
             self.services.state = "stopping"
-            if self._probe is not None:
-                self._probe.close()
 
     async def _setup_surfaces(self) -> None:
         """Hook up the parts that live in their own packages (retail, visitors, API)."""

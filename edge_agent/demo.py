@@ -101,6 +101,11 @@ class Demo:
         else:
             print("mosquitto did not start (see demo-state/logs/mosquitto.log); running offline")
 
+    def central_headers(self) -> dict[str, str]:
+        """The operator token edge-central generated beside its database at first start."""
+        path = self.state / "admin.token"
+        return {"Authorization": f"Bearer {path.read_text().strip()}"} if path.exists() else {}
+
     async def start_central(self, token: str) -> None:
         if self.broker_port is None:
             return
@@ -120,7 +125,8 @@ class Demo:
         if not await wait_port(self.central_port):
             print("central did not start (see demo-state/logs/central.log)")
             return
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.central_port}") as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.central_port}",
+                                     headers=self.central_headers()) as http:
             await http.post("/v1/stores/DEMO1/catalog", json={"items": DEMO_CATALOG})
             await http.post("/v1/stores/DEMO1/adjust", json={
                 "reason": "replenishment", "ref": "DEMO-OPENING",
@@ -167,7 +173,7 @@ class Demo:
         async with httpx.AsyncClient(transport=transport, base_url="http://agent",
                                      timeout=5) as agent, \
                 httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.central_port}",
-                                  timeout=5) as central:
+                                  headers=self.central_headers(), timeout=5) as central:
             while True:
                 await asyncio.sleep(5)
                 line = await self._agent_line(agent)

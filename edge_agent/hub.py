@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.carddata import redact
+
 
 @dataclass(slots=True, eq=False)  # identity hashing: each subscription is distinct
 class Subscription:
@@ -28,7 +30,12 @@ class EventHub:
         self._subscribers: set[Subscription] = set()
 
     def publish(self, topic: str, data: dict[str, Any]) -> None:
-        """Deliver ``data`` under ``topic`` (e.g. ``scan``, ``tag``, ``device``). Never blocks."""
+        """Deliver ``data`` under ``topic`` (e.g. ``scan``, ``tag``, ``device``). Never blocks.
+
+        Card data is masked whoever published it (the stream reaches POS screens)."""
+        if not self._subscribers:
+            return
+        data = redact(data)
         for sub in self._subscribers:
             if sub.topics is not None and topic not in sub.topics:
                 continue

@@ -12,6 +12,8 @@ from typing import Literal
 
 import structlog
 
+from drivers.carddata import redact
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 
@@ -41,6 +43,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if not use_console else _identity,
+            _redact_card_data,
             renderer,
         ],
     )
@@ -58,3 +61,10 @@ def _identity(
     _logger: object, _name: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
     return event_dict
+
+
+def _redact_card_data(
+    _logger: object, _name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """No card number or track data in a log line, whoever logged it (DESIGN §2.8)."""
+    return {key: redact(value) for key, value in event_dict.items()}

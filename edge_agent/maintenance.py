@@ -28,8 +28,12 @@ from edge_agent.ledger import Ledger, Tx, is_locked, read_epochs
 from edge_agent.ledger.core import acquire_lock
 from edge_agent.ledger.migrations import discover
 from edge_agent.ledger.schema import connect, schema_version
+from sync.files import private_dir, private_file
 
 RESTORE_REASON = "restored from backup"
+# a backup PATH that does not exist is a file only with one of these suffixes; anything
+# else is taken for a directory the operator forgot to create, and refused
+BACKUP_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".bak")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ def _remove_quietly(*paths: Path) -> None:
 def _copy_consistent(source: sqlite3.Connection, tmp: Path) -> None:
     """Online backup of ``source`` into the new file ``tmp`` as one snapshot, single-file."""
     _remove_quietly(tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal"))
+    private_file(tmp)  # 0640 before SQLite writes a byte, whatever the umask
     dest = sqlite3.connect(tmp, isolation_level=None)
     try:
         # pages=-1: the whole database in one step, under one read transaction of the
@@ -212,9 +217,14 @@ def backup_database(source: Path, dest: Path) -> BackupResult:
         raise LedgerError(f"{source}: no database file to back up")
     if dest.is_dir():
         dest = dest / f"{source.stem}-{time.strftime('%Y%m%dT%H%M%S')}.db"
+    elif not dest.parent.is_dir():
+        raise LedgerError(f"{dest.parent}: no such directory; create it first (0750) or "
+                          "give an existing directory")
+    elif not dest.exists() and dest.suffix not in BACKUP_SUFFIXES:
+        raise LedgerError(f"{dest}: no such directory; give an existing directory, or a "
+                          f"file name ending in {' or '.join(BACKUP_SUFFIXES)}")
     if dest.resolve() == source.resolve():
         raise LedgerError("the backup path is the database itself; choose another path")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     started = time.monotonic()
     conn = connect(source, readonly=True)
@@ -277,7 +287,7 @@ def restore_database(backup: Path, target: Path, store_id: str) -> RestoreResult
             f"{backup} belongs to store {check.store_id!r}, not {store_id!r}; "
             "restore this store's own backup"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.restore-tmp")
     lock_fd = acquire_lock(target)  # keeps a daemon from starting while files move
     previous: Path | None = None

@@ -1,7 +1,7 @@
 """Apply a central snapshot (PROTOCOL §5.3) in ONE ledger transaction.
 
 1. Replace the catalog (and its GTINs), the stock projection, the open reservations and
-   the open count requests with the snapshot's.
+   the open count requests with the snapshot's (and the recalls, when it has them).
 2. Re-apply, for each of the store's epochs, its own events with ``seq`` above that
    epoch's entry in ``snapshot.epochs`` (every event of an epoch not listed): their
    ``stock``/``reserve`` lists, and what they close (count requests, reservations).
@@ -17,6 +17,7 @@ from typing import Any
 
 from edge_agent.commands import cancel_reservation, close_from_event, normalise_gtin
 from edge_agent.ledger import Tx, event_key
+from edge_agent.retail.recalls import replace_recalls
 from sync.messages import Snapshot
 from sync.wire import check_deltas, loads, now_ts
 
@@ -86,6 +87,9 @@ def apply_snapshot(tx: Tx, snapshot: Snapshot) -> dict[str, int]:
             reapplied += 1
         if epoch in snapshot.epochs:
             tx.set_acked(epoch, min(entry, int(epoch_row["last_seq"])))
+
+    if snapshot.recalls is not None:  # extension: docs/protocol.md "Recalls"
+        replace_recalls(tx, snapshot.recalls)
 
     # 4.
     tx.set_applied_cseq(snapshot.through_cseq)

@@ -1,9 +1,18 @@
-"""Capped exponential backoff with full jitter (sans-IO: the caller sleeps)."""
+"""Capped exponential backoff with full jitter, and the wait before a reconnect.
+
+``Backoff`` is sans-IO (the caller sleeps); ``wait_to_reconnect`` is the one sleep that a
+reachability signal may cut short.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,3 +40,42 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+async def wait_to_reconnect(
+    delay: float,
+    reachable: Callable[[], Awaitable[bool]],
+    *,
+    probe_interval: float,
+    spread: float,
+    rng: random.Random,
+) -> bool:
+    """Sleep ``delay`` seconds, cut short once a peer that was down answers again.
+
+    aioesphomeapi's lesson: a backoff protects a peer from clients that fail *at* it, but
+    a peer that was simply away should be noticed within a probe interval, not after a
+    delay grown towards its cap. ``reachable`` is probed every uniform(probe/2, probe)
+    seconds, and once at the start. Only a probe that succeeds after one that failed
+    counts as the signal (a peer that accepts TCP and then refuses us must not turn the
+    backoff into a tight loop); the caller then reconnects after uniform(0, spread)
+    seconds, so that many clients returning at once spread their connects. Returns True
+    when cut short.
+    """
+    now = asyncio.get_running_loop().time
+    deadline = now() + delay
+    # Probe once at once: a peer that refuses TCP right after our failure was down (its
+    # return is the signal); one that accepts it refused us at the protocol level, and
+    # the backoff runs its course.
+    was_down = not await reachable()
+    while (left := deadline - now()) > 0:
+        await asyncio.sleep(min(left, rng.uniform(probe_interval / 2, probe_interval)))
+        if now() >= deadline:
+            return False
+        if not await reachable():
+            was_down = True
+        elif was_down:
+            pause = rng.uniform(0.0, spread)
+            log.info("broker reachable again; reconnecting in %.2f s", pause)
+            await asyncio.sleep(pause)
+            return True
+    return False

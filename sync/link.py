@@ -200,6 +200,24 @@ class Link:
             raise LinkError(f"TLS setup failed: {exc}") from exc
         return context
 
+    async def reachable(self, within: float) -> bool:
+        """A cheap reachability signal: can a TCP connection to the broker be opened?
+
+        One SYN and a close; no TLS, no MQTT. Used while waiting to reconnect, so that a
+        broker that comes back is noticed in about a probe interval instead of a backoff
+        that has grown towards its cap.
+        """
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.address.host, self.address.port), within
+            )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
     @asynccontextmanager
     async def connect(
         self, *, will_topic: str, will_payload: bytes

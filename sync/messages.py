@@ -245,6 +245,9 @@ class Snapshot(_Message):
     stock: list[SnapshotStock]
     reservations: list[SnapshotReservation]
     count_requests: list[SnapshotCountRequest]
+    recalls: list[dict[str, Any]] | None = None
+    """[extension] The store's active recalls (``recall.add`` data, docs/protocol.md
+    "Recalls"); absent from an older central, and then the store keeps its own."""
 
 
 def _check_contiguous(values: list[Any], name: str) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from sync.backoff import Backoff
+from sync.backoff import Backoff, wait_to_reconnect
 from sync.errors import AuthenticationFailed, LinkError, SnapshotError, WireFormatError
 from sync.inbox import CommandInbox
 from sync.link import Link, LinkConfig, LinkSession
@@ -70,7 +70,7 @@ class SyncSettings(BaseModel):
     client_key: Path | None = None
     ca_file: Path | None = None
     keepalive: int = Field(30, ge=5, le=3600)
-    client_id: str | None = None  # default "edge-agent-{store}"
+    client_id: str | None = None  # default: the store id (brokers bind it to the username)
     root_topic: str = Field("retail", pattern=r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*$")
     # central (HTTP snapshot)
     central_url: str | None = None
@@ -92,6 +92,11 @@ class SyncSettings(BaseModel):
     reservation_check_interval: float = Field(30.0, gt=0)
     backoff_base: float = Field(0.5, gt=0)
     backoff_max: float = Field(60.0, gt=0)
+    # While the broker is unreachable, probe it with a bare TCP connect every
+    # uniform(probe/2, probe) seconds; once it answers, reconnect after uniform(0, spread)
+    # seconds (a thousand stores returning at once spread their connects over that window).
+    probe_interval: float = Field(1.0, gt=0)
+    reconnect_spread: float = Field(0.5, ge=0)
     agent: str = "edge-agent"
 
 
@@ -149,7 +154,7 @@ class StoreSync:
         self._link = Link(
             LinkConfig(
                 url=settings.broker_url,
-                client_id=settings.client_id or f"edge-agent-{self.store}",
+                client_id=settings.client_id or self.store,
                 username=settings.username,
                 password=settings.password.get_secret_value() if settings.password else None,
                 ca_file=settings.ca_file,
@@ -299,7 +304,16 @@ class StoreSync:
                     log.warning("sync: connection lost (%s); retrying in %.1f s", exc, delay)
             first = False
             self._n["reconnects"] += 1
-            await asyncio.sleep(delay)
+            await self._wait_to_reconnect(delay)
+
+    async def _wait_to_reconnect(self, delay: float) -> None:
+        settings = self.settings
+        if await wait_to_reconnect(
+            delay, lambda: self._link.reachable(within=min(2.0, settings.probe_interval)),
+            probe_interval=settings.probe_interval, spread=settings.reconnect_spread,
+            rng=self._link_backoff.rng,
+        ):
+            self._link_backoff.reset()
 
     def _status(self, state: str, **extra: Any) -> bytes:
         obj: dict[str, Any] = {

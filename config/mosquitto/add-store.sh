@@ -16,7 +16,7 @@ tokens_dir=${3:-/etc/edge-central/store-tokens}
 out_dir=${4:-.}
 
 case "$store" in
-  central) echo "refusing: 'central' is the central's identity" >&2; exit 2 ;;
+  central|central-*) echo "refusing: 'central*' are the central's identities" >&2; exit 2 ;;
   *[!A-Za-z0-9_-]*|'') echo "refusing: store ids match [A-Za-z0-9_-]{1,64}" >&2; exit 2 ;;
 esac
 [ "${#store}" -le 64 ] || { echo "refusing: store id longer than 64" >&2; exit 2; }

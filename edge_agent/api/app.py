@@ -43,6 +43,7 @@ from edge_agent.api.middleware import (
     Send,
     send_error,
 )
+from edge_agent.api.recalls import router as recalls_router
 from edge_agent.errors import (
     DiskFull,
     EdgeAgentError,
@@ -402,7 +403,7 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
         return await retail.movements(sku, limit=limit)
 
     @app.get("/v1/catalog/lookup", tags=["catalog"])
-    async def get_lookup(code: Annotated[str, Query(min_length=1, max_length=200)]
+    async def get_lookup(code: Annotated[str, Query(min_length=1, max_length=512)]
                          ) -> dict[str, Any]:
         """Resolve a SKU, GTIN, alias or raw barcode to its item, price and stock."""
         return await retail.lookup(code)
@@ -495,6 +496,7 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
 
     # Visitors and footfall (edge_agent.visitors reads app.state.services).
     app.include_router(visitors_router)
+    app.include_router(recalls_router)
     app.include_router(rfid_router)  # RFID counts and accuracy (edge_agent.rfid)
 
     # -- status and ops ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import uvicorn
 from edge_agent.api.middleware import ASGIApp, BearerToken
 from edge_agent.config import ApiSection
 from edge_agent.errors import ConfigError, EdgeAgentError
+from sync.http_limits import MAX_CONNECTIONS, HeadDeadlineProtocol
 
 log = structlog.get_logger("edge_agent.api.server")
 
@@ -105,6 +106,9 @@ def _server(app: ASGIApp) -> _Server:
     config = uvicorn.Config(
         app, lifespan="off", log_config=None, access_log=False, server_header=False,
         timeout_graceful_shutdown=int(GRACE_S), timeout_keep_alive=30,
+        # a request head must arrive within HEAD_TIMEOUT_S; at most MAX_CONNECTIONS at
+        # once (then 503); no proxy in front of the agent: forwarded headers are ignored
+        http=HeadDeadlineProtocol, limit_concurrency=MAX_CONNECTIONS, proxy_headers=False,
     )
     return _Server(config)
 

@@ -18,6 +18,7 @@ from edge_agent.cli._base import (
 )
 from edge_agent.config import CONFIG_ENV
 from edge_agent.errors import EdgeAgentError
+from sync.files import restrict_umask
 
 EPILOG = ("Exit codes: 0 ok; 1 check failed or operation refused; 2 usage or configuration "
           "error; 3 daemon unreachable; 4 database problem.")
@@ -70,6 +71,7 @@ def cli(ctx: click.Context, config_path: Path | None, json_: bool) -> None:
 
 
 def main() -> None:
+    restrict_umask()  # files 0640, directories 0750 or stricter, whatever the caller's umask
     try:
         cli.main(prog_name="edge-agent", standalone_mode=True)
     except SystemExit:

@@ -30,6 +30,7 @@ BUILTIN_TEMPLATE = """\
 [store]
 id = "S000"
 timezone = "UTC"
+rcn_region = "se"
 
 [database]
 path = "/var/lib/edge-agent/ledger.db"

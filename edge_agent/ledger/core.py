@@ -40,6 +40,7 @@ from edge_agent.errors import (
 )
 from edge_agent.ledger import schema
 from sync.errors import WireFormatError
+from sync.files import FILE_MODE, private_database, private_dir, tighten
 from sync.wire import (
     MAX_ITEM_BYTES,
     MAX_SAFE_INT,
@@ -390,12 +391,19 @@ class Ledger:
     @classmethod
     def open(cls, path: Path | str, store_id: str) -> Ledger:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # Read before locking: acquire_lock overwrites the mark with our pid. A second
+        # agent racing us fails to lock anyway.
+        stopped_cleanly = clean_stop_matches(path)
         lock_fd = acquire_lock(path)
         try:
+            private_database(path)  # 0640 before SQLite creates it (and its -wal, -shm)
             conn = schema.connect(path)
             try:
-                schema.quick_check(conn, path)
+                # The full check reads every page (seconds on a large ledger); it is only
+                # needed when the last stop was not clean or the file changed since.
+                if not stopped_cleanly:
+                    schema.quick_check(conn, path)
                 schema.migrate(conn, path)
                 is_new = schema.ensure_identity(conn, path, store_id)
             except BaseException:
@@ -642,6 +650,7 @@ class Ledger:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+        write_clean_stop(self.path, self._lock_fd)
         os.close(self._lock_fd)
 
     def __enter__(self) -> Ledger:
@@ -774,7 +783,8 @@ def acquire_lock(path: Path) -> int:
     and interleave seqs; refuse it with the holder's pid.
     """
     lock = lock_path(path)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o640)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    tighten(lock)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -789,6 +799,45 @@ def acquire_lock(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _file_mark(path: Path) -> str | None:
+    """The database file's identity as a clean stop leaves it, or None if a WAL remains."""
+    try:
+        st = path.stat()
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            return None
+    except OSError:
+        return None
+    return f"clean size={st.st_size} mtime_ns={st.st_mtime_ns} ino={st.st_ino}"
+
+
+def write_clean_stop(path: Path, lock_fd: int) -> None:
+    """Leave a clean-stop mark in the lock file: the file's size, mtime and inode.
+
+    Written after the last connection closed (SQLite has then checkpointed and removed the
+    WAL). The next open skips the full ``quick_check`` only if the file still matches.
+    """
+    mark = _file_mark(path)
+    if mark is None:
+        return
+    try:
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, f"{mark}\n".encode(), 0)
+        os.fsync(lock_fd)
+    except OSError:
+        return  # no mark: the next start runs the full check, which is only slower
+
+
+def clean_stop_matches(path: Path) -> bool:
+    """True when the last holder stopped cleanly and the file is as it left it."""
+    try:
+        text = lock_path(path).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return False
+    current = _file_mark(path)
+    return current is not None and text == current
 
 
 def is_locked(path: Path) -> bool:

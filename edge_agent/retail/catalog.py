@@ -13,7 +13,9 @@ from drivers.barcode import BarcodeInfo, RcnRegion, interpret, resolve
 from drivers.carddata import is_card_data
 from edge_agent.errors import OperationError
 from edge_agent.retail.ops import CatalogItem
+from edge_agent.retail.recalls import find_recall
 from edge_agent.retail.requests import CARD_DATA_MESSAGE
+from edge_agent.retail.till import Purpose, TillRules, check_item
 
 QueryFn = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
 
@@ -44,6 +46,9 @@ class CatalogView:
             self._items[sku] = None
         for row in rows:
             self._items[str(row["sku"])] = _item(row)
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        return self._query(sql, params)
 
     def sku_for_gtin(self, gtin14: str) -> str | None:
         rows = self._query("SELECT sku FROM catalog_gtins WHERE gtin = ?", (gtin14,))
@@ -89,24 +94,36 @@ class ScannedItem:
     via: str
     qty: int | None  # from a weight barcode, in the SKU's unit of measure
     line_total: Decimal | None  # from a price barcode
+    notices: tuple[dict[str, Any], ...] = ()  # expiry warnings, markdowns (edge_agent.till)
 
     @property
     def gtin(self) -> str | None:
         return self.info.gtin if self.via == "gtin" else None
 
 
-def scan_code(view: CatalogView, code: str, region: RcnRegion | None) -> ScannedItem:
-    """Resolve a scanned or typed code; OperationError ``card_data_rejected`` /
-    ``unknown_sku`` when it cannot be sold."""
-    if is_card_data(code, view.is_known_gtin):
+def scan_code(view: CatalogView, code: str, rules: TillRules | RcnRegion | None,
+              purpose: Purpose = "sale") -> ScannedItem:
+    """Resolve a scanned or typed code: the one path of every scanner mode, basket, session
+    and API field that takes a code.  OperationError ``card_data_rejected``,
+    ``invalid_barcode`` (a GTIN, GS1 element string or Digital Link that does not read),
+    ``unknown_sku``; :class:`~edge_agent.retail.till.TillRefused` ``recalled``, ``expired``,
+    ``best_before_passed``."""
+    if not isinstance(rules, TillRules):
+        rules = TillRules(region=rules)
+    if is_card_data(code):
         raise OperationError("card_data_rejected", CARD_DATA_MESSAGE, status=422)
-    info = interpret(code, region)
+    info = interpret(code, rules.region, rules.layouts)
     found = resolve(info, view)
     item = view.item(found.sku) if found.sku is not None else None
     if item is None:
+        if info.error_code is not None:
+            raise OperationError("invalid_barcode", f"the code does not read as a barcode "
+                                 f"({info.error_code}): {info.error}", status=422)
         reason = found.reason or "unknown_code"
         raise OperationError("unknown_sku", f"no catalog item for code {info.raw!r} ({reason})",
                              status=422)
+    notices = check_item(info, item.sku, rules, purpose,
+                         lambda gtin, lot, serial: find_recall(view.query, gtin, lot, serial))
     qty: int | None = None
     total: Decimal | None = None
     if info.weight_g is not None and item.uom == "g":
@@ -117,11 +134,10 @@ def scan_code(view: CatalogView, code: str, region: RcnRegion | None) -> Scanned
             qty = max(1, int((info.price / item.price).to_integral_value()))
         elif qty is None:
             qty = 1
-    return ScannedItem(item, info, found.via or "sku", qty, total)
+    return ScannedItem(item, info, found.via or "sku", qty, total, tuple(notices))
 
 
 def read_known_gtins(conn: sqlite3.Connection) -> frozenset[str]:
-    """Every catalog GTIN (14 digits), for a reader's card filter:
-    ``drivers.carddata.make_filter(gtins.__contains__)`` keeps EAN-13s that happen to pass
-    a card number's Luhn and brand checks (e.g. 5901234123457) from being dropped."""
+    """Every catalog GTIN (14 digits).  The card filter no longer needs it (a valid GTIN
+    is never card data); kept for callers that list the catalog's codes."""
     return frozenset(str(r[0]) for r in conn.execute("SELECT gtin FROM catalog_gtins"))

@@ -3,7 +3,6 @@ quantities, no floats). Used by the local API and by :class:`RetailService` alik
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,14 +21,12 @@ CARD_DATA_MESSAGE = (
     "this looks like payment card data (a card number or track data); card data must never "
     "be sent to the agent"
 )
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,18}")
 
 
 def looks_like_card_data(value: str) -> bool:
-    """The whole text, or a 13-19 digit run inside it, is card data by drivers.carddata."""
-    return is_card_data(value) or any(
-        is_card_data(match.group()) for match in _DIGIT_RUN.finditer(value)
-    )
+    """The text holds card data by :func:`drivers.carddata.is_card_data` (which looks at
+    every digit run inside it; a valid GTIN never counts)."""
+    return is_card_data(value)
 
 
 def no_card_data(value: str) -> str:
@@ -50,7 +47,7 @@ Terminal = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 FreeText = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_card_data)]
 # Scanned codes are checked for card data by the service, which knows the catalog's GTINs
 # (an EAN-13 can pass the Luhn check of a 13-digit Visa number).
-Code = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Gtin = Annotated[str, StringConstraints(pattern=r"^[0-9]{8,14}$")]
 Epc = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{24}$")]
@@ -169,7 +166,7 @@ class FulfilmentRequest(_Model):
 class BasketItemIn(_Model):
     code: Code | None = None
     sku: Sku | None = None
-    qty: Qty = 1
+    qty: Qty | None = None  # default 1, or what a weight/price barcode says
 
     @model_validator(mode="after")
     def _one_key(self) -> BasketItemIn:

@@ -31,7 +31,12 @@ from edge_agent.services import AgentServices
 
 log = structlog.get_logger("edge_agent.scanmodes")
 
-MAX_CODE_CHARS = 200
+MAX_CODE_CHARS = 512  # a GS1 DataMatrix or Digital Link may be long; the reader caps it
+GS = "\x1d"
+
+
+def _is_aim(symbology: str | None) -> bool:
+    return symbology is not None and len(symbology) == 3 and symbology.startswith("]")
 
 
 class ScanModes:
@@ -63,24 +68,28 @@ class ScanModes:
         code = event.code.strip() if isinstance(event.code, str) else ""
         context = {"device": device.name, "terminal": terminal, "mode": mode}
         self.services.count("scan_mode.scans")
-        if not code or len(code) > MAX_CODE_CHARS or not code.isprintable():
+        # GS (FNC1) separates GS1 fields; any other control character is garbage.
+        if not code or len(code) > MAX_CODE_CHARS or not code.replace(GS, "").isprintable():
             self._reject(context, "invalid_code", "the scanned code is empty, too long or "
                          "has control characters", code=None)
             return
-        if looks_like_card_data(code) and not await self._known_gtin(code):
+        if looks_like_card_data(code):
             self._reject(context, "card_data_rejected", "card data is never processed",
                          code=None)
             return
         self.services.hub.publish("scan", {**context, "code": code,
                                            "symbology": event.symbology, "ts": event.ts})
+        # The item is read with its AIM id, as the API reads a code typed with one (a GS1
+        # symbology id tells an element string from a plain number).
+        item_code = (event.symbology or "") + code if _is_aim(event.symbology) else code
         try:
             async with self._lock(terminal):
                 if mode == "sale":
-                    await self._sale(terminal, code)
+                    await self._sale(terminal, code, item_code)
                 elif mode in ("receive", "count"):
-                    await self._session(mode, terminal, code)
+                    await self._session(mode, terminal, code, item_code)
                 else:
-                    result = await self.retail.lookup(code)
+                    result = await self.retail.lookup(item_code)
                     self.services.hub.publish("lookup", {**context, **result})
         except OperationError as exc:
             self._reject(context, exc.code, str(exc), code=code)
@@ -92,16 +101,6 @@ class ScanModes:
             self._reject(context, "internal_error", "the scan could not be processed",
                          code=code)
 
-    async def _known_gtin(self, code: str) -> bool:
-        if not code.isdigit() or len(code) > 14:
-            return False
-        gtin = code.zfill(14)
-        try:
-            return bool(await self.services.ledger.read(lambda conn: conn.execute(
-                "SELECT 1 FROM catalog_gtins WHERE gtin = ?", (gtin,)).fetchone()))
-        except EdgeAgentError:
-            return False
-
     def _reject(self, context: dict[str, Any], reason: str, message: str, *,
                 code: str | None) -> None:
         self.services.count("scan_rejected")
@@ -111,7 +110,7 @@ class ScanModes:
             payload["code"] = code
         self.services.hub.publish("scan_rejected", payload)
 
-    async def _sale(self, terminal: str, code: str) -> None:
+    async def _sale(self, terminal: str, code: str, item_code: str) -> None:
         controls = self.controls
         if code == controls.checkout:
             await self.retail.basket_checkout(terminal, idempotency_key=None)
@@ -126,7 +125,7 @@ class ScanModes:
             raise OperationError("not_in_session", "a sale terminal has no session to close",
                                  status=409)
         else:
-            await self.retail.basket_add(terminal, code=code)
+            await self.retail.basket_add(terminal, code=item_code)
 
     def _quantity(self, code: str) -> int:
         text = code[len(self.controls.quantity_prefix):]
@@ -135,7 +134,7 @@ class ScanModes:
                                  status=422)
         return int(text)
 
-    async def _session(self, kind: str, terminal: str, code: str) -> None:
+    async def _session(self, kind: str, terminal: str, code: str, item_code: str) -> None:
         controls = self.controls
         session_kind: SessionKind = "receive" if kind == "receive" else "count"
         if code in (controls.close_session, controls.checkout):
@@ -158,4 +157,4 @@ class ScanModes:
                                  status=409)
         else:
             qty = self._pending_qty.pop((terminal, kind), 1)
-            await self.retail.session_add(session_kind, terminal, code=code, qty=qty)
+            await self.retail.session_add(session_kind, terminal, code=item_code, qty=qty)

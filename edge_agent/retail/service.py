@@ -20,13 +20,13 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel
 
-from drivers.barcode import RcnRegion, region_from_name
+from drivers.barcode import RcnRegion
 from edge_agent.config import ControlBarcodes, StoreSection
 from edge_agent.errors import OperationError
 from edge_agent.hub import EventHub
 from edge_agent.ledger import AppendedEvent, Ledger, Tx
 from edge_agent.retail import ops
-from edge_agent.retail.catalog import CatalogView, QueryFn, conn_query, scan_code
+from edge_agent.retail.catalog import CatalogView, QueryFn, ScannedItem, conn_query, scan_code
 from edge_agent.retail.money import format_money, format_price, parse_money
 from edge_agent.retail.requests import (
     AdjustmentRequest,
@@ -39,6 +39,7 @@ from edge_agent.retail.requests import (
     TransferRequest,
 )
 from edge_agent.retail.tagged import check_return_tags, serialise_lines, tag_item
+from edge_agent.retail.till import TillRefused, TillRules
 from edge_agent.rfid import store as rfid_store
 from edge_agent.rfid import till as rfid_till
 from edge_agent.rfid.serials import parse_epc
@@ -117,11 +118,8 @@ class RetailService:
         self.currency = store.currency
         self.controls = controls or ControlBarcodes()
         self.hub = hub
-        try:
-            self.region: RcnRegion | None = region_from_name(store.rcn_region)
-        except ValueError:
-            log.warning("retail.unknown_rcn_region", region=store.rcn_region)
-            self.region = None
+        self.rules = TillRules.from_store(store)
+        self.region: RcnRegion | None = self.rules.region
 
     # -- idempotency --------------------------------------------------------------------------
     def _idempotent(
@@ -170,7 +168,28 @@ class RetailService:
         self, operation: str, body: BaseModel | Mapping[str, Any], key: str | None,
         run: Callable[[Tx], dict[str, Any]],
     ) -> WriteResult:
-        return await self.ledger.write(self._idempotent(operation, body, key, run))
+        try:
+            return await self.ledger.write(self._idempotent(operation, body, key, run))
+        except TillRefused as exc:
+            await self._record_refusal(exc, body.get("terminal") if isinstance(body, Mapping)
+                                       else getattr(body, "terminal", None))
+            raise
+
+    async def _record_refusal(self, exc: TillRefused, terminal: str | None) -> None:
+        """Record the event of a refused item (the refused write itself rolled back)."""
+        type_, data = exc.event
+        if terminal:
+            data = {**data, "terminal": terminal}
+        await self.ledger.write(lambda tx: tx.append(type_, data))
+        self._publish("till_refused", {"code": exc.code, "message": str(exc), **data})
+
+    async def _scan_write(self, run: Callable[[Tx], dict[str, Any]],
+                          terminal: str) -> dict[str, Any]:
+        try:
+            return await self.ledger.write(run)
+        except TillRefused as exc:
+            await self._record_refusal(exc, terminal)
+            raise
 
     # -- sale ---------------------------------------------------------------------------------
     def _price_lines(self, view: CatalogView, request: SaleRequest) -> list[ops.PricedLine]:
@@ -217,7 +236,9 @@ class RetailService:
                 continue
             assert line.barcode is not None  # noqa: S101 - the model requires one key
             try:
-                scanned = scan_code(view, line.barcode, self.region)
+                scanned = scan_code(view, line.barcode, self.rules, "sale")
+            except TillRefused as exc:
+                raise exc.prefixed(f"lines[{index}]") from None
             except OperationError as exc:
                 raise OperationError(exc.code, f"lines[{index}]: {exc}", status=exc.status) \
                     from None
@@ -541,7 +562,7 @@ class RetailService:
         return found
 
     def _lookup(self, query: QueryFn, code: str) -> dict[str, Any]:
-        scanned = scan_code(CatalogView(query), code, self.region)
+        scanned = scan_code(CatalogView(query), code, self.rules, "lookup")
         item = scanned.item
         rows = query("SELECT on_hand, reserved FROM stock WHERE sku = ?", (item.sku,))
         on_hand, reserved = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
@@ -557,6 +578,7 @@ class RetailService:
             out["qty"] = scanned.qty
         if scanned.line_total is not None:
             out["line_total"] = format_money(scanned.line_total, self.currency)
+        out.update(_scan_details(scanned))
         return out
 
     async def lookup(self, code: str) -> dict[str, Any]:
@@ -609,7 +631,10 @@ class RetailService:
                          qty: int | None = None, epc: str | None = None) -> dict[str, Any]:
         """Add a scanned code or a SKU; a pending quantity (control barcode) applies once.
         ``epc``: a tag read at the till (one item, known by its serial; edge_agent.rfid)."""
+        notices: list[dict[str, Any]] = []
+
         def run(tx: Tx) -> dict[str, Any]:
+            notices.clear()
             view = CatalogView(tx.query)
             tag = None
             fixed_qty: int | None
@@ -618,7 +643,8 @@ class RetailService:
                 tag, item = tag_item(view, epc, "epc")
                 gtin, fixed_qty, fixed_total = tag.gtin, 1, None
             elif code is not None:
-                scanned = scan_code(view, code, self.region)
+                scanned = scan_code(view, code, self.rules, "sale")
+                notices.extend(scanned.notices)
                 item, gtin = scanned.item, scanned.gtin
                 fixed_qty, fixed_total = scanned.qty, scanned.line_total
             else:
@@ -648,7 +674,9 @@ class RetailService:
             assert view_out is not None  # noqa: S101 - created above
             return view_out
 
-        basket = await self.ledger.write(run)
+        basket = await self._scan_write(run, terminal)
+        if notices:
+            basket = {**basket, "notices": notices}
         self._publish("basket", {"action": "add", **basket})
         return basket
 
@@ -789,7 +817,7 @@ class RetailService:
         def run(tx: Tx) -> dict[str, Any]:
             view = CatalogView(tx.query)
             if code is not None:
-                item_sku = scan_code(view, code, self.region).item.sku
+                item_sku = scan_code(view, code, self.rules, kind).item.sku
             elif sku is not None and view.item(sku) is not None:
                 item_sku = sku
             else:
@@ -811,7 +839,7 @@ class RetailService:
             assert out is not None  # noqa: S101 - exists
             return {**out, "last": {"sku": item_sku, "qty": qty}}
 
-        session = await self.ledger.write(run)
+        session = await self._scan_write(run, terminal)
         self._publish("session", {"action": "add", **session})
         return session
 
@@ -887,3 +915,17 @@ class RetailService:
         session = await self.ledger.write(run)
         self._publish("session", {"action": "cancel", **session})
         return session
+
+
+def _scan_details(scanned: ScannedItem) -> dict[str, Any]:
+    """What a 2D code or Digital Link told the till beyond the GTIN (lookup answers)."""
+    info = scanned.info
+    out: dict[str, Any] = {key: value for key, value in (("batch", info.batch),
+                                                         ("serial", info.serial))
+                           if value is not None}
+    for key, date in (("expiry", info.expiry), ("best_before", info.best_before)):
+        if date is not None:
+            out[key] = date.isoformat()
+    if scanned.notices:
+        out["notices"] = list(scanned.notices)
+    return out

@@ -1,4 +1,4 @@
-"""SQL of the RFID tables (``m0004_rfid``): floor and sold EPC sets, count sessions,
+"""SQL of the RFID tables (``m0005_rfid``): floor and sold EPC sets, count sessions,
 accuracy, exit-alert memory, retention. Every function takes a query function or a
 :class:`~edge_agent.ledger.Tx`; none holds state."""
 

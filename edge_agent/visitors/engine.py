@@ -31,6 +31,7 @@ from edge_agent.visitors import store
 from edge_agent.visitors.footfall import FootfallCounter, OpeningHours, period_start
 from edge_agent.visitors.pseudonym import loyalty_hash, new_key
 from edge_agent.visitors.sessions import ClosedVisit, Sessioniser
+from edge_agent.visitors.shred import KeyShredder
 
 log = structlog.get_logger("edge_agent.visitors")
 
@@ -92,6 +93,8 @@ class VisitorsEngine:
         self._sessions: Sessioniser | None = None
         self._key_id = 0
         self._key_created = 0.0
+        self._key = b""
+        self._shredder = KeyShredder(Path(self._ledger.path), clock)
         self._counter = FootfallCounter(self._period_s)
         self._pending: list[ClosedVisit] = []
         self._loyalty: dict[str, str] = {}
@@ -137,7 +140,7 @@ class VisitorsEngine:
         sessions = Sessioniser(key.key, gap_s=cfg.absence_gap_s, dedup_s=cfg.presence_dedup_s)
         sessions.restore(fresh)
         self._sessions = sessions
-        self._key_id, self._key_created = key.id, key.created_at
+        self._key_id, self._key_created, self._key = key.id, key.created_at, key.key
         self._fill_from = period_start(now, self._period_s)
         self._figures["visits_recorded"] += closed
         self._loyalty_version, self._loyalty = await self._ledger.read(store.load_loyalty)
@@ -146,22 +149,26 @@ class VisitorsEngine:
                  doors=len(self._doors), enabled=cfg.enabled)
 
     async def _disable(self, now: float) -> None:
-        """``visitors.enabled = false``: destroy the key and the open-visit state (so no
-        pseudonym can be linked any more), keep only retention of what was recorded."""
+        """``visitors.enabled = false``: delete the key and the open-visit state (so no
+        pseudonym can be linked any more), keep only retention of what was recorded. The
+        key counts as destroyed once the shredder proved its bytes left every file."""
         cutoff = now - self._cfg.retention_days * 86400.0
 
-        def op(tx: Tx) -> int:
+        def op(tx: Tx) -> tuple[int, list[bytes]]:
+            keys = [bytes(row[0]) for row in tx.query("SELECT key FROM visitor_keys")]
             store.destroy_keys(tx)
             tx.execute("DELETE FROM visit_open")
-            return store.apply_retention(tx, cutoff)
+            return store.apply_retention(tx, cutoff), keys
 
-        deleted = await self._ledger.write(op)
+        deleted, keys = await self._ledger.write(op)
         self._last_retention = now
         if not self._started_disabled:
-            log.info("visitors disabled: key and open visits destroyed",
-                     retention_deleted=deleted)
+            log.info("visitors disabled: key and open visits deleted",
+                     retention_deleted=deleted, keys=len(keys))
+            self._shredder.add(keys)  # at start too: an earlier run may have left bytes
         self._started_disabled = True
         self._figures["retention_deleted"] += deleted
+        await self._shredder.step()
 
     async def run(self) -> None:
         """Tick until cancelled; on the way out save open visits and counters."""
@@ -242,6 +249,7 @@ class VisitorsEngine:
         if self._started_disabled:
             if now - self._last_retention >= RETENTION_EVERY_S:
                 await self._disable(now)
+            await self._shredder.step()
             return
         self._check_disk()
         if self._sessions is not None:
@@ -250,6 +258,7 @@ class VisitorsEngine:
             self._loyalty_checked = now
             await self._refresh_loyalty()
         await self.flush()
+        await self._shredder.step()
 
     def _check_disk(self) -> None:
         try:
@@ -329,27 +338,14 @@ class VisitorsEngine:
                 self._last_retention = now
             if key is not None and fresh_key is not None:
                 sessions.rotate(fresh_key, now, grace_s=cfg.absence_gap_s)
-                self._key_id, self._key_created = key.id, key.created_at
+                old = self._key
+                self._key_id, self._key_created, self._key = key.id, key.created_at, key.key
                 figures["key_rotations"] += 1
-                log.info("visitors: pseudonym key rotated; the old key is destroyed")
-                await self._checkpoint()
-
-    async def _checkpoint(self) -> None:
-        """Copy the WAL into the file and truncate it, so the overwritten key page replaces
-        the old one on disk promptly (best effort; SQLite's auto-checkpoint does it later)."""
-        path = Path(self._ledger.path)
-
-        def checkpoint() -> None:
-            conn = sqlite3.connect(path, timeout=5.0)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            finally:
-                conn.close()
-
-        try:
-            await asyncio.to_thread(checkpoint)
-        except sqlite3.Error as exc:
-            log.info("visitors: checkpoint after key rotation deferred", error=str(exc))
+                log.info("visitors: pseudonym key rotated; the old key row is deleted")
+                self._shredder.add([old])
+        # outside the lock: the shredder's checkpoint must not hold up the next flush
+        if self._shredder.pending:
+            await self._shredder.step()
 
     # -- figures ----------------------------------------------------------------------------------
     @property
@@ -360,7 +356,9 @@ class VisitorsEngine:
         """Counters and gauges for health (``presence_shed`` counts shed presence reads)."""
         sessions = self._sessions
         out: dict[str, Any] = dict(self._figures)
+        out.update(self._shredder.figures)
         out.update(
+            keys_pending_destruction=self._shredder.pending,
             enabled=self._cfg.enabled,
             shedding=self._shedding,
             open_visits=len(sessions.open_visits) if sessions else 0,

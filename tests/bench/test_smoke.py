@@ -132,3 +132,17 @@ def test_child_entry_point_writes_its_result(tmp_path: Path) -> None:
     assert suite.child_main("no_such_benchmark", quick=True, tiny=True, out=out) == 0
     assert "ModuleNotFoundError" in json.loads(out.read_text())["error"]
     assert sys.modules.get("bench.no_such_benchmark") is None
+
+
+def test_reconnect_bench_measures_a_return_and_spreads_connects(tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from bench import reconnect  # noqa: PLC0415
+
+    first = asyncio.run(reconnect.first_publish(tmp_path, 1, 1.5, probe=True))
+    assert first["trials"] == 1
+    assert _positive(first["p99_s"])
+    spread = asyncio.run(reconnect.spread(20))
+    assert spread["stores"] == 20
+    assert 1 <= spread["max_per_100ms"] <= 20
+    assert 0 < spread["first_s"] <= spread["p99_s"] <= spread["last_s"]

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from drivers.barcode import RcnRegion, interpret, region_from_name, resolve
+from drivers.barcode import RcnLayout, RcnRegion, interpret, region_from_name, resolve
 
 
 @pytest.mark.parametrize(
@@ -108,3 +110,38 @@ def test_resolve_order_and_reasons() -> None:
     assert resolve(interpret("96385074"), cat).reason == "unknown_gtin"
     assert resolve(interpret("5901234123456"), cat).reason == "invalid_code"
     assert resolve(interpret("nope"), cat).reason == "unknown_code"
+
+
+@given(st.text(max_size=120) | st.sampled_from([
+    "https://", "http://x/01/", "(01)", "(", "]d2\x1d", "]Q3https://id.gs1.org/01/1",
+    "HTTPS://ID.GS1.ORG/01/09506000134352/10/\x00", "0109506000134352172513991",
+    "(17)251399", "https://id.gs1.org/01/09506000134352?17=991399"]))
+def test_interpret_never_raises_on_any_text(text: str) -> None:
+    info = interpret(text, "se", (RcnLayout("23", "weight", 5, 3),))
+    assert info.raw is not None
+    assert (info.error_code is None) or info.kind == "other"
+
+
+def test_two_dimensional_codes_and_digital_links() -> None:
+    dm = interpret("]d2\x1d0109506000134352\x1d15260101\x1d10L1\x1d")
+    assert (dm.kind, dm.gtin, dm.best_before, dm.batch) == (
+        "gs1", "09506000134352", dt.date(2026, 1, 1), "L1")
+    hri = interpret("(01)09506000134352(21)SN-1")
+    assert (hri.kind, hri.serial) == ("gs1", "SN-1")
+    dl = interpret("HTTPS://Example.COM/a/b/01/09506000134352/10/L%2F1?17=351231")
+    assert (dl.kind, dl.gtin, dl.expiry) == ("digital_link", "09506000134352",
+                                             dt.date(2035, 12, 31))
+    bad = interpret("]C10109506000134352172513991" + "0ABC")
+    assert (bad.kind, bad.error_code) == ("other", "invalid_gs1")
+    assert "AI (17)" in (bad.error or "")
+    assert interpret("https://id.gs1.org/01/09506000134353").error_code == "invalid_gtin"
+    assert interpret("https://example.com/not-gs1").error_code == "invalid_digital_link"
+
+
+def test_a_store_layout() -> None:
+    layouts = (RcnLayout("23", "weight", 5, 3), RcnLayout("28", "price", 4, 2))
+    w = interpret("2312345002501", None, layouts)
+    assert (w.kind, w.weight_g, w.lookup_gtin) == ("variable_weight", 250, "02312345000002")
+    p = interpret("2812345012345", "se", layouts)  # the layout wins over Sweden's rule
+    assert (p.kind, p.price, p.lookup_gtin) == ("variable_price", Decimal("12.34"),
+                                                "02812345000007")

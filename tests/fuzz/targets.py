@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pydantic
 
+from drivers.barcode import RcnLayout, interpret
 from drivers.ble import (
     AdRecord,
     SimFeedParser,
@@ -29,7 +30,7 @@ from drivers.ble import (
     parse_eddystone_uid,
     parse_ibeacon,
 )
-from drivers.carddata import is_card_data
+from drivers.carddata import is_card_data, mask_card_data
 from drivers.door import DoorFrame, DoorParser
 from drivers.em4100 import Em4100Frame, Em4100Parser
 from drivers.errors import DriverError
@@ -129,6 +130,15 @@ def hid(data: bytes) -> None:
 def card_filter(data: bytes) -> None:
     is_card_data(data.decode("utf-8", errors="replace"))
     is_card_data(data.decode("latin-1"))
+    mask_card_data(data.decode("latin-1"))
+
+
+def barcode(data: bytes) -> None:
+    """The till's one reading of a code never raises (issue 13)."""
+    text = data.decode("latin-1")
+    interpret(text, "se", (RcnLayout("23", "weight", 5, 3),))
+    interpret("]d2" + text)
+    interpret("https://id.gs1.org/01/09506000134352/" + text)
 
 
 # -- sync: what a store receives -----------------------------------------------------------
@@ -254,6 +264,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "door": door,
     "hid": hid,
     "card_filter": card_filter,
+    "barcode": barcode,
     "wire_loads": wire_loads,
     "store_commands": store_commands,
     "message_models": message_models,

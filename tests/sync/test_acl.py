@@ -71,13 +71,17 @@ class Client:
     """A paho MQTT 5 client that records the CONNACK and every message it receives."""
 
     def __init__(self, port: int, username: str | None = None, password: str | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, *, client_id: str | None = None,
+                 will: tuple[str, bytes] | None = None) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.connack: Any = None
         self.done = threading.Event()
         self.lock = threading.Lock()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}",
+        client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                             client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
                              protocol=mqtt.MQTTv5)
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
         if username is not None:
             client.username_pw_set(username, password)
         if tls is not None:
@@ -125,6 +129,20 @@ class Client:
         deadline = time.monotonic() + timeout
         while topic not in self.topics():
             assert time.monotonic() < deadline, f"never received {topic}; got {self.topics()}"
+            time.sleep(0.01)
+
+    @property
+    def dropped(self) -> bool:
+        """The broker closed this (once connected) client's connection."""
+        return self.ok and not self.client.is_connected()
+
+    def roundtrip(self, topic: str) -> None:
+        """Prove the connection still works: publish to a topic it reads, receive it."""
+        marker = uuid.uuid4().hex.encode()
+        self.publish(topic, marker)
+        deadline = time.monotonic() + 10
+        while marker not in [p for _, p in self.messages]:
+            assert time.monotonic() < deadline, "the victim's own round trip never came back"
             time.sleep(0.01)
 
     def close(self) -> None:
@@ -306,3 +324,70 @@ def test_add_store_script_provisions_a_working_store(tmp_path: Path, start_broke
     finally:
         good.close()
         bad.close()
+
+
+def _assert_no_takeover(port: int, connect: Any) -> None:
+    """``connect(identity, client_id, will)`` opens a client authenticated as identity."""
+    status_topic = f"{ROOT}/S002/status"
+    central = connect("central", "edge-central-0", None)
+    s2 = connect("S002", "edge-agent-S002", (status_topic, b'{"online":false}'))
+    try:
+        assert central.ok
+        assert s2.ok
+        central.subscribe(f"{ROOT}/+/events", f"{ROOT}/+/status")
+        s2.publish(status_topic, b'{"online":true}')
+        central.wait_for(status_topic)
+        for victim_id in ("edge-central-0", "edge-central", "central", "edge-agent-S002",
+                          "S002", "S002-doctor-1"):
+            attacker = connect("S001", victim_id, None)
+            try:
+                assert attacker.ok  # the store's own credentials are valid
+                time.sleep(0.3)  # mosquitto acts on a duplicate id at CONNECT
+                assert not central.dropped, f"client id {victim_id!r} disconnected central"
+                assert not s2.dropped, f"client id {victim_id!r} disconnected S002"
+                # both still talk: S002's event reaches central on the same connections
+                marker = uuid.uuid4().hex.encode()
+                s2.publish(f"{ROOT}/S002/events", marker)
+                deadline = time.monotonic() + 10
+                while marker not in [p for _, p in central.messages]:
+                    assert time.monotonic() < deadline, f"{victim_id!r}: S002 -> central broke"
+                    time.sleep(0.01)
+            finally:
+                attacker.close()
+        # S002's retained will was never published
+        assert b'{"online":false}' not in [p for t, p in central.messages if t == status_topic]
+    finally:
+        central.close()
+        s2.close()
+
+
+def test_store_password_cannot_take_over_another_client_id(password_broker: int) -> None:
+    def connect(identity: str, client_id: str, will: Any) -> Client:
+        return Client(password_broker, identity, PASSWORDS[identity], client_id=client_id,
+                      will=will)
+
+    _assert_no_takeover(password_broker, connect)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_store_certificate_cannot_take_over_another_client_id(tmp_path: Path,
+                                                              start_broker: Any) -> None:
+    d = tmp_path
+    _make_ca(d, "ca")
+    _issue(d, "ca", "127.0.0.1", "server", san="IP:127.0.0.1")
+    for cn in ("S001", "S002", "central"):
+        _issue(d, "ca", cn, cn)
+    port = free_port()
+    start_broker(render("mosquitto-tls.conf", d, port, "8883"))
+    wait_for_port(port)
+
+    def connect(identity: str, client_id: str, will: Any) -> Client:
+        return Client(port, tls=_tls(d, identity), client_id=client_id, will=will)
+
+    _assert_no_takeover(port, connect)
+
+
+def test_templates_bind_the_client_id_to_the_identity() -> None:
+    for name in ("mosquitto.conf", "mosquitto-tls.conf"):
+        lines = (TEMPLATES / name).read_text().splitlines()
+        assert "use_username_as_clientid true" in lines, name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections import Counter
@@ -405,3 +406,36 @@ def test_reads_of_unbuffered_tables_keep_the_group_batched_and_still_see_writes(
             c.execute("SELECT on_hand FROM stock").fetchone()[0],
             c.execute("SELECT value FROM meta WHERE key='note'").fetchone()[0],
             c.execute("SELECT last_seq FROM epochs").fetchone()[0])) == (4, "x", 1)
+
+
+def test_clean_stop_skips_the_full_check_and_unclean_stop_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.ledger import core, schema  # noqa: PLC0415 - patched below
+
+    path = tmp_path / "l.db"
+    with Ledger.open(path, "S1") as ledger:
+        ledger.write_blocking(lambda tx: tx.append("receipt", {"i": 1}, stock=[("A", 1)]))
+    assert core.lock_path(path).read_text().startswith("clean size=")
+    assert core.clean_stop_matches(path)
+
+    checks: list[Path] = []
+    real = schema.quick_check
+    monkeypatch.setattr(schema, "quick_check", lambda conn, p: (checks.append(p), real(conn, p)))
+    Ledger.open(path, "S1").close()
+    assert checks == []  # clean stop, file unchanged: no full read of the file
+
+    # A process that dies leaves its pid in the lock file, not the mark.
+    fd = core.acquire_lock(path)
+    os.close(fd)
+    assert not core.clean_stop_matches(path)
+    Ledger.open(path, "S1").close()
+    assert checks == [path]
+
+    # A file changed behind the agent's back after a clean stop is checked too.
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS scribble (x)")
+    conn.close()
+    assert not core.clean_stop_matches(path)
+    Ledger.open(path, "S1").close()
+    assert checks == [path, path]

@@ -8,7 +8,7 @@ identifier (no visitor pseudonym, no customer), so an EPC is never linked to a s
 ``rfid.retention_days``. Times are Unix seconds (REAL) unless named ``*_ts`` (RFC 3339).
 """
 
-VERSION = 4
+VERSION = 5
 
 SQL = """
 CREATE TABLE rfid_floor (

@@ -1,0 +1,71 @@
+"""The wait before a reconnect: cut short by a real TCP listener coming back, never by one
+that never went away (that would turn the backoff into a tight loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+
+from sync.backoff import Backoff, wait_to_reconnect
+from sync.link import Link, LinkConfig
+from tests.helpers.ports import free_port
+
+
+def _link(port: int) -> Link:
+    return Link(LinkConfig(url=f"mqtt://127.0.0.1:{port}", client_id="t"))
+
+
+async def test_a_peer_that_comes_back_cuts_the_wait_short() -> None:
+    port = free_port()
+    link = _link(port)
+    probes: list[bool] = []
+    probed = asyncio.Event()
+
+    async def reachable() -> bool:
+        ok = await link.reachable(within=2.0)
+        probes.append(ok)
+        probed.set()
+        return ok
+
+    waiting = asyncio.create_task(wait_to_reconnect(
+        3600.0, reachable, probe_interval=0.2, spread=0.1, rng=random.Random(1)))
+    # progress, not a clock: wait until the probe has seen the peer down at least once
+    await asyncio.wait_for(probed.wait(), 120)
+    assert probes[0] is False
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    try:
+        # an hour's backoff, ended by the reachability signal
+        assert await asyncio.wait_for(waiting, 120) is True
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert probes[-1] is True
+
+
+async def test_a_peer_that_never_went_away_does_not_end_the_backoff() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        link = _link(sock.getsockname()[1])
+        probes = 0
+
+        async def reachable() -> bool:
+            nonlocal probes
+            probes += 1
+            return await link.reachable(within=2.0)
+
+        # Always reachable: the wait runs its whole (short) course.
+        assert await wait_to_reconnect(
+            1.0, reachable, probe_interval=0.2, spread=0.0, rng=random.Random(2)) is False
+    assert probes >= 1
+
+
+def test_backoff_is_full_jitter_and_resets() -> None:
+    backoff = Backoff(base=1.0, cap=8.0, rng=random.Random(3))
+    delays = [backoff.next_delay() for _ in range(10)]
+    assert all(0 <= d <= 8.0 for d in delays)
+    assert backoff.attempt == 10
+    backoff.reset()
+    assert backoff.attempt == 0
+    assert backoff.next_delay() <= 1.0
