@@ -330,6 +330,9 @@ class RfidSection(_Section):
     exit_grace_min: Annotated[float, Field(ge=0, le=24 * 60)] = 10.0
     """No ``unsold_tag_exit`` alert for a tag returned this recently, and at most one
     alert per tag in this window."""
+    exit_alert_off_floor: bool = True
+    """Also alert for a tag this store never saw on its floor (false: a chain whose
+    shoppers carry items bought at other stores through the door)."""
     exit_hold_s: Annotated[float, Field(ge=0, le=60)] = 2.0
     """A door sighting is judged this long after it, so a sale being rung up at a till
     beside the door commits first."""

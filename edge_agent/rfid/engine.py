@@ -89,7 +89,8 @@ class RfidEngine:
         self._figures: dict[str, int] = dict.fromkeys((
             "tag_events", "count_reads", "non_sgtin_reads", "floor_sightings", "floor_shed",
             "door_sightings", "door_shed", "exit_alerts", "exit_ignored_sold",
-            "exit_ignored_returned", "exit_ignored_repeat", "counts_closed", "counts_aborted",
+            "exit_ignored_returned", "exit_ignored_repeat", "exit_ignored_off_floor",
+            "exit_ignored_foreign", "counts_closed", "counts_aborted",
             "retention_deleted", "handle_errors", "tick_errors", "till_tags", "till_repeats",
             "till_rejected", "till_shed",
         ), 0)
@@ -413,7 +414,9 @@ class RfidEngine:
             return []
         grace_s = self._cfg.exit_grace_min * 60.0
 
-        alerts, ignored = await self._ledger.write(lambda tx: judge_op(tx, due, now, grace_s))
+        off_floor = self._cfg.exit_alert_off_floor
+        alerts, ignored = await self._ledger.write(
+            lambda tx: judge_op(tx, due, now, grace_s, off_floor=off_floor))
         for epc in due:
             self._door.pop(epc, None)
         figures = self._figures
@@ -421,6 +424,8 @@ class RfidEngine:
         figures["exit_ignored_sold"] += ignored.get("sold", 0)
         figures["exit_ignored_returned"] += ignored.get("returned_recently", 0)
         figures["exit_ignored_repeat"] += ignored.get("alerted_recently", 0)
+        figures["exit_ignored_off_floor"] += ignored.get("off_floor", 0)
+        figures["exit_ignored_foreign"] += ignored.get("foreign", 0)
         for alert in alerts:
             self._services.hub.publish("alert", alert)
             log.warning("rfid: unsold tag left the store", door=alert["door"], sku=alert["sku"])

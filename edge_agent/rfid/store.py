@@ -64,11 +64,13 @@ def located(query: QueryFn) -> list[tuple[str, str, str]]:
 
 
 def save_floor(tx: Tx, rows: Sequence[tuple[str, str, str | None, str, float]]) -> None:
-    """Upsert (epc, gtin, sku, zone, seen_at): the EPC's last zone and sighting."""
+    """Upsert (epc, gtin, sku, zone, seen_at): the EPC's latest zone and sighting."""
     tx.executemany(
         "INSERT INTO rfid_floor (epc, gtin, sku, zone, last_seen) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (epc) DO UPDATE SET gtin = excluded.gtin, sku = excluded.sku, "
-        "zone = excluded.zone, last_seen = max(last_seen, excluded.last_seen)", rows)
+        # A late flush of an older sighting must not move the tag back to an old zone.
+        "zone = CASE WHEN excluded.last_seen >= last_seen THEN excluded.zone ELSE zone END, "
+        "last_seen = max(last_seen, excluded.last_seen)", rows)
 
 
 def record_sold(tx: Tx, rows: Sequence[tuple[str, str, str]], sale_id: str,

@@ -70,11 +70,12 @@ def close_op(tx: Tx, session: CountSession, now: float) -> dict[str, Any]:
     return body
 
 
-def judge_op(tx: Tx, due: Mapping[str, DoorSighting], now: float,
-             grace_s: float) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def judge_op(tx: Tx, due: Mapping[str, DoorSighting], now: float, grace_s: float, *,
+             off_floor: bool = True) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Judge door sightings (epc -> gtin, serial, door, zone, seen): an ``unsold_tag_exit``
     alert fact for each tag of the catalog that is not sold, not returned within
-    ``grace_s`` and not alerted within it; the others counted by reason."""
+    ``grace_s`` and not alerted within it (and, unless ``off_floor``, that the store saw
+    on its floor); the others counted by reason."""
     alerts: list[dict[str, Any]] = []
     ignored: dict[str, int] = {}
     sku_of = store.skus_for_gtins(tx.query, {row[0] for row in due.values()})
@@ -83,13 +84,15 @@ def judge_op(tx: Tx, due: Mapping[str, DoorSighting], now: float,
         if sku is None:  # not this chain's merchandise (a tag from another shop)
             ignored["foreign"] = ignored.get("foreign", 0) + 1
             continue
-        verdict = store.exit_verdict(tx, epc, now, grace_s)
+        floor = store.on_floor(tx, epc)
+        verdict = "off_floor" if not (floor or off_floor) else \
+            store.exit_verdict(tx, epc, now, grace_s)
         if verdict is not None:
             ignored[verdict] = ignored.get(verdict, 0) + 1
             continue
         data = {"kind": "unsold_tag_exit", "door": door, "zone": zone, "epc": epc,
                 "gtin": gtin, "serial": serial, "sku": sku, "seen_at": iso(seen),
-                "on_floor": store.on_floor(tx, epc)}
+                "on_floor": floor}
         fact = ops.Fact("alert", data)
         alerts.append({**data, "event": _event(tx.append(fact.type, fact.data))})
     return alerts, ignored

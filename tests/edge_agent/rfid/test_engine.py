@@ -328,3 +328,47 @@ async def test_control_barcodes_open_close_and_cancel_counts(make_rig: Any) -> N
         assert await rig.engine.control_scan("till-1", "CTL-RFID-CANCEL")
         assert queue.get_nowait()[1]["status"] == "cancelled"
     assert rig.on_hand()[SKU_A] == 1
+
+
+async def test_a_late_older_sighting_does_not_move_a_tag_back(make_rig: Any) -> None:
+    rig = await make_rig()
+    tag = epc_hex(A, 7)
+    count = await rig.engine.open_count(["floor"])
+    rig.tag("floor-1", tag)
+    await rig.engine.close_count(count["count_id"])  # located on the floor at the close
+    rig.clock.now -= 5
+    rig.tag("back-1", tag)  # an older sighting, still queued, flushed after the close
+    rig.clock.now += 5
+    await rig.engine.flush_floor()
+    zone = rig.ledger.read_blocking(lambda c: c.execute(
+        "SELECT zone FROM rfid_floor WHERE epc = ?", (tag,)).fetchone()[0])
+    assert zone == "floor"
+
+
+async def test_a_count_past_its_memory_bound_refuses_to_close(make_rig: Any) -> None:
+    rig = await make_rig(max_count_epcs=100)
+    count = await rig.engine.open_count(["floor"])
+    for n in range(101):
+        rig.tag("floor-1", epc_hex(A, n))
+    view = await rig.engine.count_view(count["count_id"])
+    assert (view["tags"], view["overflow"]) == (100, 1)
+    with pytest.raises(OperationError) as err:
+        await rig.engine.close_count(count["count_id"])
+    assert err.value.code == "count_overflow"
+    assert rig.events("count") == []
+    assert (await rig.engine.cancel_count(count["count_id"]))["status"] == "cancelled"
+
+
+async def test_off_floor_tags_alert_only_when_configured(make_rig: Any) -> None:
+    rig = await make_rig(exit_alert_off_floor=False, exit_hold_s=0)
+    seen, stranger = epc_hex(A, 1), epc_hex(A, 2)
+    rig.tag("floor-1", seen)
+    await rig.engine.flush_floor()
+    rig.tag("door-uhf", seen)
+    rig.tag("door-uhf", stranger)  # bought at another store of the chain, never on our floor
+    rig.tag("door-uhf", epc_hex(FOREIGN_GTIN, 3))
+    alerts = await rig.engine.judge_exits()
+    assert [(a["epc"], a["on_floor"]) for a in alerts] == [(seen, True)]
+    figures = rig.engine.figures()
+    assert figures["exit_ignored_off_floor"] == 1
+    assert figures["exit_ignored_foreign"] == 1
