@@ -96,7 +96,10 @@ def _identifiers(body: Mapping[str, Any]) -> list[tuple[str, str]]:
             out.append(("phone", normalise("phone", str(body["phone"]),
                                            str(region) if region else None)))
         for kind, field in (("card", "cards"), ("tag", "tags")):
-            out.extend((kind, normalise(kind, str(v))) for v in body.get(field) or [])
+            values = body.get(field) or []
+            if not isinstance(values, list) or len(values) > 8:
+                raise RegistryError("invalid_field", f"{field} must be a list of at most 8")
+            out.extend((kind, normalise(kind, str(v))) for v in values)
     except IdentifierError as exc:
         raise RegistryError(exc.code, str(exc)) from None
     return out

@@ -157,6 +157,8 @@ def test_registration_errors_have_codes(central: Central) -> None:
         ({"name": "X", "phone": "12345"}, 422, "invalid_phone"),
         ({"name": "X"}, 422, "no_identifier"),
         ({"name": "X", "cards": ["?"]}, 422, "invalid_card"),
+        ({"name": "X", "cards": "LC0042"}, 422, "invalid_field"),
+        ({"name": "", "phone": PHONE_E164}, 422, "invalid_field"),
     ]:
         r = central.http.post("/v1/customers", headers=central.admin, json=body)
         assert r.status_code == status, r.text

@@ -239,3 +239,24 @@ def test_the_store_country_is_validated(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="country"):
         parse_config({"store": {"id": "S001", "country": "fr"}}, tmp_path / "c.toml")
+
+
+def test_during_a_rotation_a_miss_still_does_the_work_of_a_hit(
+        services: AgentServices, tmp_path: Path) -> None:
+    new = bytes(range(100, 132))
+    services.ledger.write_blocking(lambda tx: install(tx, [customer_entry(
+        "C-1", [("phone", PHONE)])]))  # under k1 only
+    services.ledger.write_blocking(lambda tx: install(tx, [customer_entry(
+        "C-2", [("phone", "+33612345699")], pepper=new)], key_id="k2", pepper=new))
+    conn = sqlite3.connect(tmp_path / "ledger.db")
+    try:
+        now = time.time()
+        old_key_hit = _trace(lambda: cache.lookup(conn, "phone", PHONE, now))
+        new_key_hit = _trace(lambda: cache.lookup(conn, "phone", "+33612345699", now))
+        miss = _trace(lambda: cache.lookup(conn, "phone", "+33612345670", now))
+        assert cache.lookup(conn, "phone", PHONE, now) is not None
+        assert cache.lookup(conn, "phone", "+33612345699", now) is not None
+        assert cache.lookup(conn, "phone", "+33612345670", now) is None
+    finally:
+        conn.close()
+    assert old_key_hit == new_key_hit == miss
