@@ -69,6 +69,7 @@ from edge_agent.retail.requests import (
 )
 from edge_agent.services import AgentServices, SyncControl
 from edge_agent.visitors.api import router as visitors_router
+from edge_agent.web import pages_router
 from sync.errors import WireFormatError
 from sync.wire import SKU_RE, parse_ts, utc_now
 
@@ -305,6 +306,8 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     app = FastAPI(
         default_response_class=FastJSONResponse,
         title="edge-agent local API",
+        docs_url=None,  # /docs is served by edge_agent.web.assets, with no CDN
+        redoc_url=None,
         version=services.version,
         description="Store-side retail operations (sales, returns, stock movements, "
                     "click-and-collect), live device events and status. Every write takes an "
@@ -494,6 +497,8 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
 
     # Visitors and footfall (edge_agent.visitors reads app.state.services).
     app.include_router(visitors_router)
+    # The store page (dashboard, login, charts) and the self-hosted Swagger UI at /docs.
+    app.include_router(pages_router)
 
     # -- status and ops ---------------------------------------------------------------------------
     @app.get("/v1/status", tags=["ops"])

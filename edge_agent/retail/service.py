@@ -54,6 +54,23 @@ class WriteResult:
     replayed: bool = False
 
 
+_LIVE_KEYS = ("sale_id", "return_id", "terminal", "total", "refund_total", "currency",
+              "reason", "ref", "event")
+
+
+def _live_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """What a committed write tells live listeners (``/v1/events/stream``): ids, totals,
+    units and alert kinds; never payments or the customer."""
+    out = {key: body[key] for key in _LIVE_KEYS if key in body}
+    lines = body.get("lines")
+    if isinstance(lines, list):
+        out["units"] = sum(int(line.get("qty", 0)) for line in lines if isinstance(line, dict))
+    alerts = body.get("alerts")
+    if isinstance(alerts, list) and alerts:
+        out["alerts"] = [a.get("kind") for a in alerts if isinstance(a, dict)]
+    return out
+
+
 def _event(appended: AppendedEvent) -> dict[str, Any]:
     return {"epoch": appended.epoch, "seq": appended.seq, "id": appended.id, "ts": appended.ts}
 
@@ -166,7 +183,10 @@ class RetailService:
         self, operation: str, body: BaseModel | Mapping[str, Any], key: str | None,
         run: Callable[[Tx], dict[str, Any]],
     ) -> WriteResult:
-        return await self.ledger.write(self._idempotent(operation, body, key, run))
+        result = await self.ledger.write(self._idempotent(operation, body, key, run))
+        if self.hub is not None and not result.replayed:
+            self.hub.publish(operation, _live_summary(result.body))  # the store page, POS
+        return result
 
     # -- sale ---------------------------------------------------------------------------------
     def _price_lines(self, view: CatalogView, request: SaleRequest) -> list[ops.PricedLine]:
