@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from central.core import Core, Publish
 from central.errors import InvalidCommandError
+from central.pages import router as pages_router
 from central.queries import (
     alerts,
     catalog_commands,
@@ -27,6 +28,7 @@ from central.queries import (
     store_status,
     stores_overview,
 )
+from central.session import operator_ok
 from sync.wire import STORE_RE
 
 if TYPE_CHECKING:  # the service is handed in by central.main; no import at run time
@@ -96,7 +98,10 @@ def _bearer(authorization: str | None) -> bytes | None:
 
 
 def create_app(service: "CentralService") -> FastAPI:
-    app = FastAPI(title="edge-central", version="1", default_response_class=JSONBytes)
+    # /docs is served by central.pages from the installed Swagger UI files (no CDN).
+    app = FastAPI(title="edge-central", version="1", default_response_class=JSONBytes,
+                  docs_url=None, redoc_url=None)
+    app.state.service = service
     db = service.db
     tokens = service.tokens
 
@@ -125,6 +130,8 @@ def create_app(service: "CentralService") -> FastAPI:
     def admin_auth(request: Request,
                    authorization: Annotated[str | None, Header()] = None) -> None:
         expected = tokens.admin_token()
+        if operator_ok(request, expected):  # the admin token, or the page's session cookie
+            return
         if expected is None:
             host = request.client.host if request.client else ""
             if host in ("127.0.0.1", "::1", "testclient"):
@@ -258,4 +265,5 @@ def create_app(service: "CentralService") -> FastAPI:
     def post_resync(store: Annotated[str, Depends(check_store)]) -> dict[str, Any]:
         return issue(store, [{"type": "resync"}])
 
+    app.include_router(pages_router)  # the operations page, alert acks, /docs
     return app
