@@ -19,6 +19,7 @@ import httpx
 import orjson
 import pytest
 
+from drivers.events import DeviceStatus
 from edge_agent.ledger import Tx
 from edge_agent.retail import ops
 from edge_agent.web.session import COOKIE, session_value
@@ -83,7 +84,27 @@ async def _seed(api: Api) -> None:
         for n, (hour, sku, qty) in enumerate(LAST_WEEK):
             _seed_sale(tx, f"lw-{n}", f"2026-11-13T{hour:02d}:05:00.000Z", sku, qty)
 
+        # door counts (two 15-minute periods at 09:00), visits, and the alerts of the day
+        for minute, hour, entries in ((0, 9, 6), (15, 9, 4), (0, 11, 5), (0, 14, 8)):
+            tx.execute("INSERT INTO footfall (door, period_start, period_s, entries, exits) "
+                       "VALUES ('front', ?, 900, ?, 0)", (_at(hour, minute), entries))
+        for n, hour in enumerate([9, 9, 9, 9, 11, 11, 14, 14, 14]):
+            start = _at(hour, 20 + n)
+            tx.execute("INSERT INTO visits (visit_id, visitor, source, zone, device, "
+                       "entered_at, left_at, dwell_s) VALUES (?, ?, 'ble', 'floor', 'ble-1', "
+                       "?, ?, 300)", (f"v{n}", f"pseudo-{n}", start, start + 300))
+        tx.append("alert", {"kind": "oversold", "sale_id": "seed-3",
+                            "skus": [{"sku": "C-300", "on_hand": -5}]},
+                  ts=f"{DAY}T14:13:00.000Z")
+        tx.append("alert", {"kind": "command_quarantined", "cseq": 7, "command_id": "c-7",
+                            "command_type": "stock.adjust", "reason": "stock[0].delta: not "
+                            "an integer"}, ts=f"{DAY}T15:02:00.000Z")
+
     await api.ledger.write(op)
+
+
+def _at(hour: int, minute: int) -> int:
+    return int(datetime.fromisoformat(f"{DAY}T{hour:02d}:{minute:02d}:00+00:00").timestamp())
 
 
 async def _login(page: Any, url: str, token: str) -> None:
@@ -150,6 +171,11 @@ async def _series(page: Any, selector: str) -> list[dict[str, str]]:
 async def test_page_renders_offline_without_errors_and_charts_the_seeded_day(
         served: Served) -> None:
     await _seed(served.api)
+    served.api.services.device_statuses = {
+        "till-1": DeviceStatus(name="till-1", kind="serial_scanner", port="/dev/ttyUSB0",
+                               state="connected", since=time.time(), reads=412),
+        "door-1": DeviceStatus(name="door-1", kind="door_counter", port="/dev/ttyUSB1",
+                               state="disconnected", since=time.time(), reads=23)}
     async with browser_context() as (context, watched):
         page = await context.new_page()
         await _login(page, served.url, TOKEN)
@@ -171,6 +197,18 @@ async def test_page_renders_offline_without_errors_and_charts_the_seeded_day(
         top = await page.locator("#top-skus tbody tr td:first-child").all_text_contents()
         assert top[:3] == ["A-100", "C-300", "B-200"]  # 5, 5 (ties by SKU), 1 units
         assert "not available" in (await page.text_content("#orders") or "")
+        # footfall, visits and conversion by hour (sales per visit)
+        assert await page.text_content("#kpi-entries") == "23"
+        assert await page.text_content("#kpi-visits") == "9"
+        assert await page.text_content("#kpi-conversion") == "44.4 %"  # 4 sales / 9 visits
+        footfall = await page.evaluate(
+            "[...document.querySelectorAll('#footfall-table tbody tr')].map("
+            "tr => [...tr.cells].map(td => td.textContent))")
+        assert footfall == [["09:00", "10", "4", "2", "50.0 %"],
+                            ["11:00", "5", "2", "1", "50.0 %"],
+                            ["14:00", "8", "3", "1", "33.3 %"]], footfall
+        alerts = await page.locator("#alerts li").all_text_contents()
+        assert [a.split()[1] for a in alerts] == ["command_quarantined", "oversold"], alerts
         assert "not configured" in (await page.text_content("#sync") or "")
         await screenshot(page, "store-dashboard")
         assert watched.console_errors == []
@@ -178,11 +216,15 @@ async def test_page_renders_offline_without_errors_and_charts_the_seeded_day(
         assert watched.blocked == []  # nothing fetched from outside the machine
 
 
-async def test_a_sale_made_through_the_api_appears_live(served: Served) -> None:
+async def test_a_sale_and_a_device_change_appear_live(served: Served) -> None:
+    served.api.services.device_statuses = {"till-1": DeviceStatus(
+        name="till-1", kind="serial_scanner", port="/dev/ttyUSB0", state="connected",
+        since=time.time(), reads=12)}
     async with browser_context() as (context, watched):
         page = await context.new_page()
         await _login(page, served.url, TOKEN)
         await page.wait_for_selector("#live.on", timeout=WAIT_MS)
+        await page.wait_for_selector("#devices td.state-connected", timeout=WAIT_MS)
         await page.wait_for_function(
             "document.getElementById('kpi-sales').textContent === '0'", timeout=WAIT_MS)
         await page.evaluate("window.__notReloaded = true")
@@ -203,6 +245,13 @@ async def test_a_sale_made_through_the_api_appears_live(served: Served) -> None:
         assert await page.evaluate("window.__notReloaded") is True
         await page.wait_for_selector("#sales-chart svg desc.value", state="attached",
                                      timeout=WAIT_MS)
+        # the oversold alert of that sale (A-100 had no stock) is shown with it
+        assert "oversold" in (await page.text_content(
+            '#latest-sales li[data-sale-id="live-sale-1"]') or "")
+        served.api.services.hub.publish("device", {"device": "till-1",
+                                                   "state": "disconnected"})
+        await page.wait_for_selector("#devices td.state-disconnected", timeout=WAIT_MS)
+        assert await page.evaluate("window.__notReloaded") is True
         print(f"sale visible on the page {seen_after:.3f} s after the API answered "
               f"(target 2 s; {datetime.now(UTC):%H:%M:%S} UTC)")
         assert watched.console_errors == []
