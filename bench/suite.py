@@ -39,7 +39,7 @@ from bench.common import (
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ("ceilings", "ledger", "drivers", "sync", "api", "visitors", "central", "footprint",
-         "scaling")
+         "scaling", "pages")
 TIMEOUT_S = {"full": 2400.0, "quick": 900.0, "tiny": 180.0}
 P99_TARGET_MS = 100.0
 
@@ -259,6 +259,12 @@ def footprint_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     return footprint.rows(f)
 
 
+def pages_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
+    from bench import pages  # noqa: PLC0415
+
+    return pages.rows(f)
+
+
 def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     from bench import scaling  # noqa: PLC0415
 
@@ -268,7 +274,7 @@ def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
     "sync": sync_rows, "api": api_rows, "central": central_rows, "visitors": visitors_rows,
-    "footprint": footprint_rows, "scaling": scaling_rows,
+    "footprint": footprint_rows, "scaling": scaling_rows, "pages": pages_rows,
 }
 
 

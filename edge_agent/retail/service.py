@@ -184,7 +184,7 @@ class RetailService:
         run: Callable[[Tx], dict[str, Any]],
     ) -> WriteResult:
         result = await self.ledger.write(self._idempotent(operation, body, key, run))
-        if self.hub is not None and not result.replayed:
+        if self.hub is not None and self.hub.subscriber_count and not result.replayed:
             self.hub.publish(operation, _live_summary(result.body))  # the store page, POS
         return result
 

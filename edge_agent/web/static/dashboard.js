@@ -142,7 +142,7 @@ async function refresh() {
 
 function refreshSoon() {
   if (refreshTimer !== null) return;
-  refreshTimer = setTimeout(() => { refreshTimer = null; refresh().catch(showError); }, 400);
+  refreshTimer = setTimeout(() => { refreshTimer = null; refresh().catch(showError); }, 1500);  // at most one refresh per 1.5 s in a rush
 }
 
 function showError(err) { $("updated").textContent = "update failed: " + err.message; }
