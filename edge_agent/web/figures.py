@@ -131,6 +131,18 @@ def top_skus(conn: sqlite3.Connection, start: float, end: float,
              "revenue": str(revenue[sku])} for sku in best]
 
 
+def recent_sales(conn: sqlite3.Connection, start: float, end: float,
+                 limit: int = 10) -> list[dict[str, Any]]:
+    """The newest sales in [start, end): id, time, terminal, total and units."""
+    return [{"sale_id": sale_id, "ts": ts, "terminal": terminal, "total": total,
+             "currency": currency,
+             "units": sum(int(line.get("qty", 0)) for line in orjson.loads(lines))}
+            for sale_id, ts, terminal, total, currency, lines in conn.execute(
+                "SELECT sale_id, ts, terminal, total, currency, lines FROM sales "
+                "WHERE ts >= ? AND ts < ? ORDER BY ts DESC LIMIT ?",
+                (iso(start), iso(end), limit))]
+
+
 def recent_alerts(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, Any]]:
     """The newest ``alert`` events still in the ledger (oversold, command quarantined,
     lost history, ...), newest first; each with its kind, time and details."""

@@ -131,7 +131,7 @@ async def get_dashboard(request: Request, services: Services, day: Day = None
                         ) -> dict[str, Any]:
     """Everything the store page shows for one local day (default today): sales and units
     by hour against the same weekday last week, footfall and conversion by hour, top SKUs,
-    low stock, devices, sync state and recent alerts."""
+    the latest sales, low stock, devices, sync state and recent alerts."""
     the_day = _day(services, day)
     tz = services.config.store.timezone
     grid = figures.hour_grid(the_day, tz)
@@ -140,6 +140,7 @@ async def get_dashboard(request: Request, services: Services, day: Day = None
         return {"sales": figures.sales_by_hour(conn, the_day, tz),
                 "footfall": figures.footfall_by_hour(conn, the_day, tz),
                 "top_skus": figures.top_skus(conn, grid.start, grid.end),
+                "recent_sales": figures.recent_sales(conn, grid.start, grid.end),
                 "alerts": figures.recent_alerts(conn)}
 
     out = await services.ledger.read(read)

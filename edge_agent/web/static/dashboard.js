@@ -134,6 +134,7 @@ async function refresh() {
   showDevices(d.devices);
   showSync(d.sync);
   showAlerts(d.alerts);
+  showRecentSales(d.recent_sales);
   $("updated").textContent = new Date().toLocaleTimeString();
   await Promise.all([loadChart("sales-chart", "/ui/charts/sales.svg" + query),
                      loadChart("footfall-chart", "/ui/charts/footfall.svg" + query),
@@ -147,17 +148,34 @@ function refreshSoon() {
 
 function showError(err) { $("updated").textContent = "update failed: " + err.message; }
 
-function onSale(data) {
+let liveSales = 0;
+
+function showRecentSales(sales) {
+  if (liveSales) return;  // the stream has taken over the list
   const ul = $("latest-sales");
-  const empty = ul.querySelector(".empty");
-  if (empty) empty.remove();
+  ul.replaceChildren();
+  if (!sales.length) { const li = document.createElement("li"); li.className = "empty"; li.textContent = "none yet"; ul.appendChild(li); return; }
+  for (const s of sales) ul.appendChild(saleItem({ ...s, event: { ts: s.ts } }));
+}
+
+function saleItem(data) {
   const li = document.createElement("li");
-  li.className = "fresh sale";
+  li.className = "sale";
   li.dataset.saleId = data.sale_id || "";
   const units = data.units === undefined ? "" : data.units + " units, ";
   li.textContent = (data.event && data.event.ts ? data.event.ts.slice(11, 19) + "  " : "") +
     (data.terminal || "") + "  " + units + (data.total || "") + " " + (data.currency || "") +
     (data.alerts ? "  ⚠ " + data.alerts.join(", ") : "");
+  return li;
+}
+
+function onSale(data) {
+  liveSales += 1;
+  const ul = $("latest-sales");
+  const empty = ul.querySelector(".empty");
+  if (empty) empty.remove();
+  const li = saleItem(data);
+  li.classList.add("fresh");
   ul.prepend(li);
   while (ul.children.length > 30) ul.lastChild.remove();
   setTimeout(() => li.classList.remove("fresh"), 5000);

@@ -207,6 +207,9 @@ async def test_page_renders_offline_without_errors_and_charts_the_seeded_day(
         assert footfall == [["09:00", "10", "4", "2", "50.0 %"],
                             ["11:00", "5", "2", "1", "50.0 %"],
                             ["14:00", "8", "3", "1", "33.3 %"]], footfall
+        latest = await page.evaluate(
+            "[...document.querySelectorAll('#latest-sales li')].map(li => li.dataset.saleId)")
+        assert latest == ["seed-3", "seed-2", "seed-1", "seed-0"]  # newest first
         alerts = await page.locator("#alerts li").all_text_contents()
         assert [a.split()[1] for a in alerts] == ["command_quarantined", "oversold"], alerts
         assert "not configured" in (await page.text_content("#sync") or "")
