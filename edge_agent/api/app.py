@@ -488,7 +488,9 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     ) -> StreamingResponse:
         """Server-sent events: `event: <topic>` and `data: <json>` per item; a comment
         line every 15 s keeps proxies and clients from timing out. Topics: scan,
-        scan_rejected, basket, session, lookup, device, tag, door, presence, rejected, ...
+        scan_rejected, basket, session, lookup, device, tag, door, presence, rejected, and
+        one per committed write (sale, checkout, return, receipt, adjustment, count,
+        transfer, fulfilment, session.close: ids, totals, units, alert kinds) ...
         (all when `topics` is omitted)."""
         wanted = {t.strip() for t in topics.split(",") if t.strip()} if topics else None
         return StreamingResponse(_sse(services, wanted), media_type="text/event-stream",
