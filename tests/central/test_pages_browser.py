@@ -21,6 +21,7 @@ import pytest
 from central.session import COOKIE
 from tests.central.conftest import ADMIN_TOKEN, Central, FakeStore, event
 from tests.helpers.browser import browser_context, require_chromium, screenshot
+from tests.helpers.faultproxy import FaultProxy
 from tests.helpers.mosquitto import Broker
 
 pytestmark = pytest.mark.slow
@@ -109,9 +110,16 @@ async def test_login_with_the_operator_token_and_a_wrong_one_refused(ops: Centra
 
 
 @pytest.fixture
-def dying_store(broker: Broker) -> Iterator[subprocess.Popen[bytes]]:
+def link(broker: Broker) -> Iterator[FaultProxy]:
+    """The store's route to the broker, which a test can cut (blackhole)."""
+    with FaultProxy(broker.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def dying_store(link: FaultProxy) -> Iterator[subprocess.Popen[bytes]]:
     """Store S009's MQTT session in its own process, started and ready (birth sent)."""
-    proc = subprocess.Popen([sys.executable, "-c", STORE_SCRIPT, str(broker.port), "S009",
+    proc = subprocess.Popen([sys.executable, "-c", STORE_SCRIPT, str(link.port), "S009",
                              str(KEEPALIVE_S)], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -125,19 +133,29 @@ def dying_store(broker: Broker) -> Iterator[subprocess.Popen[bytes]]:
             proc.stdout.close()
 
 
+@pytest.mark.parametrize("death", ["sigkill", "route_lost"])
 async def test_a_store_taken_offline_turns_offline_on_the_grid(
-        ops: Central, dying_store: subprocess.Popen[bytes]) -> None:
+        ops: Central, link: FaultProxy, dying_store: subprocess.Popen[bytes],
+        death: str) -> None:
+    """SIGKILL: the kernel closes the socket and the broker sends the will at once. A lost
+    route (every byte dropped, no FIN): only the broker's keepalive timer notices, after
+    1.5 x the store's keepalive, the death timeout; then the will."""
     async with browser_context() as (context, watched):
         page = await context.new_page()
         await _login(page, ops.url, ADMIN_TOKEN)
         row = 'tr[data-store="S009"]'
         await page.wait_for_selector(f'{row}[data-state="online"]', timeout=WAIT_MS)
-        os.kill(dying_store.pid, signal.SIGKILL)
-        killed = time.monotonic()
+        if death == "sigkill":
+            os.kill(dying_store.pid, signal.SIGKILL)
+        else:
+            link.blackhole(120)
+        cut = time.monotonic()
         await page.wait_for_selector(f'{row}[data-state="offline"]', timeout=WAIT_MS)
-        print(f"offline on the page {time.monotonic() - killed:.2f} s after SIGKILL "
-              f"(death timeout {1.5 * KEEPALIVE_S:.1f} s)")
+        print(f"{death}: offline on the page {time.monotonic() - cut:.2f} s after the cut "
+              f"(death timeout {1.5 * KEEPALIVE_S:.1f} s, page polls every 2 s)")
         assert await page.text_content(f"{row} td.state") == "offline"
+        if death == "route_lost":
+            assert dying_store.poll() is None  # the store itself never stopped
         assert watched.clean(), watched
 
 
