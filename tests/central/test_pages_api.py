@@ -5,6 +5,7 @@ login cookie accepted by every operator route, and a self-hosted /docs."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -81,3 +82,15 @@ def test_the_login_cookie_opens_operator_routes_and_nothing_else_does(
         assert "cdn" not in docs.text.lower()
         assert client.get("/ui/static/swagger/swagger-ui-bundle.js").status_code == 200
         assert client.get("/redoc").status_code == 404
+
+
+def test_rotating_the_admin_token_ends_every_page_session(central: Central,
+                                                         tmp_path: Path) -> None:
+    old = {"Cookie": f"{COOKIE}={session_value(ADMIN_TOKEN.encode())}"}
+    with httpx.Client(base_url=central.url) as client:
+        assert client.get("/v1/grid", headers=old).status_code == 200
+        (tmp_path / "admin.token").write_text("a-new-admin-token")
+        assert client.get("/v1/grid", headers=old).status_code == 401
+        new = {"Cookie": f"{COOKIE}={session_value(b'a-new-admin-token')}"}
+        assert client.get("/v1/grid", headers=new).status_code == 200
+        assert client.get("/", headers=old, follow_redirects=False).status_code == 303
