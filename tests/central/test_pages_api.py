@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import orjson
 
 from central.session import COOKIE, session_value
 from tests.central.conftest import ADMIN_TOKEN, Central, FakeStore, event
@@ -22,11 +23,19 @@ def test_grid_open_alerts_ack_and_pending_commands(
     store.birth(last_seq=0)  # live birth behind central: history_rolled_back
     store.birth(last_seq=1)  # and again: a second alert
     central.post("/v1/stores/S001/adjust", {"lines": [{"sku": "A-1", "delta": 4}]})
+    store.publish(store.topics.health, orjson.dumps({
+        "v": 1, "store": "S001", "ts": "2026-11-25T09:00:00.000Z", "agent": "fake/1",
+        "uptime_s": 60, "outbox_pending": 7, "outbox_oldest_age_s": 12, "last_ack_at": None,
+        "applied_cseq": 0, "db_bytes": 1, "wal_bytes": 1, "disk_free_bytes": 1,
+        "clock_offset_ms": 0, "devices": {"connected": 1, "total": 2}}), retain=True)
     central.sync()
     grid = central.get("/v1/grid")
     [row] = grid["stores"]
     assert row["store"] == "S001"
     assert row["state"] == "online"
+    assert row["backlog"] == 7
+    assert row["ack_lag_s"] == 12
+    assert row["last_ack_age_s"] is None
     assert row["open_alerts"] == 2
     assert row["commands_pending"] == 1
     assert row["digest"] is None
