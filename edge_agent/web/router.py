@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -72,16 +73,28 @@ async def login_form(services: Services) -> HTMLResponse:
     return _login_page(services.config.store.id, None, 200)
 
 
+def _given_token(body: bytes, content_type: str) -> str:
+    """The ``token`` of a login: JSON (what the page's script sends; the API takes JSON
+    bodies only) or a plain form post (a browser without script)."""
+    if len(body) > _MAX_FORM_BYTES:
+        return ""
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ""
+        token = data.get("token") if isinstance(data, dict) else None
+        return token.strip() if isinstance(token, str) else ""
+    return parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
+
+
 @router.post("/login", include_in_schema=False)
 async def login(request: Request, services: Services) -> Response:
     """Trade the API token (form field ``token``) for the page's session cookie."""
     expected = _token(services)
     if expected is None:  # no TCP listener: the socket needs no login
         return RedirectResponse("/", status_code=303)
-    body = await request.body()
-    given = ""
-    if len(body) <= _MAX_FORM_BYTES:
-        given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
+    given = _given_token(await request.body(), request.headers.get("content-type", ""))
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         return _login_page(services.config.store.id, "Wrong token: try again.", 401)
     response = RedirectResponse("/", status_code=303)

@@ -138,7 +138,11 @@ async def test_login_on_tcp_refuses_a_wrong_token_and_sets_a_strict_cookie(
         assert page.url.endswith("/login")
         assert await context.cookies() == []
         await page.fill("#token", TOKEN)
-        await page.click("button[type=submit]")
+        async with page.expect_request(lambda r: r.method == "POST" and
+                                       r.url.endswith("/login")) as posted:
+            await page.click("button[type=submit]")
+        # the page's script posts JSON, the only body type the agent's API takes
+        assert (await posted.value).headers["content-type"] == "application/json"
         await page.wait_for_function(
             "document.getElementById('store') && "
             "document.getElementById('store').textContent === 'S001'", timeout=WAIT_MS)

@@ -99,6 +99,13 @@ async def test_tcp_takes_the_bearer_or_the_cookie_and_nothing_else(short_dir: Pa
             r = await tcp.post("/login", data=form)
             assert r.status_code == 401
             assert "Wrong token" in r.text
+        js = await tcp.post("/login", json={"token": TOKEN})  # what the page's script sends
+        assert js.status_code == 303
+        assert f"{COOKIE}={session_value(TOKEN)}" in js.headers["set-cookie"]
+        for body in (b"{", b"[]", b'{"token": 5}', b'{"token": "nope"}'):
+            r = await tcp.post("/login", content=body,
+                               headers={"Content-Type": "application/json"})
+            assert r.status_code == 401, body
         huge = await tcp.post("/login", data={"token": "x" * 10_000})
         assert huge.status_code == 413  # the body limit stops it before the form
         out = await tcp.post("/logout", headers=good_cookie)
