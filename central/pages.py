@@ -101,7 +101,10 @@ async def swagger_file(name: str) -> FileResponse:
 
 
 @router.get("/docs", include_in_schema=False)
-async def docs(request: Request) -> HTMLResponse:
+async def docs(request: Request) -> Response:
+    """Swagger UI for operators (sign in first), every asset served locally."""
+    if not operator_ok(request, _service(request).tokens.admin_token()):
+        return RedirectResponse("/login", status_code=303)
     return get_swagger_ui_html(
         openapi_url=request.app.openapi_url or "/openapi.json",
         title="edge-central - docs",

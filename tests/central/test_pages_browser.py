@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from central.session import COOKIE
-from tests.central.conftest import ADMIN_TOKEN, Central, FakeStore, event
+from tests.central.conftest import ADMIN_TOKEN, Central, FakeStore, event, wait_until
 from tests.helpers.browser import browser_context, require_chromium, screenshot
 from tests.helpers.faultproxy import FaultProxy
 from tests.helpers.mosquitto import Broker
@@ -166,8 +166,7 @@ async def test_drill_down_and_an_acknowledged_alert_disappears(ops: Central,
     store.wait_ack(2)
     store.birth(last_seq=0)  # a live birth behind central: history_rolled_back (critical)
     ops.post("/v1/stores/S001/adjust", {"lines": [{"sku": "A-1", "delta": 10}]})
-    ops.sync()
-    [alert] = ops.get("/v1/alerts/open")["alerts"]
+    [alert] = wait_until(lambda: ops.get("/v1/alerts/open")["alerts"], what="the alert")
     assert alert["kind"] == "history_rolled_back"
     async with browser_context() as (context, watched):
         page = await context.new_page()
