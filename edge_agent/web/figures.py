@@ -93,20 +93,27 @@ def sales_by_hour(conn: sqlite3.Connection, day: date, timezone: str) -> dict[st
 
 
 def footfall_by_hour(conn: sqlite3.Connection, day: date, timezone: str) -> dict[str, Any]:
-    """Door entries, visits, sales and conversion (sales per visit) per hour."""
+    """Door entries, visits, sales and conversion (sales per visit) per local hour.
+
+    The footfall periods lie on a UTC grid; in a zone whose midnight is not on the hour
+    (UTC+5:30, +5:45) they are read at the half or quarter hour and summed per local hour."""
     grid = hour_grid(day, timezone)
-    zone = ZoneInfo(timezone)
-    periods = report.periods(conn, grid.start, grid.end, 3600)
-    hours = []
-    for row in periods:
+    step = next(p for p in (3600, 1800, 900, 300, 60) if int(grid.start) % p == 0)
+    keys = ("entries", "visits", "sales")
+    sums = [dict.fromkeys(keys, 0) for _ in grid.starts]
+    for row in report.periods(conn, grid.start, grid.end, step):
         started = datetime.fromisoformat(row["period_start"].replace("Z", "+00:00"))
-        hours.append({"hour": started.astimezone(zone).strftime("%H:%M"),
-                      "entries": row["entries"], "visits": row["visits"],
-                      "sales": row["sales"], "conversion": row["sales_per_visit"]})
-    visits = sum(h["visits"] for h in hours)
-    sales = sum(h["sales"] for h in hours)
+        index = bisect_right(grid.starts, started.timestamp()) - 1
+        if 0 <= index < len(sums):
+            for key in keys:
+                sums[index][key] += int(row[key])
+    hours: list[dict[str, Any]] = [
+        {"hour": label, **cell, "conversion": report.ratio(cell["sales"], cell["visits"])}
+        for label, cell in zip(grid.labels, sums, strict=True)]
+    visits = sum(cell["visits"] for cell in sums)
+    sales = sum(cell["sales"] for cell in sums)
     return {"date": day.isoformat(), "hours": hours,
-            "totals": {"entries": sum(h["entries"] for h in hours), "visits": visits,
+            "totals": {"entries": sum(cell["entries"] for cell in sums), "visits": visits,
                        "sales": sales, "conversion": report.ratio(sales, visits)}}
 
 

@@ -4,7 +4,7 @@ sales by hour against last week, top SKUs, recent alerts newest first."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -76,3 +76,29 @@ def test_sales_by_hour_against_last_week_top_skus_and_alerts(tmp_path: Path) -> 
         assert re.search(r"<script[^>]*(src|href)=", svg) is None
         assert re.findall(r'(?:src|href)="(https?:[^"]*)"', svg) == []
         assert '<desc class="value">4</desc>' in svg
+
+
+def test_footfall_by_local_hour_in_a_half_hour_zone(tmp_path: Path) -> None:
+    """Kolkata is UTC+5:30: local 09:00-10:00 is 03:30-04:30 UTC, across two UTC hours."""
+    day = date(2026, 11, 20)
+    at = datetime(2026, 11, 20, 3, 30, tzinfo=UTC).timestamp()  # 09:00 local
+    with seeded_ledger(tmp_path / "ledger.db") as ledger:
+        def seed(tx: Tx) -> None:
+            for offset, entries in ((0, 3), (900, 2), (1800, 4), (2700, 1), (3600, 7)):
+                tx.execute("INSERT INTO footfall (door, period_start, period_s, entries, "
+                           "exits) VALUES ('front', ?, 900, ?, 0)", (int(at) + offset, entries))
+            for n, offset in enumerate((60, 2000, 3700)):
+                tx.execute("INSERT INTO visits (visit_id, visitor, source, zone, device, "
+                           "entered_at, left_at, dwell_s) VALUES (?, ?, 'ble', 'z', 'd', ?, ?, "
+                           "60)", (f"v{n}", f"p{n}", at + offset, at + offset + 60))
+            _sale(tx, "k1", "2026-11-20T04:10:00.000Z", [("A-100", 1, "2.50")])  # 09:40
+
+        ledger.write_blocking(seed)
+        data = ledger.read_blocking(
+            lambda conn: figures.footfall_by_hour(conn, day, "Asia/Kolkata"))
+    busy = {h["hour"]: (h["entries"], h["visits"], h["sales"], h["conversion"])
+            for h in data["hours"] if h["entries"] or h["visits"] or h["sales"]}
+    assert busy == {"09:00": (10, 2, 1, 0.5), "10:00": (7, 1, 0, 0.0)}
+    assert data["hours"][0]["hour"] == "00:00"
+    assert len(data["hours"]) == 24
+    assert data["totals"] == {"entries": 17, "visits": 3, "sales": 1, "conversion": 0.3333}
