@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# mosquitto, faketime (chaos clock jumps) and PostgreSQL (the central's tests) from the
+# mosquitto, faketime (chaos clock jumps), PostgreSQL (the central's tests) and Chromium
+# (the pages' browser tests, driven by Playwright; never `playwright install`) from the
 # system's packages.
 system-deps:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
@@ -30,6 +31,11 @@ system-deps:
 	  echo "installing postgresql from the system packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null || \
 	    echo "postgresql unavailable: its tests will be skipped with a reason"; \
+	fi
+	@if [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing chromium (the pages' browser tests) from the system packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null || \
+	    echo "chromium unavailable: the browser tests will be skipped with a reason"; \
 	fi
 
 demo: venv

@@ -44,7 +44,7 @@ README = ROOT / "README.md"
 BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
 # A module not in ADAPTERS below supplies its own ``rows(figures)`` (bench/<name>.py).
 ORDER = ("ceilings", "ledger", "drivers", "sync", "reconnect", "api", "visitors", "customers",
-         "central", "footprint", "scaling", "carddata", "rfid")
+         "central", "footprint", "scaling", "carddata", "rfid", "pages")
 TIMEOUT_S = {"full": 2400.0, "quick": 900.0, "tiny": 180.0}
 P99_TARGET_MS = 100.0
 
@@ -267,11 +267,6 @@ def footprint_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     return footprint.rows(f)
 
 
-def customers_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
-    from bench import customers  # noqa: PLC0415
-
-    rows: list[Row] = customers.rows(f)
-    return rows
 
 
 def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
@@ -293,7 +288,7 @@ def module_rows(name: str) -> Callable[[dict[str, Any], dict[str, Any]], list[Ro
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
     "sync": sync_rows, "api": api_rows, "central": central_rows, "visitors": visitors_rows,
-    "footprint": footprint_rows, "scaling": scaling_rows, "customers": customers_rows,
+    "footprint": footprint_rows, "scaling": scaling_rows,
 }
 
 
