@@ -2,7 +2,7 @@
 
 Per store ``s`` and SKU ``k``::
 
-    atp(s, k) = max(0, on_hand − reserved − safety(s, k) − hold(s, k) − stale(s, k))
+    atp(s, k) = max(0, on_hand - reserved - safety(s, k) - hold(s, k) - stale(s, k))
                 or 0 when the store is excluded (closed, not fulfilling, over its daily
                 order capacity) or silent longer than ``silent_limit``
 
@@ -16,9 +16,9 @@ Per store ``s`` and SKU ``k``::
                from RFID within ``rfid_days``
     hold       the quantities the store rejected for that SKU since its last count
     stale      0 while the store's last contact is younger than ``stale_after``; then
-               ceil(sell-through rate of the SKU at that store × seconds silent)
+               ceil(sell-through rate of the SKU at that store * seconds silent)
 
-    network(k) = max(0, Σ_s atp(s, k) − queued(k) − network_threshold)
+    network(k) = max(0, sum over s of atp(s, k) - queued(k) - network_threshold)
 
     queued     the quantities of the orders waiting in the unfillable queue
 

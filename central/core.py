@@ -159,10 +159,10 @@ class _Tx:
         self.now = group.now
 
     def issue(self, store: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self._core._issue_in_tx(self._group, store, specs)  # noqa: SLF001 - its own tx
+        return self._core._issue_in_tx(self._group, store, specs)
 
-    def stock(self, store: str, sku: str) -> tuple[int, int]:
-        return self._core.exact_cell(store, sku)
+    def sku_stock(self, sku: str) -> dict[str, tuple[int, int]]:
+        return self._core.exact_sku(sku)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +186,7 @@ class Core:
         resend_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         owns: Callable[[str], bool] | None = None,
+        *,
         watcher: Watcher | None = None,
     ) -> None:
         self.conn = conn
@@ -329,17 +330,17 @@ class Core:
         if self.watcher is not None:
             self.watcher.rolled_back()
 
-    def exact_cell(self, store: str, sku: str) -> tuple[int, int]:
-        """(on hand, reserved) of one cell from the writer's own view: the stock table
-        (in the current transaction) plus the deltas not yet projected into it."""
-        rows = self.conn.execute("SELECT on_hand, reserved FROM stock WHERE store = ? AND "
-                                 "sku = ?", (store, sku))
-        on, res = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
-        pending = self._pending.get(store, {}).get(sku)
-        if pending is not None:
-            on += pending[0]
-            res += pending[1]
-        return on, res
+    def exact_sku(self, sku: str) -> dict[str, tuple[int, int]]:
+        """store → (on hand, reserved) of one SKU from the writer's own view: the stock
+        table (in the current transaction) plus the deltas not yet projected into it."""
+        cells = {str(store): (int(on), int(res)) for store, on, res in self.conn.execute(
+            "SELECT store, on_hand, reserved FROM stock WHERE sku = ?", (sku,))}
+        for store, pending in self._pending.items():
+            delta = pending.get(sku)
+            if delta is not None:
+                on, res = cells.get(store, (0, 0))
+                cells[store] = (on + delta[0], res + delta[1])
+        return cells
 
     def run_write(self, fn: Callable[[_Tx], Any]) -> tuple[Any, list[Publish]]:
         """Run ``fn`` in one write transaction (on the writer thread); commands it issues
@@ -785,6 +786,8 @@ class Core:
         """Timer: resend to stores whose watermark has not moved for ``resend_after``."""
         now = self.clock()
         out: list[Publish] = []
+        if self.watcher is not None:
+            out.extend(self.watcher.tick(self.run_write))
         due = [store for store, st in self.stores.items()
                if st.online and st.acked is not None and st.acked < st.issued
                and now - st.last_progress >= self.resend_after]

@@ -10,7 +10,7 @@ forgets the group.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 
@@ -23,8 +23,8 @@ class Tx(Protocol):
     def issue(self, store: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Issue commands (validated like operator commands) in this transaction."""
 
-    def stock(self, store: str, sku: str) -> tuple[int, int]:
-        """Exact (on hand, reserved) of one cell: the stock table plus pending deltas."""
+    def sku_stock(self, sku: str) -> dict[str, tuple[int, int]]:
+        """store → exact (on hand, reserved) of one SKU: stock table plus pending deltas."""
 
 
 class Watcher(Protocol):
@@ -47,3 +47,7 @@ class Watcher(Protocol):
     def committed(self) -> None: ...
 
     def rolled_back(self) -> None: ...
+
+    def tick(self, run_write: Callable[[Callable[[Tx], Any]], tuple[Any, list[Any]]]
+             ) -> list[Any]:
+        """Timer on the writer thread; returns what to publish."""

@@ -12,11 +12,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from central.atp import AtpPolicy
-from central.brokering import RULES
 
 _STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
 
 Rule = Literal["together", "proximity", "atp", "capacity", "split"]
+DEFAULT_RULES: tuple[Rule, ...] = ("together", "proximity", "atp", "capacity", "split")
 Qty = Annotated[int, Field(ge=0, le=1_000_000)]
 Postcode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 -]{1,16}$")]
 
@@ -57,7 +57,7 @@ class OmniSettings(BaseModel):
     velocity_window: float = Field(default=3600.0, ge=1, le=7 * 86400)
     accept_within: float = Field(default=900.0, ge=1, le=7 * 86400)
     rebroker_every: float = Field(default=30.0, ge=0.5, le=86400)
-    rules: list[Rule] = Field(default_factory=lambda: list(RULES), min_length=1)
+    rules: list[Rule] = Field(default_factory=lambda: list(DEFAULT_RULES), min_length=1)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     stores: dict[str, StoreAttrs] = Field(default_factory=dict)
     postcodes: dict[Postcode, tuple[float, float]] = Field(default_factory=dict)
