@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,30 +90,42 @@ class OmniEngine:
     def on_event(self, store: str, kind: str, event: dict[str, Any]) -> None:
         self._events.append((store, kind, event))
 
-    def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]]) -> None:
-        now = self.wall()
+    def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]],
+                 holds: Sequence[tuple[str, int]]) -> None:
+        del holds  # the changes feed hears of them from the projection
         queued = self.state.queued
+        now = self.wall()
         for sku, delta in moves:
-            self._skus.add(sku)
             if delta > 0 and sku in queued:
                 self._rebroker_due = True
             elif delta < 0 and kind == "sale":
                 self.state.sold(store, sku, -delta, now)
 
     def on_heads(self, store: str, heads: Sequence[Any]) -> None:
-        now = self.wall()
-        skus = self._skus
-        queued = self.state.queued
+        """Hot path: the units each SKU sold (sell-through), and, only while orders wait
+        for stock, whether some arrived."""
+        sold: dict[str, int] = {}
+        get = sold.get
         for head in heads:
-            sale = head.type == "sale"
-            for d in head.stock:
-                skus.add(d.sku)
-                if d.delta > 0 and d.sku in queued:
-                    self._rebroker_due = True
-                elif sale and d.delta < 0:
-                    self.state.sold(store, d.sku, -d.delta, now)
-            for d in head.reserve:
-                skus.add(d.sku)
+            if head.type == "sale":
+                for d in head.stock:
+                    if d.delta < 0:
+                        sold[d.sku] = get(d.sku, 0) - d.delta
+        if sold:
+            now = self.wall()
+            for sku, qty in sold.items():
+                self.state.sold(store, sku, qty, now)
+        queued = self.state.queued
+        if queued and not self._rebroker_due:
+            self._rebroker_due = any(d.delta > 0 and d.sku in queued
+                                     for head in heads for d in head.stock)
+
+    def on_projected(self, cells: Mapping[str, Mapping[str, Sequence[int]]]) -> None:
+        """The stock table moved: the changes feed names those SKUs (readers see the new
+        stock from now on)."""
+        skus = {sku for per_store in cells.values() for sku in per_store}
+        if skus:
+            self.state.note(f"sku:{sku}" for sku in skus)
 
     def on_command(self, store: str, command: dict[str, Any]) -> None:
         for name in ("stock", "reserve"):
