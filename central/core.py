@@ -560,7 +560,9 @@ class Core:
         if kind in CLOSING_TYPES:
             self._closing(group, store, kind, event)
         if self.watcher is not None and kind in self.watcher.types:
-            self.watcher.on_event(store, kind, event)
+            # handled now, inside the message's own dispatch: a failure is that message's
+            # (skipped as poison, the group applied again without it), not the group's
+            self.watcher.on_event(_Tx(self, group), store, kind, event)
 
     def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
         data = event.get("data")

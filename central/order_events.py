@@ -73,8 +73,10 @@ class StoreEvents:
             elif state in STAGES and state != "fulfilled":
                 new = "rejected" if kind == "order.rejected" else "released"
                 detail["reason"] = data.get("reason")
-                if kind == "order.rejected":
-                    self._hold(store, orjson.loads(lines), data.get("lines"))
+            if kind == "order.rejected" and new != state:
+                # whatever central thought of the order by then, the store says it could
+                # not send these units: it promises them no more until it counts them
+                self._hold(store, orjson.loads(lines), data.get("lines"))
         if new == state:
             return
         self._deadlines.pop(rid, None)
