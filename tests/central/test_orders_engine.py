@@ -202,3 +202,45 @@ def test_changes_feed_pages_oldest_first(rig: Rig) -> None:
     skus, _, _, cursor = rig.engine.state.changes(cursor, 10)
     assert skus == ["K4"]
     assert rig.engine.state.changes(cursor, 10)[0] == []
+
+
+def test_rfid_count_lowers_safety_stock_and_health_keeps_a_store_fresh(tmp_path: Path) -> None:
+    rig = Rig(tmp_path / "c.db", {"safety": {"default": 3, "rfid_factor": 0.5, "rfid_days": 7},
+                                  "stale_after": 600, "silent_limit": 3600})
+    rig.receive("S1", "A", 10)
+    rig.send("S1", *[ev(rig.next("S1"), "sale", {}, [{"sku": "A", "delta": -1}])
+                     for _ in range(6)])  # 6 sold in the last minute: 0.1 a second
+    cell = rig.atp()["stores"][0]
+    assert (cell["safety"], cell["atp"]) == (3, 1)
+    counted = "2026-12-04T09:00:00+00:00"
+    rig.send("S1", ev(rig.next("S1"), "count", {
+        "count_id": "c1", "source": "rfid", "counted_at": counted,
+        "lines": [{"sku": "A", "counted": 4, "expected": 4}]}))
+    cell = rig.atp()["stores"][0]
+    # the count's own time is older than rfid_days by this clock: no reduction
+    assert cell["safety"] == 3
+    rig.send("S1", ev(rig.next("S1"), "count", {
+        "count_id": "c2", "source": "rfid",
+        "lines": [{"sku": "A", "counted": 4, "expected": 4}]}))  # no counted_at: now
+    cell = rig.atp()["stores"][0]
+    assert (cell["safety"], cell["atp"]) == (2, 2)  # ceil(3 x 0.5)
+    rig.send("S1", ev(rig.next("S1"), "count", {
+        "count_id": "c3", "lines": [{"sku": "A", "counted": 4, "expected": 4}]}))
+    assert rig.atp()["stores"][0]["safety"] == 3  # a manual count ends the reduction
+    # silence: 700 s without a word costs ceil(0.1 x 700) = 70 > what is left
+    rig.clock.now += 700
+    cell = rig.atp()["stores"][0]
+    assert cell["stale"] > 0
+    assert cell["atp"] == 0
+    # a live health message is contact: fresh again; a retained one is not
+    health = orjson.dumps({
+        "v": 1, "store": "S1", "ts": "2026-12-04T10:00:00.000Z", "agent": "edge-agent/test",
+        "uptime_s": 1, "outbox_pending": 0, "outbox_oldest_age_s": 0, "last_ack_at": None,
+        "applied_cseq": None, "db_bytes": 1, "wal_bytes": 0, "disk_free_bytes": 1,
+        "clock_offset_ms": None, "devices": {"connected": 0, "total": 0}})
+    rig.core.process([("retail/v1/stores/S1/health", health, True)])
+    assert rig.atp()["stores"][0]["stale"] > 0
+    rig.core.process([("retail/v1/stores/S1/health", b'{"v": 1}', False)])  # malformed
+    assert rig.atp()["stores"][0]["stale"] > 0
+    rig.core.process([("retail/v1/stores/S1/health", health, False)])
+    assert rig.atp()["stores"][0]["stale"] == 0
