@@ -61,8 +61,12 @@ class StoreEvents:
             if kind == "order.accepted" and isinstance(data.get("by"), str):
                 detail["by"] = data["by"]
         elif kind == "fulfilment":
-            if state in STAGES:
+            # handed over, even after central gave up on the store (it was offline when
+            # the cancel was sent): the history says so, it is not lost
+            if state in STAGES or state in ("timeout", "cancelling"):
                 new = "fulfilled"
+                if state not in STAGES:
+                    detail["after"] = state
                 detail["how"] = data.get("how") if data.get("how") in (
                     "collected", "shipped") else None
                 if isinstance(data.get("tracking"), str):

@@ -244,3 +244,27 @@ def test_rfid_count_lowers_safety_stock_and_health_keeps_a_store_fresh(tmp_path:
     assert rig.atp()["stores"][0]["stale"] > 0
     rig.core.process([("retail/v1/stores/S1/health", health, False)])
     assert rig.atp()["stores"][0]["stale"] == 0
+
+
+def test_a_late_handover_is_recorded_not_lost(rig: Rig) -> None:
+    rig.receive("S1", "A", 5)
+    rig.receive("S2", "A", 5)
+    rig.order("O1")
+    rid = rig.detail("O1")["assignments"][0]["reservation_id"]
+    rig.clock.now += rig.settings.accept_within + 1
+    rig.receive("S2", "B", 1)  # S2 is heard from; S1 is not (offline)
+    rig.tick()
+    # S1 was offline: it shipped the order before it heard of the cancel
+    rig.send("S1", ev(rig.next("S1"), "fulfilment", {
+        "reservation_id": rid, "order_ref": "O1", "order_id": "O1", "how": "shipped",
+        "lines": [{"sku": "A", "qty": 1}]}, [{"sku": "A", "delta": -1}],
+        [{"sku": "A", "delta": -1}]))
+    history = rig.detail("O1")["history"]
+    assert [h["event"] for h in history] == ["received", "brokered", "timeout", "brokered",
+                                             "shipped"]
+    assert history[-1]["detail"]["after"] == "timeout"
+    rig.core.flush_projection()
+    with rig.db.reading() as conn:
+        rows = conn.execute("SELECT on_hand, reserved FROM stock WHERE store = 'S1' "
+                            "AND sku = 'A'")
+    assert tuple(rows[0]) == (4, 0)  # nothing reserved twice at S1
