@@ -196,7 +196,7 @@ def atp_queries(stores: int, skus: int, queries: int) -> dict[str, float]:
         now = time.time()
         for s in range(stores):  # a tenth of the stores silent for an hour
             state.contact[f"S{s:04d}"] = now - (3600 if s % 10 == 0 else 0)
-            state.sold(f"S{s:04d}", f"K-{s % skus:05d}", 3, now - 3600)
+            state.sold(f"S{s:04d}", {f"K-{s % skus:05d}": 3}, now - 3600)
         picks = [f"K-{rng.randrange(skus):05d}" for _ in range(queries)]
         omni_ms, bare_ms = [], []
         for sku in picks:

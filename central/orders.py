@@ -95,7 +95,7 @@ class OmniEngine(StoreEvents):
             if delta > 0 and sku in queued:
                 self._rebroker_due = True
             elif delta < 0 and kind == "sale":
-                self.state.sold(store, sku, -delta, now)
+                self.state.sold(store, {sku: -delta}, now)
 
     def on_heads(self, store: str, heads: Sequence[Any]) -> None:
         """Hot path: the units each SKU sold (sell-through), and, only while orders wait
@@ -108,9 +108,7 @@ class OmniEngine(StoreEvents):
                     if d.delta < 0:
                         sold[d.sku] = get(d.sku, 0) - d.delta
         if sold:
-            now = self.wall()
-            for sku, qty in sold.items():
-                self.state.sold(store, sku, qty, now)
+            self.state.sold(store, sold, self.wall())
         queued = self.state.queued
         if queued and not self._rebroker_due:
             self._rebroker_due = any(d.delta > 0 and d.sku in queued
