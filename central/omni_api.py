@@ -20,13 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from central.errors import InvalidCommandError, OrderError
 from central.omni_config import StoreAttrs
 from central.omni_state import CursorExpired
-from central.orders_db import list_orders, order_detail
+from central.orders import OmniEngine, request_sha
+from central.orders_db import list_orders, order_detail, order_row
 from sync.wire import SKU_RE, STORE_RE
 
 if TYPE_CHECKING:
     from central.core import Core, Publish
     from central.hooks import Tx
-    from central.orders import OmniEngine
     from central.service import CentralService
 
 MAX_SKUS = 500
@@ -160,6 +160,13 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
         if engine is None:
             return error(503, "omni_disabled", "the omnichannel engine is not running")
         normalized = body.normalized()
+        with db.reading() as conn:  # a repeat or a conflict needs no write
+            existing = order_row(conn, normalized["order_id"])
+        if existing is not None:
+            if existing.pop("sha") != request_sha(normalized):
+                return error(409, "order_conflict",
+                             f"order {normalized['order_id']} exists with a different request")
+            return JSONResponse(existing, status_code=200)
 
         def submit(tx: Tx) -> tuple[dict[str, Any], bool]:
             return engine.submit(tx, normalized)
