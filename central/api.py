@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from central.core import Core, Publish
 from central.customer_api import after_snapshot, customers_router
 from central.errors import InvalidCommandError
+from central.omni_api import omni_router
 from central.pages import router as pages_router
 from central.queries import (
     alerts,
@@ -150,6 +151,7 @@ def create_app(service: "CentralService") -> FastAPI:
     @app.get("/openapi.json", dependencies=admin, include_in_schema=False)
     def get_openapi() -> dict[str, Any]:
         return app.openapi()
+    app.include_router(omni_router(service, admin))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from central.errors import ConfigError
+from central.omni_config import OmniSettings
 from sync.files import private_dir, write_secret
 from sync.wire import STORE_RE
 
@@ -148,6 +149,7 @@ class CentralConfig(BaseModel):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     partition: PartitionSettings = Field(default_factory=PartitionSettings)
+    omni: OmniSettings = Field(default_factory=OmniSettings)
 
     @field_validator("database_url")
     @classmethod
