@@ -23,6 +23,7 @@ import pydantic
 
 from drivers.carddata import is_card_data
 from edge_agent.ledger import Tx
+from edge_agent.orders import store as orders
 from edge_agent.visitors.errors import LoyaltyCommandInvalid
 from edge_agent.visitors.loyalty import apply_loyalty_command
 from sync.errors import WireFormatError
@@ -34,7 +35,7 @@ LOYALTY_COMMANDS = frozenset({"loyalty.upsert", "loyalty.remove"})
 
 KNOWN_TYPES = frozenset({
     "catalog.upsert", "catalog.remove", "stock.adjust", "reservation.create",
-    "reservation.cancel", "count.request", "resync",
+    "reservation.cancel", "count.request", "resync", "order.assign", "order.cancel",
 })
 
 
@@ -126,8 +127,8 @@ def _check_lists(
     reserve = check_deltas(command.get("reserve", []), "reserve")
     if not isinstance(command.get("type"), str):
         raise WireFormatError("type: must be a string")
-    if command.get("type") == "reservation.cancel" and (stock or reserve):
-        raise WireFormatError("reservation.cancel carries a non-empty stock/reserve list")
+    if command.get("type") in ("reservation.cancel", "order.cancel") and (stock or reserve):
+        raise WireFormatError(f"{command['type']} carries a non-empty stock/reserve list")
     return stock, reserve
 
 
@@ -237,6 +238,13 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
     elif ctype == "resync":
         tx.set_meta("resync_needed", "1")
         tx.set_meta("resync_reason", "resync command")
+        problem = None
+    elif ctype == "order.assign":  # extension, docs/protocol.md "Omnichannel orders"
+        problem = orders.assign(tx, data, cseq)
+    elif ctype == "order.cancel":
+        if not orders.cancel(tx, data):
+            _record(tx, command, "ignored", "order not open at this store")
+            return "ignored", "order not open at this store"
         problem = None
     elif ctype in LOYALTY_COMMANDS:  # extension, docs/protocol.md §5.1
         try:
@@ -351,8 +359,9 @@ def expire_reservations(tx: Tx, now: datetime | None = None) -> int:
 def close_from_event(tx: Tx, type_: str, data: Mapping[str, Any], seq: int) -> None:
     """Bookkeeping an event implies (§5.3 last point): a ``count`` with a ``count_id``
     closes that count request; a ``fulfilment`` reduces (and when done closes) its
-    reservation; a ``reservation.released`` closes it. Used by resync when re-applying
-    the store's own events, and by the agent when it records them."""
+    reservation; a ``reservation.released`` or an ``order.rejected`` closes it. Used by
+    resync when re-applying the store's own events, and by the agent when it records
+    them."""
     if type_ == "count" and isinstance(data.get("count_id"), str):
         tx.execute(
             "UPDATE count_requests SET status = 'closed', closed_seq = ? "
@@ -363,7 +372,7 @@ def close_from_event(tx: Tx, type_: str, data: Mapping[str, Any], seq: int) -> N
     rid = data.get("reservation_id")
     if not isinstance(rid, str):
         return
-    if type_ == "reservation.released":
+    if type_ in ("reservation.released", "order.rejected"):
         tx.execute(
             "UPDATE reservations SET status = 'released', closed_seq = ? "
             "WHERE reservation_id = ? AND status = 'open'",
