@@ -232,6 +232,7 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
             _record(tx, command, "ignored", "reservation not open")
             return "ignored", "reservation not open"
         else:
+            orders.follow_reservation(tx, rid)
             problem = None
     elif ctype == "count.request":
         problem = _count_request(tx, data, str(command.get("ts") or now_ts()))

@@ -224,6 +224,14 @@ def _sync_with_reservation(tx: Tx, row: sqlite3.Row) -> Order:
     return replace(order, status="cancelled")
 
 
+def follow_reservation(tx: Tx, reservation_id: str) -> None:
+    """After a plain ``reservation.cancel`` released an order's reservation: the order is
+    cancelled with it (nothing is held for it any more)."""
+    rows = _rows(tx.query, "reservation_id = ?", (reservation_id,))
+    if rows:
+        _sync_with_reservation(tx, rows[0])
+
+
 def _close_reservation(tx: Tx, fact: Fact, seq: int) -> None:
     rid = fact.data.get("reservation_id")
     if fact.type in ("order.rejected", "reservation.released"):

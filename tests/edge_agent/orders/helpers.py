@@ -34,7 +34,7 @@ def assign_data(order_id: str, lines: dict[str, int], *, attempt: int = 1,
     if code is not None:
         data["pickup_code_hash"] = hash_pickup_code(code)
     if fulfilment == "ship":
-        data["ship_to"] = {"postcode": "1011", "lat": 52.37, "lon": 4.89}
+        data["ship_to"] = {"postcode": "1011", "lat": "52.37", "lon": "4.89"}  # §2: no floats
     return data
 
 
