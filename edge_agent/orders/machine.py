@@ -143,7 +143,9 @@ def pick(order: Order, sku: str, qty: int, *, gtin: str | None = None,
     """One scan: ``qty`` units of ``sku``. A SKU the order does not hold is refused
     (``pick_wrong_item``), as is more than it holds (``pick_exceeds_order``); the scan that
     completes the order returns the ``order.picked`` fact."""
-    _require(order, "picked", ("accepted", "picking"))
+    # A scan after the last one is answered like any extra unit (pick_exceeds_order),
+    # which is what the clerk needs to hear, not the order's state.
+    _require(order, "picked", ("accepted", "picking", "picked", "packed", "ready"))
     if type(qty) is not int or qty <= 0:
         raise OperationError("invalid_quantity", "qty must be a positive integer", status=422)
     if sku not in order.ordered:
@@ -159,6 +161,7 @@ def pick(order: Order, sku: str, qty: int, *, gtin: str | None = None,
     if serial is not None and any(p.serial == serial and p.sku == sku for p in order.picked):
         raise OperationError("pick_duplicate_serial",
                              f"{sku} serial {serial} was already picked for this order")
+    _require(order, "picked", ("accepted", "picking"))
     picked = list(order.picked)
     for index, entry in enumerate(picked):
         if serial is None and entry.serial is None and (entry.sku, entry.gtin) == (sku, gtin):

@@ -1,0 +1,109 @@
+"""The store side of the omnichannel loop with real processes: mosquitto, the reference
+central (``edge-central serve``) and three store agents (``edge-agent run``). Central's
+operator API issues ``order.assign`` / ``order.cancel`` as its brokering does; each store
+answers through its local API, and every step reaches central exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.central.omni_processes import MUG, MUG_SCAN, StoreAgent
+from tests.helpers.mosquitto import Broker
+from tests.helpers.processes import CentralProcess, wait_until
+
+STORES = ["S1", "S2", "S3"]
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def chain(broker: Broker, tmp_path: Path) -> Iterator[tuple[CentralProcess, dict[str, StoreAgent]]]:
+    central = CentralProcess(tmp_path / "central", broker.url, STORES)
+    central.start()
+    agents = {s: StoreAgent(Path(f"/tmp/ea-omni-{tmp_path.name[-20:]}-{s}"), s, broker.url,
+                            central) for s in STORES}
+    try:
+        for agent in agents.values():
+            agent.start()
+        yield central, agents
+    finally:
+        for agent in agents.values():
+            agent.stop()
+        central.terminate()
+        import shutil
+        for agent in agents.values():
+            shutil.rmtree(agent.workdir, ignore_errors=True)
+
+
+def central_events(central: CentralProcess, store: str, type_prefix: str = "order") -> list[str]:
+    return [str(r[0]) for r in central.query(
+        "SELECT type FROM events WHERE store = ? ORDER BY seq", (store,))
+        if str(r[0]).startswith(type_prefix) or r[0] in ("fulfilment", "reservation.released")]
+
+
+def assign(central: CentralProcess, store: str, order_id: str, attempt: int, qty: int,
+           code_hash: str | None = None) -> None:
+    data: dict[str, Any] = {
+        "order_id": order_id, "reservation_id": f"ord-{order_id}-{attempt}",
+        "channel": "web", "fulfilment": "pickup", "accept_by": "2099-01-01T00:00:00.000Z",
+        "lines": [{"line_no": 1, "sku": "MUG-1", "qty": qty}]}
+    if code_hash:
+        data["pickup_code_hash"] = code_hash
+    central.api("POST", f"/v1/stores/{store}/commands", json={"commands": [
+        {"type": "order.assign", "data": data, "reserve": [{"sku": "MUG-1", "delta": qty}]}]})
+
+
+def test_reject_then_pick_and_collect_at_another_store(
+        chain: tuple[CentralProcess, dict[str, StoreAgent]]) -> None:
+    from edge_agent.orders.machine import hash_pickup_code
+    central, agents = chain
+    for store in STORES:
+        central.api("POST", f"/v1/stores/{store}/catalog", json={"items": [MUG]})
+        central.api("POST", f"/v1/stores/{store}/adjust", json={
+            "reason": "opening stock", "lines": [{"sku": "MUG-1", "delta": 4}]})
+    for agent in agents.values():
+        wait_until(lambda a=agent: a.stock("MUG-1") == (4, 0), 30, f"{agent.store} stock")
+
+    s1, s2 = agents["S1"], agents["S2"]
+    assign(central, "S1", "W1", 1, 2)
+    wait_until(lambda: s1.get("/v1/orders")["count"] == 1, 30, "S1 sees the order")
+    assert s1.stock("MUG-1") == (4, 2)
+    wait_until(lambda: central.stock("S1").get("MUG-1") == (4, 2), 30, "central reserved S1")
+    s1.step("/v1/orders/W1/reject", {"reason": "not_found"})
+    wait_until(lambda: central_events(central, "S1") == ["order.rejected"], 30,
+               "central got the rejection")
+    wait_until(lambda: central.stock("S1").get("MUG-1") == (4, 0), 30, "S1 released")
+
+    assign(central, "S2", "W1", 2, 2, code_hash=hash_pickup_code("4711"))
+    wait_until(lambda: s2.get("/v1/orders")["count"] == 1, 30, "S2 sees the order")
+    s2.step("/v1/orders/W1/accept", {"by": "ann"})
+    wrong = s2.post("/v1/orders/W1/pick", {"code": "5901234123457"})
+    assert wrong.status_code == 422  # not even in this store's catalog
+    s2.step("/v1/orders/W1/pick", {"code": MUG_SCAN})
+    extra = s2.post("/v1/orders/W1/pick", {"code": MUG_SCAN, "qty": 2})
+    assert (extra.status_code, extra.json()["code"]) == (409, "pick_exceeds_order")
+    assert s2.step("/v1/orders/W1/pick", {"code": MUG_SCAN})["status"] == "picked"
+    s2.step("/v1/orders/W1/ready")
+    bad = s2.post("/v1/orders/W1/collect", {"code": "0000"})
+    assert (bad.status_code, bad.json()["code"]) == (403, "pickup_code_wrong")
+    assert s2.step("/v1/orders/W1/collect", {"code": "4711"})["status"] == "collected"
+    wait_until(lambda: central_events(central, "S2") == [
+        "order.accepted", "order.picked", "order.ready", "fulfilment"], 30,
+        "central got every step once")
+    wait_until(lambda: central.stock("S2").get("MUG-1") == (2, 0), 30, "S2 handed over")
+    # A late cancel (central timed the attempt out) is ignored: nothing left to release.
+    central.api("POST", "/v1/stores/S2/commands", json={"commands": [
+        {"type": "order.cancel", "data": {"order_id": "W1", "reservation_id": "ord-W1-2",
+                                          "reason": "timeout"}}]})
+    wait_until(lambda: central.query("SELECT acked_cseq FROM stores WHERE store = 'S2'")[0][0]
+               == central.query("SELECT issued_cseq FROM stores WHERE store = 'S2'")[0][0],
+               30, "S2 acked the cancel")
+    assert central_events(central, "S2")[-1] == "fulfilment"
+    # Nothing is reserved anywhere, and the chain holds 4 + 2 + 4 mugs.
+    assert {s: central.stock(s).get("MUG-1") for s in STORES} == {
+        "S1": (4, 0), "S2": (2, 0), "S3": (4, 0)}
+    assert {s: a.stock("MUG-1") for s, a in agents.items()} == {
+        "S1": (4, 0), "S2": (2, 0), "S3": (4, 0)}
