@@ -5,12 +5,15 @@ answers through its local API, and every step reaches central exactly once."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edge_agent.orders.machine import hash_pickup_code
 from tests.central.omni_processes import MUG, MUG_SCAN, StoreAgent
 from tests.helpers.mosquitto import Broker
 from tests.helpers.processes import CentralProcess, wait_until
@@ -23,7 +26,8 @@ pytestmark = pytest.mark.timeout(300)
 def chain(broker: Broker, tmp_path: Path) -> Iterator[tuple[CentralProcess, dict[str, StoreAgent]]]:
     central = CentralProcess(tmp_path / "central", broker.url, STORES)
     central.start()
-    agents = {s: StoreAgent(Path(f"/tmp/ea-omni-{tmp_path.name[-20:]}-{s}"), s, broker.url,
+    # Unix socket paths are limited to 107 bytes: the agents live in short directories.
+    agents = {s: StoreAgent(Path(tempfile.mkdtemp(prefix=f"ea-omni-{s}-")), s, broker.url,
                             central) for s in STORES}
     try:
         for agent in agents.values():
@@ -33,7 +37,6 @@ def chain(broker: Broker, tmp_path: Path) -> Iterator[tuple[CentralProcess, dict
         for agent in agents.values():
             agent.stop()
         central.terminate()
-        import shutil
         for agent in agents.values():
             shutil.rmtree(agent.workdir, ignore_errors=True)
 
@@ -44,7 +47,7 @@ def central_events(central: CentralProcess, store: str, type_prefix: str = "orde
         if str(r[0]).startswith(type_prefix) or r[0] in ("fulfilment", "reservation.released")]
 
 
-def assign(central: CentralProcess, store: str, order_id: str, attempt: int, qty: int,
+def assign(central: CentralProcess, store: str, order_id: str, *, attempt: int, qty: int,
            code_hash: str | None = None) -> None:
     data: dict[str, Any] = {
         "order_id": order_id, "reservation_id": f"ord-{order_id}-{attempt}",
@@ -58,7 +61,6 @@ def assign(central: CentralProcess, store: str, order_id: str, attempt: int, qty
 
 def test_reject_then_pick_and_collect_at_another_store(
         chain: tuple[CentralProcess, dict[str, StoreAgent]]) -> None:
-    from edge_agent.orders.machine import hash_pickup_code
     central, agents = chain
     for store in STORES:
         central.api("POST", f"/v1/stores/{store}/catalog", json={"items": [MUG]})
@@ -68,7 +70,7 @@ def test_reject_then_pick_and_collect_at_another_store(
         wait_until(lambda a=agent: a.stock("MUG-1") == (4, 0), 30, f"{agent.store} stock")
 
     s1, s2 = agents["S1"], agents["S2"]
-    assign(central, "S1", "W1", 1, 2)
+    assign(central, "S1", "W1", attempt=1, qty=2)
     wait_until(lambda: s1.get("/v1/orders")["count"] == 1, 30, "S1 sees the order")
     assert s1.stock("MUG-1") == (4, 2)
     wait_until(lambda: central.stock("S1").get("MUG-1") == (4, 2), 30, "central reserved S1")
@@ -77,7 +79,7 @@ def test_reject_then_pick_and_collect_at_another_store(
                "central got the rejection")
     wait_until(lambda: central.stock("S1").get("MUG-1") == (4, 0), 30, "S1 released")
 
-    assign(central, "S2", "W1", 2, 2, code_hash=hash_pickup_code("4711"))
+    assign(central, "S2", "W1", attempt=2, qty=2, code_hash=hash_pickup_code("4711"))
     wait_until(lambda: s2.get("/v1/orders")["count"] == 1, 30, "S2 sees the order")
     s2.step("/v1/orders/W1/accept", {"by": "ann"})
     wrong = s2.post("/v1/orders/W1/pick", {"code": "5901234123457"})
