@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from central.core import Core, Publish
 from central.errors import InvalidCommandError
+from central.omni_api import omni_router
 from central.queries import (
     alerts,
     catalog_commands,
@@ -146,6 +147,8 @@ def create_app(service: "CentralService") -> FastAPI:
         except InvalidCommandError as exc:
             raise HTTPException(422, str(exc)) from exc
         return {"store": store, "commands": issued}
+
+    app.include_router(omni_router(service, admin))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from central.errors import ConfigError
+from central.omni_config import OmniSettings
 from sync.wire import STORE_RE
 
 _STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
@@ -133,6 +134,7 @@ class CentralConfig(BaseModel):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     partition: PartitionSettings = Field(default_factory=PartitionSettings)
+    omni: OmniSettings = Field(default_factory=OmniSettings)
 
     @field_validator("database_url")
     @classmethod

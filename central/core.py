@@ -35,6 +35,8 @@ from central.batches import (
     same_event,
 )
 from central.errors import InvalidCommandError, StorageError
+from central.hooks import Watcher
+from central.order_commands import ORDER_COMMANDS, plan_order_command
 from central.runs import add_events, stock_cells, stored_events, unprojected
 from central.storage import Connection
 from sync.errors import WireFormatError
@@ -145,6 +147,22 @@ class _Group:
     closed_counts: list[tuple[str, str]] = field(default_factory=list)
     digests: set[str] = field(default_factory=set)
     sends: list[tuple[str, int]] = field(default_factory=list)
+    contacts: set[str] = field(default_factory=set)
+
+
+class _Tx:
+    """The open group transaction as a :class:`central.hooks.Watcher` sees it."""
+
+    def __init__(self, core: Core, group: _Group) -> None:
+        self._core = core
+        self._group = group
+        self.now = group.now
+
+    def issue(self, store: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._core._issue_in_tx(self._group, store, specs)
+
+    def sku_stock(self, sku: str) -> dict[str, tuple[int, int]]:
+        return self._core.exact_sku(sku)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +186,16 @@ class Core:
         resend_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         owns: Callable[[str], bool] | None = None,
+        *,
+        watcher: Watcher | None = None,
     ) -> None:
         self.conn = conn
         self.root = root
         self.resend_after = resend_after
         self.clock = clock
         self.owns = owns or (lambda _store: True)
+        self.watcher = watcher
+        self._watched = CLOSING_TYPES | (watcher.types if watcher is not None else frozenset())
         self.applied: dict[tuple[str, str], int] = {}
         self.max_seen: dict[tuple[str, str], int] = {}
         self.stores: dict[str, StoreState] = {}
@@ -268,14 +290,19 @@ class Core:
                 project = self.projection_due(now)
                 if project:
                     self._write_projection()
+                if self.watcher is not None:
+                    self.watcher.before_commit(_Tx(self, group), group.contacts.union(
+                        store for store, _ in group.acks))
                 self.conn.commit()
             except StorageError:
                 self.conn.rollback()
                 log.exception("group transaction failed; nothing acknowledged, reloading state")
+                self._watcher_rolled_back()
                 self.load()
                 return []
             except Exception:
                 self.conn.rollback()
+                self._watcher_rolled_back()
                 self._n = counters
                 self.load()
                 if current < 0:
@@ -288,6 +315,8 @@ class Core:
             break
         if project:
             self._projection_committed()
+        if self.watcher is not None:
+            self.watcher.committed()
         self._n["groups"] += 1
         out: list[Publish] = []
         for store, epoch in group.acks:
@@ -296,6 +325,44 @@ class Core:
         for store, start in group.sends:
             out.extend(self._send_from(store, start, now))
         return out
+
+    def _watcher_rolled_back(self) -> None:
+        if self.watcher is not None:
+            self.watcher.rolled_back()
+
+    def exact_sku(self, sku: str) -> dict[str, tuple[int, int]]:
+        """store → (on hand, reserved) of one SKU from the writer's own view: the stock
+        table (in the current transaction) plus the deltas not yet projected into it."""
+        cells = {str(store): (int(on), int(res)) for store, on, res in self.conn.execute(
+            "SELECT store, on_hand, reserved FROM stock WHERE sku = ?", (sku,))}
+        for store, pending in self._pending.items():
+            delta = pending.get(sku)
+            if delta is not None:
+                on, res = cells.get(store, (0, 0))
+                cells[store] = (on + delta[0], res + delta[1])
+        return cells
+
+    def run_write(self, fn: Callable[[_Tx], Any]) -> tuple[Any, list[Publish]]:
+        """Run ``fn`` in one write transaction (on the writer thread); commands it issues
+        are sent after the commit. A failure rolls everything back."""
+        now = self.clock()
+        group = _Group(ts=now_ts(), now=now)
+        self.conn.begin_write()
+        try:
+            result = fn(_Tx(self, group))
+            self._flush_alerts(group)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            self._watcher_rolled_back()
+            self.load()
+            raise
+        if self.watcher is not None:
+            self.watcher.committed()
+        out: list[Publish] = []
+        for target, start in group.sends:
+            out.extend(self._send_from(target, start, now))
+        return result, out
 
     def _ack(self, store: str, epoch: str, ts: str) -> Publish:
         body = {"v": 1, "store": store, "epoch": epoch,
@@ -371,6 +438,8 @@ class Core:
         elif rest == "digest":
             self._on_digest(group, store, obj, range_key)
         elif rest == "health":
+            if not retained:
+                group.contacts.add(store)
             self._on_health(group, store, obj, range_key)
         elif rest.startswith("devices/"):
             self._on_device(group, store, rest.removeprefix("devices/"), obj, range_key)
@@ -390,13 +459,16 @@ class Core:
             heads = heads[skip:]
             raws = raws[skip:]
         add_deltas(self._pending.setdefault(store, {}), heads)
+        watched = self._watched
         for index, head in enumerate(heads):
-            if head.type in CLOSING_TYPES:
+            if head.type in watched:
                 try:
                     event = orjson.loads(bytes(raws[index]))
                 except orjson.JSONDecodeError:
                     continue  # e.g. 1e400 in data: msgspec skipped it, orjson cannot
-                self._closing(group, store, head.type, event)
+                self._watched_event(group, store, head.type, event)
+        if self.watcher is not None:
+            self.watcher.on_heads(store, heads)
         self._store_run(group, key, batch.first_seq + skip, raws)
 
     def _on_events(self, group: _Group, store: str, obj: dict[str, Any],
@@ -431,8 +503,10 @@ class Core:
                 self._quarantine(group, store, epoch, seq, str(exc))
                 continue
             add_pairs(pending, moves, holds)
-            if kind in CLOSING_TYPES:
-                self._closing(group, store, kind, event)
+            if self.watcher is not None:
+                self.watcher.on_moves(store, kind, moves)
+            if kind in self._watched:
+                self._watched_event(group, store, kind, event)
         self._store_run(group, key, first + skip, raws[skip:])
 
     def _sequence(self, group: _Group, store: str, epoch: str, first: int, count: int
@@ -480,6 +554,13 @@ class Core:
             (store, epoch, seq, reason))
         self._alert(group, store, "event_quarantined", "critical",
                     {"epoch": epoch, "seq": seq, "reason": reason})
+
+    def _watched_event(self, group: _Group, store: str, kind: str,
+                       event: dict[str, Any]) -> None:
+        if kind in CLOSING_TYPES:
+            self._closing(group, store, kind, event)
+        if self.watcher is not None and kind in self.watcher.types:
+            self.watcher.on_event(store, kind, event)
 
     def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
         data = event.get("data")
@@ -705,6 +786,8 @@ class Core:
         """Timer: resend to stores whose watermark has not moved for ``resend_after``."""
         now = self.clock()
         out: list[Publish] = []
+        if self.watcher is not None:
+            out.extend(self.watcher.tick(self.run_write))
         due = [store for store, st in self.stores.items()
                if st.online and st.acked is not None and st.acked < st.issued
                and now - st.last_progress >= self.resend_after]
@@ -890,8 +973,11 @@ class Core:
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
+            self._watcher_rolled_back()
             st.issued, st.last_resync_cseq = before
             raise
+        if self.watcher is not None:
+            self.watcher.committed()
         out: list[Publish] = []
         for target, start in group.sends:
             out.extend(self._send_from(target, start, now))
@@ -996,6 +1082,8 @@ class Core:
                 raise InvalidCommandError(f"count request {cid} already exists for {store}")
         elif kind == "resync":
             data = {}
+        elif kind in ORDER_COMMANDS:
+            data, reserve = plan_order_command(self.conn, store, kind, data)
         else:
             raise InvalidCommandError(f"unknown command type {kind!r}")
         return {"cseq": 0, "id": str(uuid.uuid4()), "type": kind, "ts": ts, "data": data,
@@ -1011,6 +1099,8 @@ class Core:
                 cells.setdefault(line["sku"], [0, 0])[column] += line["delta"]
         if cells:
             conn.add_stock([(store, sku, c[0], c[1]) for sku, c in cells.items()])
+        if self.watcher is not None:
+            self.watcher.on_command(store, command)
         if kind == "catalog.upsert":
             conn.executemany(
                 "INSERT INTO catalog (store, sku, item) VALUES (?, ?, ?) ON CONFLICT "
@@ -1019,12 +1109,14 @@ class Core:
         elif kind == "catalog.remove":
             conn.executemany("DELETE FROM catalog WHERE store = ? AND sku = ?",
                              [(store, s) for s in data["skus"]])
-        elif kind == "reservation.create":
+        elif kind in ("reservation.create", "order.assign"):
             conn.execute(
                 "INSERT INTO reservations (store, reservation_id, order_ref, lines, expires_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (store, data["reservation_id"], data["order_ref"],
-                 canonical_json(data["lines"]).decode(), data.get("expires_at")))
+                (store, data["reservation_id"], data.get("order_ref", data.get("order_id")),
+                 canonical_json([{"sku": ln["sku"], "qty": ln["qty"]}
+                                 for ln in data["lines"]]).decode(),
+                 data.get("expires_at")))
         elif kind == "reservation.cancel":
             conn.execute("UPDATE reservations SET cancel_requested = 1 WHERE store = ? AND "
                          "reservation_id = ?", (store, data["reservation_id"]))

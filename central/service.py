@@ -29,6 +29,7 @@ from central.batches import FastBatch
 from central.config import CentralConfig, TokenBook
 from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
 from central.inbox import ByteBoundedInbox
+from central.orders import OmniEngine
 from central.storage import Database
 
 log = logging.getLogger("central.service")
@@ -258,8 +259,10 @@ class CentralService:
         self.config = config
         self.db = Database(config.database_url)
         self.db.create_schema()
+        self.omni = OmniEngine(config.omni, owns=config.partition.owns)
         self.core = Core(self.db.connect(), root=config.root, resend_after=config.resend_after,
-                         owns=config.partition.owns)
+                         owns=config.partition.owns, watcher=self.omni)
+        self.omni.attach(self.core.conn)
         self.link = MqttLink(config, self._on_message)
         self.writer = Writer(self.core, self.link.publish, config.max_group_messages)
         self.tokens = TokenBook(config.http.store_tokens_dir, config.http.admin_token_file)

@@ -13,7 +13,7 @@ from central.queries import catalog_commands
 from central.schemas import generate_schemas
 from sync.wire import MAX_ITEM_BYTES, canonical_json
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_all_errors_reported_at_once_without_echoing_values(tmp_path: Path) -> None:

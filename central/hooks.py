@@ -1,0 +1,53 @@
+"""What the protocol engine (:class:`central.core.Core`) tells an observer on the writer
+thread, and what it lets the observer do inside the writer's transaction.
+
+The omnichannel engine (:mod:`central.orders`) is such an observer. Everything it hears
+during a group is provisional: it buffers, writes its own rows in :meth:`Watcher.before_commit`
+(inside the group's transaction, where it may also issue commands), and makes its
+in-memory state current only in :meth:`Watcher.committed`; :meth:`Watcher.rolled_back`
+forgets the group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+
+class Tx(Protocol):
+    """The writer's open transaction, as an observer may use it."""
+
+    now: float
+    """The group's monotonic clock reading."""
+
+    def issue(self, store: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Issue commands (validated like operator commands) in this transaction."""
+
+    def sku_stock(self, sku: str) -> dict[str, tuple[int, int]]:
+        """store → exact (on hand, reserved) of one SKU: stock table plus pending deltas."""
+
+
+class Watcher(Protocol):
+    types: frozenset[str]
+    """Event types whose parsed body :meth:`on_event` receives."""
+
+    def on_event(self, store: str, kind: str, event: dict[str, Any]) -> None: ...
+
+    def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]]) -> None:
+        """The stock deltas of one applied event (every event, any type)."""
+
+    def on_heads(self, store: str, heads: Sequence[Any]) -> None:
+        """The applied events of one fast-path batch (``seq``, ``type``, ``stock``)."""
+
+    def on_command(self, store: str, command: dict[str, Any]) -> None: ...
+
+    def before_commit(self, tx: Tx, contacts: Iterable[str]) -> None:
+        """``contacts``: stores heard from in this group (events, live health)."""
+
+    def committed(self) -> None: ...
+
+    def rolled_back(self) -> None: ...
+
+    def tick(self, run_write: Callable[[Callable[[Tx], Any]], tuple[Any, list[Any]]]
+             ) -> list[Any]:
+        """Timer on the writer thread; returns what to publish."""
