@@ -232,6 +232,20 @@ def follow_reservation(tx: Tx, reservation_id: str) -> None:
         _sync_with_reservation(tx, rows[0])
 
 
+def reconcile(tx: Tx) -> int:
+    """After a resync replaced the open reservations with central's: every open order
+    whose reservation central no longer holds is cancelled (central released it, so
+    nothing is held for it). Returns how many."""
+    marks = ",".join("?" * len(machine.CLOSED))
+    rows = tx.query(
+        f"SELECT o.* FROM orders o LEFT JOIN reservations r USING (reservation_id) "
+        f"WHERE o.status NOT IN ({marks}) AND (r.status IS NULL OR r.status != 'open')",
+        sorted(machine.CLOSED))
+    for row in rows:
+        _sync_with_reservation(tx, row)
+    return len(rows)
+
+
 def _close_reservation(tx: Tx, fact: Fact, seq: int) -> None:
     rid = fact.data.get("reservation_id")
     if fact.type in ("order.rejected", "reservation.released"):
