@@ -38,8 +38,8 @@ from bench.common import (
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("ceilings", "ledger", "drivers", "sync", "api", "visitors", "central", "footprint",
-         "scaling")
+ORDER = ("ceilings", "ledger", "drivers", "sync", "api", "visitors", "central", "omni",
+         "footprint", "scaling")
 TIMEOUT_S = {"full": 2400.0, "quick": 900.0, "tiny": 180.0}
 P99_TARGET_MS = 100.0
 
@@ -253,6 +253,12 @@ def central_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def omni_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
+    from bench import omni  # noqa: PLC0415
+
+    return omni.rows(f)
+
+
 def footprint_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     from bench import footprint  # noqa: PLC0415
 
@@ -268,7 +274,7 @@ def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
     "sync": sync_rows, "api": api_rows, "central": central_rows, "visitors": visitors_rows,
-    "footprint": footprint_rows, "scaling": scaling_rows,
+    "footprint": footprint_rows, "scaling": scaling_rows, "omni": omni_rows,
 }
 
 

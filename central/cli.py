@@ -42,8 +42,10 @@ class Api:
             raise click.ClickException(f"cannot reach central: {exc}") from exc
         if response.status_code >= 400:
             try:
-                detail = response.json().get("detail")
-            except ValueError:
+                body = response.json()
+                detail = (f"{body['code']}: {body.get('message')}" if "code" in body
+                          else body.get("detail"))
+            except (ValueError, AttributeError):
                 detail = response.text
             raise click.ClickException(f"HTTP {response.status_code}: {detail}")
         return response.json()
@@ -299,6 +301,15 @@ def quarantine_resolve(url: str, token_file: Path | None, store: str, epoch: str
     _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/quarantine/resolve",
                                          json={"epoch": epoch, "seq": seq}))
 
+
+def _omnichannel_commands() -> None:
+    from central.omni_cli import atp, orders  # noqa: PLC0415 - they import this module
+
+    main.add_command(atp)
+    main.add_command(orders)
+
+
+_omnichannel_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

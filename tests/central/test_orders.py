@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.central.conftest import Central, FakeStore, wait_until
+from tests.central.conftest import Central, FakeStore, event, wait_until
 
 OMNI = {
     "stores": {"S001": {"lat": 52.37, "lon": 4.90}, "S002": {"lat": 51.92, "lon": 4.48}},
@@ -212,3 +212,34 @@ def test_changes_feed_names_what_moved(loop: tuple[Central, Stores]) -> None:
     wait_until(changed, what="B-7 in the changes feed")
     cursor = central.get("/v1/atp/changes", params={"since": start})["cursor"]
     assert central.get("/v1/atp/changes", params={"since": cursor})["skus"] == []
+
+
+def test_silent_store_promises_less_then_nothing(make_central: Callable[..., Central],
+                                                make_store: Callable[[str], FakeStore]) -> None:
+    central = make_central(omni=OMNI | {"stale_after": 1, "silent_limit": 8})
+    stores = Stores(make_store)
+    stores.open("S001")
+    stores.send("S001", lambda seq: receipt(seq, "A-1", 500))
+    # 120 units sold in the last minute: 2 a second
+    fake = stores.fakes["S001"]
+    first = stores.seq["S001"] + 1
+    fake.send([event(first + i, "A-1", -1) for i in range(120)])
+    stores.seq["S001"] = first + 119
+    fake.wait_ack(first + 119)
+
+    def cell() -> dict[str, Any]:
+        cells = atp(central, "A-1")["stores"]
+        return dict(cells[0]) if cells else {"stale": 0, "excluded": "unprojected"}
+
+    # as time passes without a word from the store, its ATP falls by 2 a second …
+    falling = wait_until(lambda: (c := cell())["stale"] >= 4 and c, what="stale discount")
+    assert falling["atp"] == 380 - falling["stale"]
+    assert falling["excluded"] is None
+    # … and past the silent limit it promises nothing
+    silent = wait_until(lambda: (c := cell())["excluded"] == "silent" and c, what="silent")
+    assert silent["atp"] == 0
+    assert atp(central, "A-1")["atp"] == 0
+    # the store speaks again: its ATP is back at once
+    stores.send("S001", lambda seq: receipt(seq, "B-1", 1))
+    back = wait_until(lambda: (c := cell())["excluded"] is None and c, what="back")
+    assert back["atp"] == 380
