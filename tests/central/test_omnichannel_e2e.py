@@ -62,8 +62,7 @@ pytestmark = pytest.mark.timeout(400)
 @pytest.fixture
 def chain(broker: Broker, tmp_path: Path
           ) -> Iterator[tuple[CentralProcess, dict[str, StoreAgent]]]:
-    central = CentralProcess(tmp_path / "central", broker.url, STORES)
-    central.config.write_text(central.config.read_text() + OMNI)
+    central = CentralProcess(tmp_path / "central", broker.url, STORES, extra_config=OMNI)
     central.start()
     # Unix socket paths are limited to 107 bytes: the agents live in short directories.
     agents = {s: StoreAgent(Path(tempfile.mkdtemp(prefix=f"ea-e2e-{s}-")), s, broker.url,
