@@ -213,7 +213,8 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
         check_value(data)
     except WireFormatError as exc:
         status, reason = "flagged", str(exc)
-        data = {}
+        # An order must not be lost to a float in its address: it is kept, made wire-safe.
+        data = orders.wire_safe(data) if ctype in orders.COMMANDS else {}
 
     problem: str | None
     if ctype == "catalog.upsert":

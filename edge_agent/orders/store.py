@@ -10,6 +10,7 @@ see it; this module keeps that row in step with each fact it records.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -21,13 +22,33 @@ from edge_agent.orders import machine
 from edge_agent.orders.machine import Line, Order, Picked
 from edge_agent.retail.ops import Fact
 from sync.errors import WireFormatError
-from sync.wire import now_ts, parse_ts, utc_now
+from sync.wire import check_value, now_ts, parse_ts, utc_now
 
 QueryFn = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
 MAX_ID = 128
 
 
 # -- central's commands ----------------------------------------------------------------------
+COMMANDS = frozenset({"order.assign", "order.cancel"})
+
+
+def wire_safe(value: Any) -> Any:
+    """``value`` with what PROTOCOL §2 forbids made harmless: a float becomes its decimal
+    string (central should send ``ship_to.lat`` as ``"52.37"``; an order is not dropped
+    for sending ``52.37``), anything else that fails the check is left out."""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: wire_safe(v) for k, v in value.items() if isinstance(k, str)}
+    if isinstance(value, list):
+        return [wire_safe(v) for v in value]
+    try:
+        check_value(value)
+    except WireFormatError:
+        return None
+    return value
+
+
 def _assign_lines(value: Any) -> list[dict[str, Any]] | None:
     if not isinstance(value, list) or not value:
         return None

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.edge_agent.api.conftest import Api, running_api
-from tests.edge_agent.orders.helpers import assign, cancel, command, stock_in
+from tests.edge_agent.orders.helpers import assign, assign_data, cancel, command, stock_in
 from tests.edge_agent.retail.seed import event_payloads, stock_table
 
 A_SCAN = "5901234123457"  # A-100
@@ -299,3 +299,19 @@ async def test_restart_mid_pick_keeps_state(short_dir: Path) -> None:
         assert done["status"] == "picked"
         assert done["event"]["type"] == "order.picked"
         assert stock_table(second.ledger)["A-100"] == (5, 3)
+
+
+async def test_assign_with_float_coordinates_is_kept(api: Api) -> None:
+    """PROTOCOL §2 has no floats; a central that sends ship_to.lat as 52.37 still gets its
+    order queued (flagged, the coordinates kept as decimal strings)."""
+    data = assign_data("S9", {"B-200": 1}, fulfilment="ship")
+    data["ship_to"] = {"postcode": "1011", "lat": 52.37, "lon": 4.9}
+    status, reason = api.ledger.write_blocking(lambda tx: command(
+        tx, "order.assign", data, reserve=[("B-200", 1)]))
+    assert status == "flagged"
+    assert reason is not None
+    assert "floating-point" in reason
+    body = (await api.client.get("/v1/orders/S9")).json()
+    assert body["ship_to"] == {"postcode": "1011", "lat": "52.37", "lon": "4.9"}
+    assert body["status"] == "incoming"
+    assert stock_table(api.ledger)["B-200"] == (5, 1)
