@@ -315,3 +315,51 @@ async def test_assign_with_float_coordinates_is_kept(api: Api) -> None:
     assert body["ship_to"] == {"postcode": "1011", "lat": "52.37", "lon": "4.9"}
     assert body["status"] == "incoming"
     assert stock_table(api.ledger)["B-200"] == (5, 1)
+
+
+async def test_pick_gs1_serials_and_replays(api: Api) -> None:
+    assign(api.ledger, "W1", {"A-100": 2})
+    ok(await post(api, "/v1/orders/W1/accept"))
+    gs1 = "0105901234123457" + "21SER1"  # (01) GTIN (21) serial
+    headers = {"Idempotency-Key": "scan-1"}
+    first = ok(await post(api, "/v1/orders/W1/pick", {"code": gs1}, headers=headers))
+    assert first["picked"] == [{"sku": "A-100", "qty": 1, "gtin": "05901234123457",
+                                "serial": "SER1"}]
+    # the scanner's retry of the same scan picks nothing more
+    again = await post(api, "/v1/orders/W1/pick", {"code": gs1}, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (await api.client.get("/v1/orders/W1")).json()["lines"][0]["picked"] == 1
+    # the same unit scanned again under a new key is refused
+    refused(await post(api, "/v1/orders/W1/pick", {"code": gs1}), 409, "pick_duplicate_serial")
+    done = ok(await post(api, "/v1/orders/W1/pick", {"code": "0105901234123457" + "21SER2"}))
+    assert done["status"] == "picked"
+    picked = order_events(api)[-1]
+    assert [line.get("serial") for line in picked["data"]["lines"]] == ["SER1", "SER2"]
+
+
+async def test_card_data_is_never_a_pick(api: Api) -> None:
+    assign(api.ledger, "W1", {"A-100": 1})
+    ok(await post(api, "/v1/orders/W1/accept"))
+    card = "4111111111111111"
+    refused(await post(api, "/v1/orders/W1/pick", {"code": card}), 422, "card_data_rejected")
+    dump = api.ledger.read_blocking(lambda conn: "".join(
+        str(row) for table in ("orders", "idempotency_keys", "events")
+        for row in conn.execute(f"SELECT * FROM {table}")))
+    assert card not in dump
+
+
+async def test_two_lines_of_one_sku(api: Api) -> None:
+    data = assign_data("W1", {"A-100": 1})
+    data["lines"] = [{"line_no": 1, "sku": "A-100", "qty": 2},
+                     {"line_no": 2, "sku": "B-200", "qty": 1},
+                     {"line_no": 3, "sku": "A-100", "qty": 1}]
+    assert api.ledger.write_blocking(lambda tx: command(
+        tx, "order.assign", data, reserve=[("A-100", 3), ("B-200", 1)]))[0] == "applied"
+    ok(await post(api, "/v1/orders/W1/accept"))
+    body = ok(await post(api, "/v1/orders/W1/pick", {"code": A_SCAN, "qty": 3}))
+    assert [(x["line_no"], x["picked"]) for x in body["lines"]] == [(1, 2), (2, 0), (3, 1)]
+    refused(await post(api, "/v1/orders/W1/reject", {"reason": "other", "note": "x" * 201}),
+            422, "validation_error")
+    rejected = ok(await post(api, "/v1/orders/W1/reject", {"reason": "no_staff"}))
+    assert rejected["status"] == "rejected"
+    assert stock_table(api.ledger)["A-100"] == (10, 0)
