@@ -116,7 +116,7 @@ def cancel(tx: Tx, data: Mapping[str, Any]) -> bool:
     (the command is ignored) when the order was handed over, rejected or is unknown."""
     rid = _short_str(data.get("reservation_id"))
     rows = _rows(tx.query, "reservation_id = ?", (rid,)) if rid else []
-    if not rows and _short_str(data.get("order_id")):
+    if rid is None and _short_str(data.get("order_id")):  # the attempt is not named
         rows = _rows(tx.query, "order_id = ? AND status NOT IN "
                      "('collected', 'shipped', 'rejected', 'cancelled')", (data["order_id"],))
     if not rows:
