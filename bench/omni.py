@@ -69,10 +69,12 @@ def simulate(day: Day, *, staleness: bool) -> dict[str, float]:
     rng = random.Random(day.seed)
     n_st, n_sku = day.stores, day.skus
     places = day.places or _places(n_st, rng)
-    true = [array("i", (rng.randrange(9) for _ in range(n_st))) for _ in range(n_sku)]
-    known = [array("i", row) for row in true]
-    reserved = [array("i", bytes(4 * n_st)) for _ in range(n_sku)]  # central's promises
-    aside = [array("i", bytes(4 * n_st)) for _ in range(n_sku)]  # what stores know of
+    nine = bytes(b % 9 for b in range(256))
+    true = [array("h", array("B", rng.randbytes(n_st).translate(nine)))
+            for _ in range(n_sku)]  # 0-8 units per SKU per store
+    known = [array("h", row) for row in true]
+    reserved = [array("h", bytes(2 * n_st)) for _ in range(n_sku)]  # central's promises
+    aside = [array("h", bytes(2 * n_st)) for _ in range(n_sku)]  # what stores know of
     weights = list(itertools.accumulate(1.0 / (i + 1) for i in range(n_sku)))
     outage: dict[int, tuple[float, float]] = {}
     for store in rng.sample(range(n_st), n_st // 10):

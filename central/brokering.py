@@ -19,7 +19,7 @@ order can be: an order the network cannot fill waits (the caller's unfillable qu
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 RULES = ("together", "proximity", "atp", "capacity", "split")
@@ -53,20 +53,39 @@ class Request:
 Plan = list[tuple[str, dict[str, int]]]
 
 
-def _sort_key(rules: Sequence[str], request: Request, cand: Candidate) -> tuple[float, ...]:
-    key: list[float] = []
-    for rule in rules:
-        if rule == "proximity":
-            if request.destination is None:
-                key.append(0.0)
-            else:
-                key.append(math.inf if cand.location is None
-                           else haversine_km(request.destination, cand.location))
-        elif rule == "atp":
-            key.append(-float(sum(cand.atp.get(sku, 0) for sku in request.lines)))
-        elif rule == "capacity":
-            key.append(-(math.inf if cand.capacity_left is None else cand.capacity_left))
-    return (*key,)
+def _key_fn(rules: Sequence[str], request: Request
+            ) -> Callable[[Candidate], tuple[float, ...]]:
+    """The sort key of a candidate under ``rules`` (smaller sorts first), with the
+    destination's trigonometry done once per order, not once per store."""
+    dest = request.destination
+    lat1 = lon1 = cos1 = 0.0
+    if dest is not None:
+        lat1, lon1 = math.radians(dest[0]), math.radians(dest[1])
+        cos1 = math.cos(lat1)
+    skus = list(request.lines)
+    radians, sin, cos, asin, sqrt = math.radians, math.sin, math.cos, math.asin, math.sqrt
+
+    def distance(cand: Candidate) -> float:
+        if dest is None:
+            return 0.0
+        if cand.location is None:
+            return math.inf
+        lat2, lon2 = radians(cand.location[0]), radians(cand.location[1])
+        h = sin((lat2 - lat1) / 2) ** 2 + cos1 * cos(lat2) * sin((lon2 - lon1) / 2) ** 2
+        return 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(h)))
+
+    def balance(cand: Candidate) -> float:
+        return -float(sum(cand.atp.get(sku, 0) for sku in skus))
+
+    def capacity(cand: Candidate) -> float:
+        return -(math.inf if cand.capacity_left is None else cand.capacity_left)
+
+    parts = [{"proximity": distance, "atp": balance, "capacity": capacity}[rule]
+             for rule in rules if rule in ("proximity", "atp", "capacity")]
+    if len(parts) == 3:  # the usual case, without a generator per candidate
+        a, b, c = parts
+        return lambda cand: (a(cand), b(cand), c(cand))
+    return lambda cand: tuple([part(cand) for part in parts])
 
 
 def broker(request: Request, candidates: Sequence[Candidate],
@@ -78,13 +97,17 @@ def broker(request: Request, candidates: Sequence[Candidate],
     pool = [c for c in candidates if c.capacity_left is None or c.capacity_left > 0]
     if request.pickup_store is not None:
         pool = [c for c in pool if c.store == request.pickup_store]
-    pool.sort(key=lambda c: (_sort_key(rules, request, c), c.store))
-    if "together" in rules or not (request.may_split and "split" in rules):
-        for cand in pool:
-            if all(cand.atp.get(sku, 0) >= qty for sku, qty in open_lines.items()):
-                return [(cand.store, dict(open_lines))]
-    if not (request.may_split and "split" in rules):
+    key = _key_fn(rules, request)
+    can_split = request.may_split and "split" in rules
+    if "together" in rules or not can_split:
+        whole = [c for c in pool
+                 if all(c.atp.get(sku, 0) >= qty for sku, qty in open_lines.items())]
+        if whole:
+            best = min(whole, key=lambda c: (key(c), c.store))
+            return [(best.store, dict(open_lines))]
+    if not can_split:
         return None
+    pool.sort(key=lambda c: (key(c), c.store))
     return _split(open_lines, pool, together="together" in rules)
 
 
