@@ -80,6 +80,9 @@ class StoreAgent:
         item = self.get(f"/v1/stock/{sku}")
         return int(item["on_hand"]), int(item["reserved"])
 
+    def has_stock(self, sku: str, want: tuple[int, int]) -> bool:
+        return self.stock(sku) == want
+
     def stop(self) -> None:
         """SIGTERM (the agent publishes its offline status), SIGKILL if it hangs."""
         if self.proc is None:

@@ -5,6 +5,7 @@ answers through its local API, and every step reaches central exactly once."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ def test_reject_then_pick_and_collect_at_another_store(
         central.api("POST", f"/v1/stores/{store}/adjust", json={
             "reason": "opening stock", "lines": [{"sku": "MUG-1", "delta": 4}]})
     for agent in agents.values():
-        wait_until(lambda a=agent: a.stock("MUG-1") == (4, 0), 30, f"{agent.store} stock")
+        wait_until(functools.partial(agent.has_stock, "MUG-1", (4, 0)), 30, f"{agent.store} stock")
 
     s1, s2 = agents["S1"], agents["S2"]
     assign(central, "S1", "W1", attempt=1, qty=2)
