@@ -7,9 +7,11 @@
   ATP down; at no moment do two stores hold the order's reservation.
 - S3 goes offline mid-way: its ATP first drops by its sell-through while silent, then to
   zero past the silent limit (as configured below).
-- S2 picks the order by scan (a wrong item and an extra unit are refused), packs it and
-  ships it; a pickup order at S2 is picked by scan and collected with the customer's code
-  (a wrong code is refused). Every step reaches central exactly once.
+- S2's link is cut (a fault proxy between it and the broker): offline, it accepts the
+  order, picks it by scan (a wrong item and an extra unit are refused), packs it and
+  ships it; when the link returns central learns every step, once, in order.
+- A pickup order at S2 is picked by scan and collected with the customer's code (a wrong
+  code is refused). Nothing is reserved at the end, on either side.
 
 A pickup order is fulfilled at its pickup store only (central's brokering rule), so the
 rejection and re-brokering are shown with the ship order, and the collection with the
@@ -30,6 +32,7 @@ import pytest
 
 from edge_agent.orders.machine import hash_pickup_code
 from tests.central.omni_processes import MUG, MUG_SCAN, StoreAgent
+from tests.helpers.faultproxy import FaultProxy
 from tests.helpers.mosquitto import Broker
 from tests.helpers.processes import CentralProcess, wait_until
 
@@ -60,21 +63,25 @@ lon = 5.47
 pytestmark = pytest.mark.timeout(400)
 
 
+Chain = tuple[CentralProcess, dict[str, StoreAgent], FaultProxy]
+
+
 @pytest.fixture
-def chain(broker: Broker, tmp_path: Path
-          ) -> Iterator[tuple[CentralProcess, dict[str, StoreAgent]]]:
+def chain(broker: Broker, tmp_path: Path) -> Iterator[Chain]:
     central = CentralProcess(tmp_path / "central", broker.url, STORES, extra_config=OMNI)
     central.start()
+    link = FaultProxy(broker.port).start()  # S2's link to the broker, to cut it
     # Unix socket paths are limited to 107 bytes: the agents live in short directories.
-    agents = {s: StoreAgent(Path(tempfile.mkdtemp(prefix=f"ea-e2e-{s}-")), s, broker.url,
-                            central) for s in STORES}
+    agents = {s: StoreAgent(Path(tempfile.mkdtemp(prefix=f"ea-e2e-{s}-")), s,
+                            link.url if s == "S2" else broker.url, central) for s in STORES}
     try:
         for agent in agents.values():
             agent.start()
-        yield central, agents
+        yield central, agents, link
     finally:
         for agent in agents.values():
             agent.stop()
+        link.stop()
         central.terminate()
         for agent in agents.values():
             shutil.rmtree(agent.workdir, ignore_errors=True)
@@ -112,8 +119,8 @@ def central_reserved(central: CentralProcess) -> dict[str, int]:
 
 
 def test_order_brokered_rejected_rebrokered_picked_shipped_and_collected(
-        chain: tuple[CentralProcess, dict[str, StoreAgent]]) -> None:
-    central, agents = chain
+        chain: Chain) -> None:
+    central, agents, s2_link = chain
     s1, s2, s3 = agents["S1"], agents["S2"], agents["S3"]
     for store in STORES:
         central.api("POST", f"/v1/stores/{store}/catalog", json={"items": [MUG, CUP]})
@@ -151,16 +158,18 @@ def test_order_brokered_rejected_rebrokered_picked_shipped_and_collected(
                "central holds W1 at S2 only")
     assert atp_of(central, "S1")["hold"] == 2  # S1 promises less until its next count
 
-    # -- S3 goes offline: its ATP drops by its sell-through, then to zero --------------------
+    # -- S3 goes offline and S2 loses its link, both mid-way -----------------------------
     s3.stop()
+    s2_link.refuse(300)  # until healed below
+    s2_link.reset()
+    wait_until(lambda: not s2.online(), 60, "S2 offline")
+    # S3's ATP first drops by its sell-through times its silence (not yet excluded) ...
     dropped = wait_until(lambda: (c := atp_of(central, "S3"))["stale"] >= 1 and c, 60,
                          "S3's ATP discounted while silent")
     assert dropped["atp"] == max(0, 2 - dropped["stale"])
     assert dropped["excluded"] is None
-    wait_until(lambda: atp_of(central, "S3")["excluded"] == "silent", 90, "S3 silent")
-    assert atp_of(central, "S3")["atp"] == 0
 
-    # -- S2 picks W1 by scan, packs and ships it --------------------------------------------
+    # S2 works W1 offline: accepted, picked by scan, packed and shipped.
     s2.step("/v1/orders/W1/accept", {"by": "ann"})
     wrong = s2.post("/v1/orders/W1/pick", {"code": CUP_SCAN})
     assert (wrong.status_code, wrong.json()["code"]) == (409, "pick_wrong_item")
@@ -171,8 +180,21 @@ def test_order_brokered_rejected_rebrokered_picked_shipped_and_collected(
     s2.step("/v1/orders/W1/pack", {"parcels": 1})
     s2.step("/v1/orders/W1/ready")
     assert s2.step("/v1/orders/W1/ship", {"tracking": "PN-1"})["status"] == "shipped"
+    assert s2.stock("MUG-1") == (2, 0)
+    assert order_types(central, "S2") == []  # nothing has reached central yet
+    assert central.api("GET", "/v1/orders/W1")["state"] != "shipped"
+
+    # Meanwhile S3 has been silent past the limit: its ATP is zero.
+    wait_until(lambda: atp_of(central, "S3")["excluded"] == "silent", 90, "S3 silent")
+    assert atp_of(central, "S3")["atp"] == 0
+
+    # S2's link returns: every step it took offline reaches central, once, in order.
+    s2_link.heal()
+    wait_until(s2.online, 60, "S2 back online")
     wait_until(lambda: central.api("GET", "/v1/orders/W1")["state"] == "shipped", 60,
                "central: W1 shipped")
+    assert order_types(central, "S2") == [
+        "order.accepted", "order.picked", "order.packed", "order.ready", "fulfilment"]
 
     # -- a pickup order at S2, collected with the customer's code -------------------------
     central.api("POST", "/v1/orders", json={
