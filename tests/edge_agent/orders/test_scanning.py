@@ -62,6 +62,9 @@ async def test_pick_mode_over_pty(tmp_path: Path) -> None:
         assert [r["reason"] for r in seen.of("scan_rejected")] == [
             "pick_no_order", "pick_exceeds_order", "unknown_sku", "order_not_found",
             "order_wrong_state"]
+        assert [(o["action"], o["status"]) for o in seen.of("order")] == [
+            ("accept", "accepted"), ("pick", "picking"), ("pick", "picking"),
+            ("pick", "picked"), ("ready", "ready")]
         assert (await orders.order("W2"))["status"] == "incoming"
         # With one order being picked, a scan without its slip goes to it.
         fresh = ScanModes(services)
