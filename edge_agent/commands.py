@@ -242,7 +242,7 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
         tx.set_meta("resync_reason", "resync command")
         problem = None
     elif ctype == "order.assign":  # extension, docs/protocol.md "Omnichannel orders"
-        problem = orders.assign(tx, data, cseq)
+        problem = orders.assign(tx, data, cseq, reserve)
     elif ctype == "order.cancel":
         if not orders.cancel(tx, data):
             _record(tx, command, "ignored", "order not open at this store")

@@ -68,18 +68,36 @@ def _short_str(value: Any) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= MAX_ID else None
 
 
-def assign(tx: Tx, data: Mapping[str, Any], cseq: int) -> str | None:
+def _hold_only(tx: Tx, rid: str, order_ref: str, reserve: Sequence[tuple[str, int]],
+               cseq: int) -> None:
+    """A reservation row for what an unusable ``order.assign`` reserved, so that central's
+    ``order.cancel`` (or a ``reservation.cancel``) can still take it down."""
+    lines = [{"sku": s, "qty": q} for s, q in reserve if q > 0]
+    if lines:
+        tx.execute(
+            "INSERT INTO reservations (reservation_id, order_ref, lines, remaining, "
+            "expires_at, status, cancel_requested, created_cseq) "
+            "VALUES (?, ?, ?, ?, NULL, 'open', 0, ?)",
+            (rid, order_ref, json.dumps(lines), json.dumps(lines), cseq))
+
+
+def assign(tx: Tx, data: Mapping[str, Any], cseq: int,
+           reserve: Sequence[tuple[str, int]] = ()) -> str | None:
     """``order.assign``: the reservation and an incoming order. Returns a problem (the
-    command is then flagged; its reserve list was applied, as for ``reservation.create``)."""
+    command is then flagged; its reserve list was applied, and, when the command names a
+    new reservation, that is recorded so a cancel can release it)."""
     order_id, rid = _short_str(data.get("order_id")), _short_str(data.get("reservation_id"))
-    lines = _assign_lines(data.get("lines"))
-    if order_id is None or rid is None or lines is None:
-        return "order.assign without order_id, reservation_id or valid lines (lists applied)"
-    fulfilment = data.get("fulfilment")
-    if fulfilment not in machine.FULFILMENTS:
-        return f"order.assign {order_id}: fulfilment must be pickup or ship (lists applied)"
-    if tx.query("SELECT 1 FROM reservations WHERE reservation_id = ?", (rid,)):
+    if rid is not None and tx.query("SELECT 1 FROM reservations WHERE reservation_id = ?",
+                                    (rid,)):
         return f"duplicate reservation {rid!r} (lists applied)"
+    lines = _assign_lines(data.get("lines"))
+    fulfilment = data.get("fulfilment")
+    if order_id is None or rid is None or lines is None \
+            or fulfilment not in machine.FULFILMENTS:
+        if rid is not None:
+            _hold_only(tx, rid, order_id or "", reserve, cseq)
+        return ("order.assign without order_id, reservation_id, valid lines or a pickup/ship "
+                "fulfilment (lists applied; no order queued)")
     accept_by = data.get("accept_by")
     if accept_by is not None:
         try:
@@ -120,7 +138,7 @@ def cancel(tx: Tx, data: Mapping[str, Any]) -> bool:
         rows = _rows(tx.query, "order_id = ? AND status NOT IN "
                      "('collected', 'shipped', 'rejected', 'cancelled')", (data["order_id"],))
     if not rows:
-        return False
+        return rid is not None and _release_bare(tx, rid, data.get("order_id"))
     row = rows[-1]
     order = _sync_with_reservation(tx, row)
     if not machine.cancellable(order):
@@ -134,6 +152,23 @@ def cancel(tx: Tx, data: Mapping[str, Any]) -> bool:
                 reserve=tuple((s, -q) for s, q in release))
     reason = data.get("reason") if data.get("reason") in machine.CANCEL_REASONS else None
     _commit_step(tx, row, order, "cancelled", fact, reason=reason)
+    return True
+
+
+def _release_bare(tx: Tx, rid: str, order_id: Any) -> bool:
+    """Cancel of a reservation held by an unusable ``order.assign`` (no order queued)."""
+    remaining = _remaining(tx, rid)
+    if not tx.query("SELECT 1 FROM reservations WHERE reservation_id = ? AND status = 'open'",
+                    (rid,)):
+        return False
+    release = [(s, q) for s, q in remaining.items() if q > 0]
+    data: dict[str, Any] = {"reservation_id": rid, "reason": "cancelled",
+                            "lines": [{"sku": s, "qty": q} for s, q in release]}
+    if _short_str(order_id):
+        data["order_id"] = order_id
+    fact = Fact("reservation.released", data, reserve=tuple((s, -q) for s, q in release))
+    appended = tx.append(fact.type, fact.data, reserve=fact.reserve)
+    _close_reservation(tx, fact, appended.seq)
     return True
 
 

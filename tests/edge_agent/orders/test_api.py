@@ -363,3 +363,21 @@ async def test_two_lines_of_one_sku(api: Api) -> None:
     rejected = ok(await post(api, "/v1/orders/W1/reject", {"reason": "no_staff"}))
     assert rejected["status"] == "rejected"
     assert stock_table(api.ledger)["A-100"] == (10, 0)
+
+
+async def test_unusable_assign_still_releases_on_cancel(api: Api) -> None:
+    """A malformed order.assign queues no order, but what it reserved can be cancelled."""
+    status, reason = api.ledger.write_blocking(lambda tx: command(
+        tx, "order.assign", {"order_id": "X1", "reservation_id": "ord-X1-1",
+                             "fulfilment": "teleport", "lines": [{"sku": "A-100", "qty": 2}]},
+        reserve=[("A-100", 2)]))
+    assert status == "flagged"
+    assert reason is not None
+    assert "no order queued" in reason
+    assert stock_table(api.ledger)["A-100"] == (10, 2)
+    assert (await api.client.get("/v1/orders", params={"status": "all"})).json()["count"] == 0
+    assert cancel(api.ledger, "X1")[0] == "applied"
+    assert stock_table(api.ledger)["A-100"] == (10, 0)
+    [event] = order_events(api)
+    assert (event["type"], event["data"]["order_id"]) == ("reservation.released", "X1")
+    assert cancel(api.ledger, "X1")[0] == "ignored"
