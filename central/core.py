@@ -504,7 +504,7 @@ class Core:
                 continue
             add_pairs(pending, moves, holds)
             if self.watcher is not None:
-                self.watcher.on_moves(store, kind, moves)
+                self.watcher.on_moves(store, kind, moves, holds)
             if kind in self._watched:
                 self._watched_event(group, store, kind, event)
         self._store_run(group, key, first + skip, raws[skip:])
@@ -626,6 +626,8 @@ class Core:
                 [(self.applied[key], key[0], key[1]) for key in self._pending_epochs])
 
     def _projection_committed(self) -> None:
+        if self.watcher is not None:
+            self.watcher.on_projected(self._pending)
         self._pending.clear()
         self._pending_epochs.clear()
         self._pending_events = 0

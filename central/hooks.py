@@ -10,7 +10,7 @@ forgets the group.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 
@@ -33,13 +33,17 @@ class Watcher(Protocol):
 
     def on_event(self, store: str, kind: str, event: dict[str, Any]) -> None: ...
 
-    def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]]) -> None:
-        """The stock deltas of one applied event (every event, any type)."""
+    def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]],
+                 holds: Sequence[tuple[str, int]]) -> None:
+        """The stock and reserve deltas of one applied event (general path, any type)."""
 
     def on_heads(self, store: str, heads: Sequence[Any]) -> None:
         """The applied events of one fast-path batch (``seq``, ``type``, ``stock``)."""
 
     def on_command(self, store: str, command: dict[str, Any]) -> None: ...
+
+    def on_projected(self, cells: Mapping[str, Mapping[str, Sequence[int]]]) -> None:
+        """store → sku → [on hand, reserved] deltas just committed to the stock table."""
 
     def before_commit(self, tx: Tx, contacts: Iterable[str]) -> None:
         """``contacts``: stores heard from in this group (events, live health)."""

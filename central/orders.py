@@ -15,9 +15,8 @@ A split order is in the least advanced state of its parts.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,17 +27,13 @@ from central.errors import OrderConflict, OrderError, OrderNotCancellable, Unkno
 from central.hooks import Tx
 from central.omni_config import OmniSettings, StoreAttrs
 from central.omni_state import OmniState, utc_day
+from central.order_events import STAGES, StoreEvents
 from central.orders_db import ACTIVE, add_history, assignments, create_tables, order_row
 from central.storage import Connection
-from sync.wire import SKU_RE, now_ts
+from sync.wire import now_ts
 
-log = logging.getLogger("central.orders")
-
-STAGES = {"assigned": 0, "accepted": 1, "picked": 2, "packed": 3, "ready": 4, "fulfilled": 5}
 _ORDER_STAGE = ("brokered", "accepted", "picked", "packed", "ready")
 _FINAL = frozenset({"collected", "shipped", "cancelled"})
-_STEP_EVENTS = {"order.accepted": "accepted", "order.picked": "picked",
-                "order.packed": "packed", "order.ready": "ready"}
 REBROKER_BATCH = 200
 """Queued orders tried per timer step (the rest on the next one)."""
 
@@ -51,7 +46,7 @@ def request_sha(request: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-class OmniEngine:
+class OmniEngine(StoreEvents):
     types = frozenset({"order.accepted", "order.rejected", "order.picked", "order.packed",
                        "order.ready", "fulfilment", "reservation.released", "count"})
 
@@ -90,30 +85,42 @@ class OmniEngine:
     def on_event(self, store: str, kind: str, event: dict[str, Any]) -> None:
         self._events.append((store, kind, event))
 
-    def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]]) -> None:
-        now = self.wall()
+    def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]],
+                 holds: Sequence[tuple[str, int]]) -> None:
+        del holds  # the changes feed hears of them from the projection
         queued = self.state.queued
+        now = self.wall()
         for sku, delta in moves:
-            self._skus.add(sku)
             if delta > 0 and sku in queued:
                 self._rebroker_due = True
             elif delta < 0 and kind == "sale":
                 self.state.sold(store, sku, -delta, now)
 
     def on_heads(self, store: str, heads: Sequence[Any]) -> None:
-        now = self.wall()
-        skus = self._skus
-        queued = self.state.queued
+        """Hot path: the units each SKU sold (sell-through), and, only while orders wait
+        for stock, whether some arrived."""
+        sold: dict[str, int] = {}
+        get = sold.get
         for head in heads:
-            sale = head.type == "sale"
-            for d in head.stock:
-                skus.add(d.sku)
-                if d.delta > 0 and d.sku in queued:
-                    self._rebroker_due = True
-                elif sale and d.delta < 0:
-                    self.state.sold(store, d.sku, -d.delta, now)
-            for d in head.reserve:
-                skus.add(d.sku)
+            if head.type == "sale":
+                for d in head.stock:
+                    if d.delta < 0:
+                        sold[d.sku] = get(d.sku, 0) - d.delta
+        if sold:
+            now = self.wall()
+            for sku, qty in sold.items():
+                self.state.sold(store, sku, qty, now)
+        queued = self.state.queued
+        if queued and not self._rebroker_due:
+            self._rebroker_due = any(d.delta > 0 and d.sku in queued
+                                     for head in heads for d in head.stock)
+
+    def on_projected(self, cells: Mapping[str, Mapping[str, Sequence[int]]]) -> None:
+        """The stock table moved: the changes feed names those SKUs (readers see the new
+        stock from now on)."""
+        skus = {sku for per_store in cells.values() for sku in per_store}
+        if skus:
+            self.state.note(f"sku:{sku}" for sku in skus)
 
     def on_command(self, store: str, command: dict[str, Any]) -> None:
         for name in ("stock", "reserve"):
@@ -271,101 +278,6 @@ class OmniEngine:
         if rebroker:
             for order_id in list(self.state.queued_orders)[:REBROKER_BATCH]:
                 self._broker(tx, order_id, now, ts)
-
-    # ------------------------------------------------------------------ store events
-    def _on_store_event(self, tx: Tx, store: str, kind: str, data: dict[str, Any], *,
-                        now: float, ts: str) -> None:
-        conn = self._db()
-        if kind == "count":
-            self._on_count(store, data, now)
-            return
-        rid = data.get("reservation_id")
-        if not isinstance(rid, str):
-            return
-        rows = conn.execute("SELECT order_id, store, state, lines FROM omni_assignments "
-                            "WHERE reservation_id = ?", (rid,))
-        if not rows or rows[0][1] != store:
-            return  # not an order central brokered (a plain reservation), or a stray
-        order_id, _, state, lines = rows[0]
-        detail: dict[str, Any] = {"reservation_id": rid}
-        new = state
-        if kind in _STEP_EVENTS:
-            step = _STEP_EVENTS[kind]
-            if state in STAGES and STAGES[state] < STAGES[step]:
-                new = step
-            if kind == "order.accepted" and isinstance(data.get("by"), str):
-                detail["by"] = data["by"]
-        elif kind == "fulfilment":
-            if state in STAGES:
-                new = "fulfilled"
-                detail["how"] = data.get("how") if data.get("how") in (
-                    "collected", "shipped") else None
-                if isinstance(data.get("tracking"), str):
-                    detail["tracking"] = data["tracking"]
-        elif kind in ("order.rejected", "reservation.released"):
-            if state in ("timeout", "cancelling"):
-                new = "released"
-            elif state in STAGES and state != "fulfilled":
-                new = "rejected" if kind == "order.rejected" else "released"
-                detail["reason"] = data.get("reason")
-                if kind == "order.rejected":
-                    self._hold(store, orjson.loads(lines), data.get("lines"))
-        if new == state:
-            return
-        self._deadlines.pop(rid, None)
-        conn.execute("UPDATE omni_assignments SET state = ? WHERE reservation_id = ?",
-                     (new, rid))
-        event = str(detail.get("how") or "fulfilled") if new == "fulfilled" else new
-        add_history(conn, order_id, ts, event=event, store=store,
-                    detail=detail)
-        if new in ("rejected", "released") and state not in ("timeout", "cancelling"):
-            self._broker(tx, order_id, now, ts)
-        else:
-            self._update_state(order_id, ts)
-
-    def _hold(self, store: str, assigned: list[dict[str, Any]], released: Any) -> None:
-        """Lower the store's ATP of what it rejected until its next count of the SKU."""
-        lines = released if isinstance(released, list) and released else assigned
-        conn = self._db()
-        for line in lines:
-            sku, qty = (line.get("sku"), line.get("qty")) if isinstance(line, dict) else (0, 0)
-            if not isinstance(sku, str) or type(qty) is not int or qty <= 0:
-                continue
-            with self.state.lock:
-                self.state.holds[(store, sku)] = self.state.holds.get((store, sku), 0) + qty
-                total = self.state.holds[(store, sku)]
-            conn.execute("INSERT INTO omni_holds (store, sku, qty) VALUES (?, ?, ?) ON CONFLICT "
-                         "(store, sku) DO UPDATE SET qty = excluded.qty", (store, sku, total))
-            self._skus.add(sku)
-
-    def _on_count(self, store: str, data: dict[str, Any], now: float) -> None:
-        lines = data.get("lines")
-        if not isinstance(lines, list):
-            return
-        rfid = data.get("source") == "rfid"
-        counted_at = now
-        if rfid and isinstance(data.get("counted_at"), str):
-            try:
-                counted_at = min(now, datetime.fromisoformat(data["counted_at"]).timestamp())
-            except ValueError:
-                counted_at = now
-        conn = self._db()
-        for line in lines:
-            sku = line.get("sku") if isinstance(line, dict) else None
-            if not isinstance(sku, str) or SKU_RE.fullmatch(sku) is None:
-                continue
-            with self.state.lock:
-                self.state.holds.pop((store, sku), None)
-                if rfid:
-                    self.state.rfid[(store, sku)] = counted_at
-                else:
-                    self.state.rfid.pop((store, sku), None)
-            conn.execute("DELETE FROM omni_holds WHERE store = ? AND sku = ?", (store, sku))
-            conn.execute("INSERT INTO omni_counts (store, sku, counted_at, source) VALUES "
-                         "(?, ?, ?, ?) ON CONFLICT (store, sku) DO UPDATE SET counted_at = "
-                         "excluded.counted_at, source = excluded.source",
-                         (store, sku, counted_at, "rfid" if rfid else "manual"))
-            self._skus.add(sku)
 
     # ------------------------------------------------------------------ brokering
     def _db(self) -> Connection:
