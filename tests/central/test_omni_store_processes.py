@@ -1,7 +1,8 @@
 """The store side of the omnichannel loop with real processes: mosquitto, the reference
 central (``edge-central serve``) and two store agents (``edge-agent run``). Central's
 operator API issues ``order.assign`` / ``order.cancel`` as its brokering does; each store
-answers through its local API, and every step reaches central exactly once."""
+answers through its local API, and every step reaches central exactly once. Then central's
+own brokering times out an order a store does not accept, and the store releases it."""
 
 from __future__ import annotations
 
@@ -20,12 +21,27 @@ from tests.helpers.mosquitto import Broker
 from tests.helpers.processes import CentralProcess, wait_until
 
 STORES = ["S1", "S2"]
+# Central's brokering for the timeout test: S1 is nearest to postcode 1011, and a store
+# that has not accepted 3 s after the assignment is timed out.
+OMNI = """
+[omni]
+accept_within = 3
+rebroker_every = 1
+[omni.stores.S1]
+lat = 52.37
+lon = 4.90
+[omni.stores.S2]
+lat = 52.09
+lon = 5.12
+[omni.postcodes]
+"1011" = [52.37, 4.90]
+"""
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture
 def chain(broker: Broker, tmp_path: Path) -> Iterator[tuple[CentralProcess, dict[str, StoreAgent]]]:
-    central = CentralProcess(tmp_path / "central", broker.url, STORES)
+    central = CentralProcess(tmp_path / "central", broker.url, STORES, extra_config=OMNI)
     central.start()
     # Unix socket paths are limited to 107 bytes: the agents live in short directories.
     agents = {s: StoreAgent(Path(tempfile.mkdtemp(prefix=f"ea-omni-{s}-")), s, broker.url,
@@ -108,3 +124,36 @@ def test_reject_then_pick_and_collect_at_another_store(
     # Nothing is reserved anywhere, and the chain holds 4 + 2 + 4 mugs.
     assert {s: central.stock(s).get("MUG-1") for s in STORES} == {"S1": (4, 0), "S2": (2, 0)}
     assert {s: a.stock("MUG-1") for s, a in agents.items()} == {"S1": (4, 0), "S2": (2, 0)}
+
+
+def test_an_order_not_accepted_in_time_is_released_and_rebrokered(
+        chain: tuple[CentralProcess, dict[str, StoreAgent]]) -> None:
+    """Central's timeout reaches the store as ``order.cancel`` (reason ``timeout``): the
+    store releases the reservation, the clerk can no longer accept, the next store gets
+    the order, and the reservation was never held by both stores at once."""
+    central, agents = chain
+    for store in STORES:
+        central.api("POST", f"/v1/stores/{store}/catalog", json={"items": [MUG]})
+        central.api("POST", f"/v1/stores/{store}/adjust", json={
+            "reason": "opening stock", "lines": [{"sku": "MUG-1", "delta": 4}]})
+    for agent in agents.values():
+        wait_until(functools.partial(agent.has_stock, "MUG-1", (4, 0)), 30,
+                   f"{agent.store} stock")
+    s1, s2 = agents["S1"], agents["S2"]
+    central.api("POST", "/v1/orders", json={
+        "order_id": "T1", "channel": "web", "fulfilment": "ship",
+        "lines": [{"sku": "MUG-1", "qty": 1}], "ship_to": {"postcode": "1011"}})
+    wait_until(lambda: s1.get("/v1/orders", status="all")["count"] == 1, 60, "S1 got T1")
+    # Nobody at S1 answers: central times the attempt out and S1 releases it.
+    cancelled = wait_until(lambda: (o := s1.get("/v1/orders/T1"))["status"] == "cancelled"
+                           and o, 60, "S1 released T1 on central's timeout")
+    assert cancelled["history"][-1]["reason"] == "timeout"
+    late = s1.post("/v1/orders/T1/accept")
+    assert (late.status_code, late.json()["code"]) == (409, "order_closed")
+    assert s1.stock("MUG-1") == (4, 0)
+    wait_until(lambda: s2.get("/v1/orders")["count"] == 1, 60, "T1 re-brokered to S2")
+    assert s2.stock("MUG-1") == (4, 1)
+    wait_until(lambda: central_events(central, "S1") == ["reservation.released"], 30,
+               "central got S1's release")
+    wait_until(lambda: (central.stock("S1").get("MUG-1"), central.stock("S2").get("MUG-1"))
+               == ((4, 0), (4, 1)), 30, "central holds T1 at S2 only")
