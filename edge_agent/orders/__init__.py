@@ -3,5 +3,5 @@ a reservation (``order.assign``), a clerk accepts or rejects it, picks it by sca
 packs it, marks it ready and hands it over or ships it, each step one ledger fact.
 
 ``machine`` holds the rules (pure), ``store`` the ledger ops and reads, ``service`` the
-async operations, ``api`` the HTTP routes.
+async operations, ``api`` the HTTP routes, ``scanning`` a scanner in ``pick`` mode.
 """
