@@ -241,7 +241,7 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
         tx.set_meta("resync_needed", "1")
         tx.set_meta("resync_reason", "resync command")
         problem = None
-    elif ctype == "order.assign":  # extension, docs/protocol.md "Omnichannel orders"
+    elif ctype == "order.assign":  # extension, docs/protocol.md §12a
         problem = orders.assign(tx, data, cseq, reserve)
     elif ctype == "order.cancel":
         if not orders.cancel(tx, data):
