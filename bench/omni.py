@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python -m bench.omni [--quick]`` (or ``python -m bench --only omni``).
 
-Three figures, each beside its naive alternative or ceiling, measured in the same run:
+Four figures, each beside its naive alternative or ceiling, measured in the same run:
 
 - **brokering decisions/s**: each online order of the day goes through the central's own
   pure code (:func:`central.atp.store_atp` for every store holding the SKU, then
@@ -16,6 +16,9 @@ Three figures, each beside its naive alternative or ceiling, measured in the sam
   brokered with and without staleness discounting. 10 % of the stores lose their link once
   for 1-6 hours and go on selling; central hears those sales only when they come back.
   Oversold = units promised to online orders that the store no longer had.
+
+- **ingest cost**: the central's apply of 1000-sale batches with the order engine
+  watching (sell-through counting, the feed), against the same core without it.
 
 The day: 12 trading hours; in-store sales drawn from a Zipf-like SKU popularity; stock of
 0-8 units per SKU per store; online orders of 1-2 units shipped to a point near a random
@@ -32,16 +35,21 @@ import random
 import sys
 import tempfile
 import time
+import uuid
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.common import Row, percentile
 from central.atp import AtpPolicy, CellFacts, StoreFacts, store_atp
 from central.brokering import Candidate, Request, broker, haversine_km
+from central.core import Core
 from central.omni_config import OmniSettings
 from central.omni_state import OmniState
+from central.orders import OmniEngine
 from central.orders_db import create_tables
 from central.storage import Database
 
@@ -188,7 +196,7 @@ def atp_queries(stores: int, skus: int, queries: int) -> dict[str, float]:
         now = time.time()
         for s in range(stores):  # a tenth of the stores silent for an hour
             state.contact[f"S{s:04d}"] = now - (3600 if s % 10 == 0 else 0)
-            state.sold(f"S{s:04d}", f"K-{s % skus:05d}", 3, now - 3600)
+            state.sold(f"S{s:04d}", {f"K-{s % skus:05d}": 3}, now - 3600)
         picks = [f"K-{rng.randrange(skus):05d}" for _ in range(queries)]
         omni_ms, bare_ms = [], []
         for sku in picks:
@@ -204,6 +212,47 @@ def atp_queries(stores: int, skus: int, queries: int) -> dict[str, float]:
     return {"rows": stores * skus, "build_s": build_s,
             "p50_ms": percentile(omni_ms, 0.5), "p99_ms": percentile(omni_ms, 0.99),
             "bare_p50_ms": percentile(bare_ms, 0.5), "bare_p99_ms": percentile(bare_ms, 0.99)}
+
+
+def _sales_batch(epoch: str, first: int, n: int) -> bytes:
+    events = [{"seq": first + i, "id": f"e{first + i}", "type": "sale",
+               "ts": "2026-12-04T10:00:00.000Z",
+               "data": {"sale_id": f"s{first + i}",
+                        "lines": [{"sku": f"SKU-{(first + i) % 5000:05d}", "qty": 1}]},
+               "stock": [{"sku": f"SKU-{(first + i) % 5000:05d}", "delta": -1}],
+               "reserve": []} for i in range(n)]
+    return orjson.dumps({"v": 1, "store": "S001", "epoch": epoch, "events": events})
+
+
+def ingest_cost(batches: int, repeat: int) -> dict[str, float]:
+    """The order engine's cost on the ingest hot path: ``Core.process`` of 1000-sale
+    batches (10 per group) with the engine watching, against the same core without it;
+    alternated, best of ``repeat`` each (in process, no broker)."""
+    def once(watch: bool) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Database(f"sqlite:///{Path(tmp) / 'c.db'}")
+            db.create_schema()
+            engine = OmniEngine(OmniSettings()) if watch else None
+            core = Core(db.connect(), watcher=engine)
+            if engine is not None:
+                engine.attach(core.conn)
+            epoch = str(uuid.uuid4())
+            messages = [("retail/v1/stores/S001/events",
+                         _sales_batch(epoch, 1 + i * 1000, 1000), False)
+                        for i in range(batches)]
+            started = time.perf_counter()
+            for i in range(0, batches, 10):
+                core.process(messages[i:i + 10])
+            core.flush_projection()
+            seconds = time.perf_counter() - started
+            core.conn.close()
+            return batches * 1000 / seconds
+
+    bare, watched = [], []
+    for _ in range(repeat):
+        bare.append(once(watch=False))
+        watched.append(once(watch=True))
+    return {"with_engine_events_per_s": max(watched), "without_events_per_s": max(bare)}
 
 
 def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
@@ -222,6 +271,7 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
     out["staleness_on"] = simulate(day, staleness=True)
     out["staleness_off"] = simulate(day, staleness=False)
     out["atp_query"] = atp_queries(*query)
+    out["ingest"] = ingest_cost(10 if tiny else 50, 3 if tiny else 5)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
@@ -245,6 +295,10 @@ def rows(f: dict[str, Any]) -> list[Row]:
             note=(f"{on['oversold_units']}/{on['promised_units']} units vs "
                   f"{off['oversold_units']}/{off['promised_units']}; refused "
                   f"{on['refused_orders']} vs {off['refused_orders']}")),
+        Row(g, "core apply of 1000-sale batches, the order engine watching",
+            f["ingest"]["with_engine_events_per_s"], "ev/s",
+            f["ingest"]["without_events_per_s"], "the same core without it",
+            note=f"in process, best of 5 alternated; {load}"),
     ]
 
 

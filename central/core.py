@@ -438,9 +438,8 @@ class Core:
         elif rest == "digest":
             self._on_digest(group, store, obj, range_key)
         elif rest == "health":
-            if not retained:
-                group.contacts.add(store)
-            self._on_health(group, store, obj, range_key)
+            if self._on_health(group, store, obj, range_key) and not retained:
+                group.contacts.add(store)  # a live, valid health message: the store is there
         elif rest.startswith("devices/"):
             self._on_device(group, store, rest.removeprefix("devices/"), obj, range_key)
 
@@ -560,7 +559,9 @@ class Core:
         if kind in CLOSING_TYPES:
             self._closing(group, store, kind, event)
         if self.watcher is not None and kind in self.watcher.types:
-            self.watcher.on_event(store, kind, event)
+            # handled now, inside the message's own dispatch: a failure is that message's
+            # (skipped as poison, the group applied again without it), not the group's
+            self.watcher.on_event(_Tx(self, group), store, kind, event)
 
     def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
         data = event.get("data")
@@ -879,17 +880,18 @@ class Core:
         self._issue_in_tx(group, store, [{"type": "resync"}])
 
     def _on_health(self, group: _Group, store: str, obj: dict[str, Any],
-                   range_key: tuple[Any, ...]) -> None:
+                   range_key: tuple[Any, ...]) -> bool:
         try:
             Health.model_validate(obj)
         except ValidationError:
             self._drop(group, store, "malformed health", range_key)
-            return
+            return False
         self.conn.execute(
             "INSERT INTO stores (store, health, health_ts) VALUES (?, ?, ?) "
             "ON CONFLICT (store) DO UPDATE SET health = excluded.health, "
             "health_ts = excluded.health_ts",
             (store, canonical_json(obj).decode(), group.ts))
+        return True
 
     def _on_device(self, group: _Group, store: str, device: str, obj: dict[str, Any],
                    range_key: tuple[Any, ...]) -> None:

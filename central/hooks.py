@@ -1,11 +1,10 @@
 """What the protocol engine (:class:`central.core.Core`) tells an observer on the writer
 thread, and what it lets the observer do inside the writer's transaction.
 
-The omnichannel engine (:mod:`central.orders`) is such an observer. Everything it hears
-during a group is provisional: it buffers, writes its own rows in :meth:`Watcher.before_commit`
-(inside the group's transaction, where it may also issue commands), and makes its
-in-memory state current only in :meth:`Watcher.committed`; :meth:`Watcher.rolled_back`
-forgets the group.
+The omnichannel engine (:mod:`central.orders`) is such an observer. It writes its rows
+inside the group's transaction (where it may also issue commands) as it hears the events;
+:meth:`Watcher.rolled_back` tells it the group was rolled back (it reloads its state), and
+:meth:`Watcher.committed` that it was committed.
 """
 
 from __future__ import annotations
@@ -31,7 +30,8 @@ class Watcher(Protocol):
     types: frozenset[str]
     """Event types whose parsed body :meth:`on_event` receives."""
 
-    def on_event(self, store: str, kind: str, event: dict[str, Any]) -> None: ...
+    def on_event(self, tx: Tx, store: str, kind: str, event: dict[str, Any]) -> None:
+        """A watched event, as it is applied (its stock deltas are already pending)."""
 
     def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]],
                  holds: Sequence[tuple[str, int]]) -> None:

@@ -112,7 +112,8 @@ class OmniState:
             self._sum_queued()
 
     # ------------------------------------------------------------------ writer side
-    def sold(self, store: str, sku: str, qty: float, now: float) -> None:
+    def sold(self, store: str, counts: dict[str, int], now: float) -> None:
+        """Units of each SKU the store sold (heard at ``now``)."""
         window = self.settings.velocity_window
         v = self.velocity.get(store)
         if v is None:
@@ -121,7 +122,10 @@ class OmniState:
             v.prev = v.cur if now - v.start < 2 * window else {}
             v.cur = {}
             v.start = now
-        v.cur[sku] = v.cur.get(sku, 0.0) + qty
+        cur = v.cur
+        get = cur.get
+        for sku, qty in counts.items():
+            cur[sku] = get(sku, 0.0) + qty
 
     def rate(self, store: str, sku: str, at: float) -> float:
         """Units per second sold recently at ``store`` (as of ``at``)."""

@@ -61,8 +61,12 @@ class StoreEvents:
             if kind == "order.accepted" and isinstance(data.get("by"), str):
                 detail["by"] = data["by"]
         elif kind == "fulfilment":
-            if state in STAGES:
+            # handed over, even after central gave up on the store (it was offline when
+            # the cancel was sent): the history says so, it is not lost
+            if state in STAGES or state in ("timeout", "cancelling"):
                 new = "fulfilled"
+                if state not in STAGES:
+                    detail["after"] = state
                 detail["how"] = data.get("how") if data.get("how") in (
                     "collected", "shipped") else None
                 if isinstance(data.get("tracking"), str):
@@ -73,8 +77,10 @@ class StoreEvents:
             elif state in STAGES and state != "fulfilled":
                 new = "rejected" if kind == "order.rejected" else "released"
                 detail["reason"] = data.get("reason")
-                if kind == "order.rejected":
-                    self._hold(store, orjson.loads(lines), data.get("lines"))
+            if kind == "order.rejected" and new != state:
+                # whatever central thought of the order by then, the store says it could
+                # not send these units: it promises them no more until it counts them
+                self._hold(store, orjson.loads(lines), data.get("lines"))
         if new == state:
             return
         self._deadlines.pop(rid, None)

@@ -57,7 +57,6 @@ class OmniEngine(StoreEvents):
         self.wall = wall
         self.owns = owns or (lambda _store: True)
         self._conn: Connection | None = None
-        self._events: list[tuple[str, str, dict[str, Any]]] = []
         self._skus: set[str] = set()
         self._stores: set[str] = set()
         self._deadlines: dict[str, tuple[float, str, str]] = {}
@@ -82,8 +81,10 @@ class OmniEngine(StoreEvents):
                                               "state = 'assigned'")}
 
     # ------------------------------------------------------------------ what the core tells
-    def on_event(self, store: str, kind: str, event: dict[str, Any]) -> None:
-        self._events.append((store, kind, event))
+    def on_event(self, tx: Tx, store: str, kind: str, event: dict[str, Any]) -> None:
+        data = event.get("data")
+        if isinstance(data, dict):
+            self._on_store_event(tx, store, kind, data, now=self.wall(), ts=now_ts())
 
     def on_moves(self, store: str, kind: str, moves: Sequence[tuple[str, int]],
                  holds: Sequence[tuple[str, int]]) -> None:
@@ -94,7 +95,7 @@ class OmniEngine(StoreEvents):
             if delta > 0 and sku in queued:
                 self._rebroker_due = True
             elif delta < 0 and kind == "sale":
-                self.state.sold(store, sku, -delta, now)
+                self.state.sold(store, {sku: -delta}, now)
 
     def on_heads(self, store: str, heads: Sequence[Any]) -> None:
         """Hot path: the units each SKU sold (sell-through), and, only while orders wait
@@ -107,9 +108,7 @@ class OmniEngine(StoreEvents):
                     if d.delta < 0:
                         sold[d.sku] = get(d.sku, 0) - d.delta
         if sold:
-            now = self.wall()
-            for sku, qty in sold.items():
-                self.state.sold(store, sku, qty, now)
+            self.state.sold(store, sold, self.wall())
         queued = self.state.queued
         if queued and not self._rebroker_due:
             self._rebroker_due = any(d.delta > 0 and d.sku in queued
@@ -130,8 +129,9 @@ class OmniEngine(StoreEvents):
                     self._rebroker_due = True
 
     def before_commit(self, tx: Tx, contacts: Iterable[str]) -> None:
+        """The stores heard from in this group are fresh as of now."""
+        del tx
         now = self.wall()
-        ts = now_ts()
         conn = self._db()
         heard = sorted(contacts)
         if heard:
@@ -144,11 +144,6 @@ class OmniEngine(StoreEvents):
                 "INSERT INTO omni_contact (store, last_contact) VALUES (?, ?) ON CONFLICT "
                 "(store) DO UPDATE SET last_contact = excluded.last_contact",
                 [(store, now) for store in heard])
-        events, self._events = self._events, []
-        for store, kind, event in events:
-            data = event.get("data")
-            if isinstance(data, dict):
-                self._on_store_event(tx, store, kind, data, now=now, ts=ts)
 
     def committed(self) -> None:
         keys = [f"sku:{s}" for s in self._skus] + [f"store:{s}" for s in self._stores]
@@ -158,7 +153,6 @@ class OmniEngine(StoreEvents):
             self.state.note(keys)
 
     def rolled_back(self) -> None:
-        self._events.clear()
         self._skus.clear()
         self._stores.clear()
         self._reload()

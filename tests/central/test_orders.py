@@ -243,3 +243,21 @@ def test_silent_store_promises_less_then_nothing(make_central: Callable[..., Cen
     stores.send("S001", lambda seq: receipt(seq, "B-1", 1))
     back = wait_until(lambda: (c := cell())["excluded"] is None and c, what="back")
     assert back["atp"] == 380
+
+
+def test_operator_closes_a_store(loop: tuple[Central, Stores]) -> None:
+    central, stores = loop
+    put = central.http.put("/v1/omni/stores/S002", headers=central.admin,
+                           json={"lat": 51.92, "lon": 4.48, "closed": True})
+    assert put.status_code == 200, put.text
+    item = atp(central, "A-1")
+    cells = {c["store"]: c for c in item["stores"]}
+    assert (cells["S002"]["atp"], cells["S002"]["excluded"]) == (0, "closed")
+    assert item["atp"] == 5
+    central.post("/v1/orders", order("W-7"), expect=201)  # nearest is S002, but closed
+    wait_until(lambda: stores.commands("S001", "order.assign"), what="assigned to S001")
+    listed = {s["store"]: s for s in central.get("/v1/omni/stores")["stores"]}
+    assert listed["S002"]["closed"] is True
+    assert listed["S001"]["orders_today"] == 1
+    bad = central.http.put("/v1/omni/stores/S002", headers=central.admin, json={"lat": 100})
+    assert (bad.status_code, bad.json()["code"]) == (422, "validation_error")
