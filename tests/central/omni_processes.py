@@ -30,10 +30,15 @@ class StoreAgent:
         self.workdir = workdir
         self.socket = workdir / "api.sock"
         self.config = workdir / "agent.toml"
-        self.config.write_text(agent_config_text(
+        text = agent_config_text(
             store=store, db=workdir / "ledger.db", broker_url=broker_url,
             central_url=central.url, token_file=central.token_for(store),
-            api_socket=self.socket))
+            api_socket=self.socket)
+        # Central counts a store as heard from by its event batches and live health
+        # messages: a running store reports its health every 2 s here, well inside the
+        # tests' stale_after, so only a stopped or cut-off store goes silent.
+        assert "health_interval_s = 30" in text
+        self.config.write_text(text.replace("health_interval_s = 30", "health_interval_s = 2"))
         self.log = workdir / "agent.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._keys = 0
