@@ -5,12 +5,15 @@ state."""
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from central.core import Core, Publish
 from central.omni_config import OmniSettings
@@ -268,3 +271,44 @@ def test_a_late_handover_is_recorded_not_lost(rig: Rig) -> None:
         rows = conn.execute("SELECT on_hand, reserved FROM stock WHERE store = 'S1' "
                             "AND sku = 'A'")
     assert tuple(rows[0]) == (4, 0)  # nothing reserved twice at S1
+
+
+json_any = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=3), max_leaves=6)
+order_kinds = st.sampled_from(["order.accepted", "order.rejected", "order.picked",
+                               "order.packed", "order.ready", "fulfilment",
+                               "reservation.released", "count"])
+lines = st.one_of(json_any, st.lists(st.fixed_dictionaries(
+    {"sku": st.sampled_from(["A", "B", "", "x y"]) | json_any,
+     "qty": st.integers(-2, 3) | json_any}), max_size=3))
+data = st.fixed_dictionaries({}, optional={
+    "order_id": st.sampled_from(["O1", "O2"]) | json_any,
+    "reservation_id": st.sampled_from(["ord-O1-1", "ord-O1-2", "nope"]) | json_any,
+    "reason": st.sampled_from(["not_found", "damaged"]) | json_any,
+    "lines": lines, "how": st.sampled_from(["collected", "shipped"]) | json_any,
+    "by": json_any, "tracking": json_any, "source": st.just("rfid") | json_any,
+    "counted_at": st.sampled_from(["2026-12-04T10:00:00Z", "yesterday", "0001-01-01",
+                                   "9999-12-31T23:59:59-14:00"]) | json_any})
+
+
+@settings(max_examples=150, deadline=None)
+@given(script=st.lists(st.tuples(st.sampled_from(["S1", "S2"]), order_kinds,
+                                 data | json_any), min_size=1, max_size=6))
+def test_odd_order_events_are_never_poison(script: list[tuple[str, str, Any]]) -> None:
+    """Whatever a store puts in an order event's data, the engine copes: the batch is
+    applied and acknowledged, never skipped as poison."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rig = Rig(Path(tmp) / "c.db")
+        rig.receive("S1", "A", 5)
+        rig.receive("S2", "A", 5)
+        rig.order("O1")
+        for store, kind, body in script:
+            drops = rig.core.counters().drops
+            out = rig.send(store, ev(rig.next(store), kind, body))
+            assert rig.core.counters().drops == drops
+            assert any(p.topic.endswith(f"{store}/events/ack") for p in out)
+        rig.clock.now += 86400
+        rig.tick()
+        rig.core.conn.close()
