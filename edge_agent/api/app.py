@@ -53,6 +53,7 @@ from edge_agent.errors import (
     OperationError,
 )
 from edge_agent.ledger import event_key, read_epochs
+from edge_agent.orders.api import router as orders_router
 from edge_agent.retail import RetailService, WriteResult
 from edge_agent.retail.requests import (
     CARD_DATA_MESSAGE,
@@ -507,6 +508,7 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     app.include_router(customers_router)
     # The store page (dashboard, login, charts) and the self-hosted Swagger UI at /docs.
     app.include_router(pages_router)
+    app.include_router(orders_router)  # the fulfilment queue (edge_agent.orders)
 
     # -- status and ops ---------------------------------------------------------------------------
     @app.get("/v1/status", tags=["ops"])

@@ -440,6 +440,11 @@ class RetailService:
                 row = rows[0]
                 reservation = ops.Reservation(row["reservation_id"], row["order_ref"],
                                               row["status"], _remaining(row["remaining"]))
+            if rows and tx.query("SELECT 1 FROM orders WHERE reservation_id = ?",
+                                 (request.reservation_id,)):
+                raise OperationError("reservation_is_order", "this reservation is an online "
+                                     "order's: hand it over with /v1/orders/{order_id}/collect "
+                                     "or /ship")
             lines = None if request.lines is None else [(x.sku, x.qty) for x in request.lines]
             fact, remaining = ops.fulfilment_fact(reservation, lines)
             event = _append(tx, fact)
