@@ -41,6 +41,8 @@ class PeerCentral:
     drop_event_batches: set[int] = field(default_factory=set)  # ordinal of received batches
     drop_command_publishes: set[int] = field(default_factory=set)  # cseqs never sent first time
     resend_after: float = 1.0
+    stalled: bool = False  # while True, event batches are ignored: no apply, no ack
+    ack_live_births: bool = False  # §4.3: a live birth beyond what was applied gets an ack
 
     applied: dict[str, int] = field(default_factory=dict)
     hashes: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -92,10 +94,11 @@ class PeerCentral:
                 async for message in c.messages:
                     payload = message.payload
                     assert isinstance(payload, bytes | bytearray)
-                    await self._on_message(str(message.topic), bytes(payload))
+                    await self._on_message(str(message.topic), bytes(payload),
+                                           retained=bool(message.retain))
                     self._changed.set()
 
-    async def _on_message(self, topic: str, payload: bytes) -> None:
+    async def _on_message(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         rest = topic.removeprefix(self.topic(""))
         if rest.startswith("devices/"):
             self.devices[rest.removeprefix("devices/")] = payload
@@ -105,6 +108,10 @@ class PeerCentral:
             await self._on_events(obj, payload)
         elif rest == "status":
             self.statuses.append(obj)
+            applied = self.applied.get(obj["epoch"], 0)
+            if (self.ack_live_births and obj["state"] == "online" and not retained
+                    and (obj.get("last_seq") or 0) > applied):
+                await self.ack(obj["epoch"], applied)
             if obj["state"] == "online" and "applied_cseq" in obj:
                 await self._resend(obj["applied_cseq"])
         elif rest == "commands/ack":
@@ -118,7 +125,7 @@ class PeerCentral:
 
     async def _on_events(self, batch: dict[str, Any], raw: bytes) -> None:
         self.batches_received += 1
-        if self.batches_received in self.drop_event_batches:
+        if self.stalled or self.batches_received in self.drop_event_batches:
             return  # "lost in transit": no apply, no ack
         self.raw_batches.append(raw)
         epoch = batch["epoch"]
