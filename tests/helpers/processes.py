@@ -123,14 +123,22 @@ class CentralProcess(_ReadsItsDatabase):
     def token_for(self, store: str) -> Path:
         return self.tokens / f"{store}.token"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 120) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "central", "serve", "--config", str(self.config),
                  "--log-level", "WARNING"],
                 stdout=log, stderr=log, cwd=REPO)
         self.starts += 1
-        wait_until(self.ready, timeout, "central ready")
+
+        def ready_or_dead() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"central exited with {self.proc.returncode}; see "
+                                     f"{self.log}")
+            return self.ready()
+
+        # start-up has nothing to watch: a generous backstop, and an early failure on exit
+        wait_until(ready_or_dead, timeout, "central ready")
 
     def ready(self) -> bool:
         try:

@@ -24,6 +24,7 @@ from edge_agent.sync_adapter import LedgerStorePort
 from sync.store import StoreSync, SyncSettings
 from sync.wire import canonical_json, digest_lines, now_ts
 from tests.helpers.mosquitto import Broker
+from tests.helpers.progress import StallWatch
 
 STORE = "S001"
 ROOT = "retail"
@@ -67,6 +68,7 @@ class PeerCentral:
     http_port: int = 0
     _client: aiomqtt.Client | None = None
     _last_resend: float = 0.0
+    _received: int = 0  # messages handled: what wait_for watches for progress
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def topic(self, rest: str) -> str:
@@ -96,6 +98,7 @@ class PeerCentral:
                     assert isinstance(payload, bytes | bytearray)
                     await self._on_message(str(message.topic), bytes(payload),
                                            retained=bool(message.retain))
+                    self._received += 1
                     self._changed.set()
 
     async def _on_message(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
@@ -234,12 +237,16 @@ class PeerCentral:
         return digest_lines((s, v[0], v[1]) for s, v in self.stock.items())
 
     async def wait_for(self, predicate: Callable[[], bool], limit: float = 15.0) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.05):
-                        await self._changed.wait()
+        """Wait until ``predicate()``; fail only when no message reached this central for
+        ``limit`` seconds (a stall), however long the whole wait takes under load."""
+        watch = StallWatch(limit, "the test central's condition")
+        while not predicate():
+            watch.see(self._received)
+            watch.check()
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self._changed.wait()
 
     # -- HTTP snapshot -------------------------------------------------------------------
     async def serve_http(self) -> asyncio.Server:
