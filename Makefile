@@ -4,15 +4,39 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test test-long bench lint system-deps venv clean
+.PHONY: demo test test-long bench lint system-deps venv lock clean
+
+# requirements.lock pins every package `make venv` (hence `make test` and CI) installs,
+# with hashes, for every platform; pyproject.toml keeps compatible ranges for library
+# users. After changing dependencies in pyproject.toml (or after merging branches that
+# did), run `make lock` and commit requirements.lock.
+LOCK       := requirements.lock
+LOCK_TOOLS := .lock-tools
+UV         := $(LOCK_TOOLS)/bin/uv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python scripts/check_lock.py
 	touch $@
+
+# uv resolves from PyPI in its own small environment (never the project's .venv, which may
+# be stale while the lock is). It reuses the versions already in the lock where they still
+# fit, so a regeneration changes only what must change. A merge conflict in the lock:
+# take either side (git checkout --theirs requirements.lock), then `make lock`.
+$(UV):
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install --quiet 'uv>=0.5,<1'
+
+lock: $(UV)
+	printf 'setuptools>=77\nwheel\n' | $(UV) pip compile pyproject.toml - --extra test \
+	  --universal --python-version 3.11 --generate-hashes --quiet \
+	  --custom-compile-command 'make lock' -o $(LOCK)
+	@echo "$(LOCK) regenerated; commit it, then run make venv"
 
 # mosquitto, faketime (chaos clock jumps), PostgreSQL (the central's tests) and Chromium
 # (the pages' browser tests, driven by Playwright; never `playwright install`) from the
@@ -57,4 +81,4 @@ lint: venv
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LOCK_TOOLS) demo-state .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -613,9 +613,11 @@ def run_checks(
     results.append(check_state_dir(config))
     results.append(check_disk(config))
     results.extend(check_device(d) for d in config.devices)
+    agent_connected = False
     if agent_status is not None:
         status, error = agent_status(config)
         results.append(check_agent(status, error))
+        agent_connected = bool(status and (status.get("broker") or {}).get("connected"))
     if network:
         target = broker_target(config)
         dns = check_dns(target)
@@ -626,7 +628,15 @@ def run_checks(
         tls = check_tls(config, target, timeout) if tcp.status == "ok" else CheckResult(
             "broker TLS", "skip", "needs TCP")
         results.append(tls)
-        if tcp.status == "ok" and tls.status != "fail":
+        if agent_connected:
+            # Brokers bind the client id to the store's identity (use_username_as_clientid):
+            # a probe with the same credentials would take over the agent's session.
+            results.append(_ok("broker authentication", "the running agent is logged in"))
+            results.append(CheckResult(
+                "broker ACL", "skip", "not probed while the agent is connected (a second "
+                "session with its identity would replace the agent's)",
+                "stop the agent to probe the ACL: `systemctl stop edge-agent`"))
+        elif tcp.status == "ok" and tls.status != "fail":
             results.extend(mqtt_probe(config, target, timeout))
         else:
             results.append(CheckResult("broker authentication", "skip", "needs TCP and TLS"))

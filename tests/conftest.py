@@ -24,3 +24,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the long chaos runs (>= 10,000 facts, >= 200 agent kills)",
     )
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="run the store-week soak (tests/soak, marker soak; about 10 minutes)",
+    )

@@ -23,6 +23,7 @@ import uvicorn
 from edge_agent.api.middleware import ASGIApp, BearerToken
 from edge_agent.config import ApiSection
 from edge_agent.errors import ConfigError, EdgeAgentError
+from sync.files import private_dir
 from sync.http_limits import MAX_CONNECTIONS, HeadDeadlineProtocol
 
 log = structlog.get_logger("edge_agent.api.server")
@@ -66,7 +67,7 @@ def _remove_stale(path: Path) -> None:
 
 def unix_socket(path: Path, mode: str, group: str | None) -> socket.socket:
     """Bind the API socket: stale file removed first, then mode and group applied."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     _remove_stale(path)
     gid = -1
     if group is not None:

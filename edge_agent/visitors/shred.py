@@ -15,7 +15,6 @@ counted figure (``key_checkpoint_busy``); ``keys_pending_destruction`` is the ga
 from __future__ import annotations
 
 import asyncio
-import mmap
 import random
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -28,7 +27,9 @@ log = structlog.get_logger("edge_agent.visitors")
 
 RETRY_FIRST_S: Final = 1.0
 RETRY_MAX_S: Final = 300.0
-CHECKPOINT_BUSY_TIMEOUT_S: Final = 2.0
+# short: a pending TRUNCATE checkpoint holds up the ledger's writer while it waits
+CHECKPOINT_BUSY_TIMEOUT_S: Final = 0.5
+SCAN_CHUNK: Final = 1 << 20
 
 
 def files_of(path: Path) -> list[Path]:
@@ -36,18 +37,25 @@ def files_of(path: Path) -> list[Path]:
 
 
 def found_in_files(path: Path, secrets: Iterable[bytes]) -> list[str]:
-    """Names of the database's files that still contain any of ``secrets``."""
+    """Names of the database's files that still contain any of ``secrets``.
+
+    Plain reads in chunks (with an overlap), never mmap: the agent's own writer may
+    truncate the WAL meanwhile, and touching a truncated mapping is a SIGBUS."""
     wanted = [s for s in secrets if s]
+    if not wanted:
+        return []
+    overlap = max(len(s) for s in wanted) - 1
     hits: list[str] = []
     for file in files_of(path):
         try:
             with file.open("rb") as handle:
-                size = file.stat().st_size
-                if size == 0:
-                    continue
-                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    if any(data.find(secret) != -1 for secret in wanted):
+                tail = b""
+                while chunk := handle.read(SCAN_CHUNK):
+                    window = tail + chunk
+                    if any(secret in window for secret in wanted):
                         hits.append(file.name)
+                        break
+                    tail = window[-overlap:] if overlap else b""
         except FileNotFoundError:
             continue
     return hits

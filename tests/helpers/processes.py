@@ -123,14 +123,22 @@ class CentralProcess(_ReadsItsDatabase):
     def token_for(self, store: str) -> Path:
         return self.tokens / f"{store}.token"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 120) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "central", "serve", "--config", str(self.config),
                  "--log-level", "WARNING"],
                 stdout=log, stderr=log, cwd=REPO)
         self.starts += 1
-        wait_until(self.ready, timeout, "central ready")
+
+        def ready_or_dead() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"central exited with {self.proc.returncode}; see "
+                                     f"{self.log}")
+            return self.ready()
+
+        # start-up has nothing to watch: a generous backstop, and an early failure on exit
+        wait_until(ready_or_dead, timeout, "central ready")
 
     def ready(self) -> bool:
         try:
@@ -207,6 +215,8 @@ class AgentProcess(_ReadsItsDatabase):
         self.faketime = faketime_lib() if faketime else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.driver = "tests.chaos.driver"  # the soak uses its own, with presence reads
+        self.extra_env: dict[str, str] = {}
 
     def set_clock_offset(self, seconds: int) -> None:
         """Jump the agent's wall clock (libfaketime re-reads the file within a second)."""
@@ -224,6 +234,7 @@ class AgentProcess(_ReadsItsDatabase):
             "CHAOS_TARGET": str(target), "CHAOS_RATE": str(rate), "CHAOS_MODE": mode,
             "CHAOS_MODE_ARG": str(mode_arg), "CHAOS_SEED": str(seed),
             "CHAOS_FACTS_LOG": str(self.facts_log),
+            **self.extra_env,
         })
         if self.faketime is not None:
             if not self.clock_file.exists():
@@ -233,7 +244,7 @@ class AgentProcess(_ReadsItsDatabase):
                         "FAKETIME_CACHE_DURATION": "1", "DONT_FAKE_MONOTONIC": "1"})
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.chaos.driver", str(self.config)],
+                [sys.executable, "-m", self.driver, str(self.config)],
                 stdout=log, stderr=log, cwd=REPO, env=env)
         self.starts += 1
 

@@ -24,6 +24,7 @@ from edge_agent.sync_adapter import LedgerStorePort
 from sync.store import StoreSync, SyncSettings
 from sync.wire import canonical_json, digest_lines, now_ts
 from tests.helpers.mosquitto import Broker
+from tests.helpers.progress import StallWatch
 
 STORE = "S001"
 ROOT = "retail"
@@ -41,6 +42,8 @@ class PeerCentral:
     drop_event_batches: set[int] = field(default_factory=set)  # ordinal of received batches
     drop_command_publishes: set[int] = field(default_factory=set)  # cseqs never sent first time
     resend_after: float = 1.0
+    stalled: bool = False  # while True, event batches are ignored: no apply, no ack
+    ack_live_births: bool = False  # §4.3: a live birth beyond what was applied gets an ack
 
     applied: dict[str, int] = field(default_factory=dict)
     hashes: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -65,6 +68,7 @@ class PeerCentral:
     http_port: int = 0
     _client: aiomqtt.Client | None = None
     _last_resend: float = 0.0
+    _received: int = 0  # messages handled: what wait_for watches for progress
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def topic(self, rest: str) -> str:
@@ -92,10 +96,12 @@ class PeerCentral:
                 async for message in c.messages:
                     payload = message.payload
                     assert isinstance(payload, bytes | bytearray)
-                    await self._on_message(str(message.topic), bytes(payload))
+                    await self._on_message(str(message.topic), bytes(payload),
+                                           retained=bool(message.retain))
+                    self._received += 1
                     self._changed.set()
 
-    async def _on_message(self, topic: str, payload: bytes) -> None:
+    async def _on_message(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         rest = topic.removeprefix(self.topic(""))
         if rest.startswith("devices/"):
             self.devices[rest.removeprefix("devices/")] = payload
@@ -105,6 +111,10 @@ class PeerCentral:
             await self._on_events(obj, payload)
         elif rest == "status":
             self.statuses.append(obj)
+            applied = self.applied.get(obj["epoch"], 0)
+            if (self.ack_live_births and obj["state"] == "online" and not retained
+                    and (obj.get("last_seq") or 0) > applied):
+                await self.ack(obj["epoch"], applied)
             if obj["state"] == "online" and "applied_cseq" in obj:
                 await self._resend(obj["applied_cseq"])
         elif rest == "commands/ack":
@@ -118,7 +128,7 @@ class PeerCentral:
 
     async def _on_events(self, batch: dict[str, Any], raw: bytes) -> None:
         self.batches_received += 1
-        if self.batches_received in self.drop_event_batches:
+        if self.stalled or self.batches_received in self.drop_event_batches:
             return  # "lost in transit": no apply, no ack
         self.raw_batches.append(raw)
         epoch = batch["epoch"]
@@ -227,12 +237,16 @@ class PeerCentral:
         return digest_lines((s, v[0], v[1]) for s, v in self.stock.items())
 
     async def wait_for(self, predicate: Callable[[], bool], limit: float = 15.0) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.05):
-                        await self._changed.wait()
+        """Wait until ``predicate()``; fail only when no message reached this central for
+        ``limit`` seconds (a stall), however long the whole wait takes under load."""
+        watch = StallWatch(limit, "the test central's condition")
+        while not predicate():
+            watch.see(self._received)
+            watch.check()
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self._changed.wait()
 
     # -- HTTP snapshot -------------------------------------------------------------------
     async def serve_http(self) -> asyncio.Server:

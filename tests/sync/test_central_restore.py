@@ -19,7 +19,7 @@ import pytest
 from tests.helpers.mosquitto import Broker
 from tests.helpers.processes import CentralProcess
 from tests.sync.conftest import STORE, running_store, settings_for
-from tests.sync.test_store_central import acked_all, until
+from tests.sync.test_store_central import acked_all, until, watching
 
 
 @pytest.fixture
@@ -53,15 +53,16 @@ async def test_idle_store_resends_after_a_central_restore(
                             central_token=central.token_for(STORE).read_text())
     backup = tmp_path / "central-backup.db"
     async with running_store(store_db, settings) as store:
-        await until(store.port.has_resynced, 60)
+        progress = watching(store, central)
+        await until(store.port.has_resynced, 30, progress=progress)
         await store.record(100)
-        await until(lambda: acked_all(store), 60)
+        await until(lambda: acked_all(store), 30, progress=progress)
         epoch = (await store.port.epochs())[-1].epoch
         central.terminate()  # a clean stop: the copy is consistent
         copy_db(central.db, backup)
         central.start()
         await store.record(150, start=100)
-        await until(lambda: acked_all(store), 60)
+        await until(lambda: acked_all(store), 30, progress=progress)
         last = await store.last_seq()
     assert applied(central, epoch) == last == 250
 
@@ -78,4 +79,4 @@ async def test_idle_store_resends_after_a_central_restore(
 
         # the store records no fact: only central's live ack can make it go back (it
         # then records one alert, about central's regressed ack)
-        await until(caught_up, 60)
+        await until(caught_up, 30, progress=watching(store, central))

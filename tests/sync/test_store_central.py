@@ -4,7 +4,8 @@ as a process, through a real mosquitto: sales, commands, digest, a central SIGKI
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.helpers.mosquitto import Broker
 from tests.helpers.processes import CentralProcess
+from tests.helpers.progress import until_progress
 from tests.sync.conftest import STORE, RunningStore, running_store, settings_for
 
 
@@ -35,10 +37,33 @@ async def central_stock(central: CentralProcess) -> dict[str, tuple[int, int]]:
             if r["on_hand"] or r["reserved"]}
 
 
-async def until(predicate: Any, limit: float = 20.0) -> None:
-    async with asyncio.timeout(limit):
-        while not await predicate():  # noqa: ASYNC110 - polling a remote state
-            await asyncio.sleep(0.05)
+async def until(predicate: Any, limit: float = 20.0, *,
+                progress: Callable[[], Awaitable[Hashable]] | None = None) -> None:
+    """Wait until ``predicate()``; with ``progress``, fail only when it stood still for
+    ``limit`` seconds (however long the whole wait takes), else after ``limit`` in all."""
+    if progress is None:
+        async with asyncio.timeout(limit):
+            while not await predicate():  # noqa: ASYNC110 - polling a remote state
+                await asyncio.sleep(0.05)
+        return
+    await until_progress(predicate, progress, limit, "the store and central to converge")
+
+
+def watching(store: RunningStore, central: CentralProcess
+             ) -> Callable[[], Awaitable[Hashable]]:
+    """Progress of a store and the reference central: watermarks on both sides."""
+    async def progress() -> Hashable:
+        marks = tuple((m.epoch, m.acked_seq, m.last_seq) for m in await store.port.epochs())
+        try:
+            applied = tuple(await asyncio.to_thread(
+                central.query, "SELECT epoch, applied_seq FROM epochs"))
+            commands = tuple(await asyncio.to_thread(
+                central.query, "SELECT issued_cseq, acked_cseq FROM stores"))
+        except sqlite3.Error:
+            applied = commands = ()  # central is restarting
+        return marks, await store.port.applied_cseq(), applied, commands
+
+    return progress
 
 
 async def acked_all(store: RunningStore) -> bool:
@@ -53,9 +78,10 @@ async def test_store_with_reference_central(
     settings = settings_for(broker.url, None, central_url=central.url,
                             central_token=central.token_for(STORE).read_text())
     async with running_store(store_db, settings) as store:
-        await until(store.port.has_resynced)
+        progress = watching(store, central)
+        await until(store.port.has_resynced, progress=progress)
         await store.record(1500, sku_count=9)
-        await until(lambda: acked_all(store))
+        await until(lambda: acked_all(store), progress=progress)
 
         await api(central, "POST", f"/v1/stores/{STORE}/adjust",
                   json={"lines": [{"sku": "SKU-1", "delta": 40}]})
@@ -66,20 +92,21 @@ async def test_store_with_reference_central(
         async def three_commands() -> bool:
             return await store.port.applied_cseq() >= 3
 
-        await until(three_commands)
-        await until(lambda: acked_all(store))  # incl. the reservation.released event
+        await until(three_commands, progress=progress)
+        # incl. the reservation.released event
+        await until(lambda: acked_all(store), progress=progress)
 
         async def same_stock() -> bool:
             return await central_stock(central) == await store.stock()
 
-        await until(same_stock)
+        await until(same_stock, progress=progress)
 
         # the central dies (SIGKILL) while the store keeps recording; nothing is lost
         await asyncio.to_thread(central.kill)
         await store.record(700, sku_count=9, start=1500)
         await asyncio.to_thread(central.start)
-        await until(lambda: acked_all(store), limit=30)
-        await until(same_stock)
+        await until(lambda: acked_all(store), progress=progress)
+        await until(same_stock, progress=progress)
 
         # digest: central compares and raises no stock_mismatch
         store.sync.request_digest()

@@ -10,12 +10,14 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers.mosquitto import Broker
+from tests.helpers.progress import until_progress
 from tests.sync.conftest import TOKEN, PeerCentral, running_peer
 
 REPO = str(Path(__file__).resolve().parents[2])
@@ -99,7 +101,9 @@ async def test_sigkill_the_store_20_times_nothing_lost_nothing_twice(
             reader = asyncio.create_task(read_committed(proc, committed, started))
             # kill at a random point of a life that is recording (start-up takes a while
             # on a loaded machine, and a life that never got going tests nothing)
-            async with asyncio.timeout(30):
+            # nothing to watch before the first commit: a start-up backstop only (the
+            # child failing fast is seen by read_committed)
+            async with asyncio.timeout(180):
                 await started.wait()
             await asyncio.sleep(rng.uniform(0.0, 0.6))
             if kill % 4 == 1:
@@ -152,12 +156,16 @@ async def _drained(peer: PeerCentral, db: Path) -> None:
                                   "WHERE epoch_ordinal = ?", (ordinal,)).fetchone()
             return str(epoch), int(seq)
 
-    async with asyncio.timeout(60):
-        while True:
-            epoch, seq = await asyncio.to_thread(last_seq)
-            if peer.applied.get(epoch, 0) >= seq and peer.store_cseq == len(peer.commands):
-                return
-            await asyncio.sleep(0.1)
+    async def drained() -> bool:
+        epoch, seq = await asyncio.to_thread(last_seq)
+        return peer.applied.get(epoch, 0) >= seq and peer.store_cseq == len(peer.commands)
+
+    async def progress() -> Hashable:
+        return (await asyncio.to_thread(last_seq), tuple(peer.applied.items()),
+                peer.store_cseq, peer.batches_received)
+
+    # fail only when neither side moved for 30 s, however long draining takes
+    await until_progress(drained, progress, 30.0, "the last life to drain", interval=0.1)
 
 
 def _applied_sale_numbers(db: Path, peer: PeerCentral) -> list[int]:

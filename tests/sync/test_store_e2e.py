@@ -15,6 +15,7 @@ from sync.store import StoreSync, SyncSettings
 from sync.store_port import DeviceStatus
 from sync.wire import canonical_json, loads, now_ts
 from tests.helpers.mosquitto import Broker
+from tests.helpers.progress import until_progress
 from tests.sync.conftest import STORE, running_peer, running_store, settings_for
 
 
@@ -251,9 +252,10 @@ async def test_acknowledged_events_are_pruned_after_retention(
             return await store.ledger.read(
                 lambda conn: int(conn.execute("SELECT count(*) FROM events").fetchone()[0]))
 
-        async with asyncio.timeout(10):
-            while await remaining() > 0:  # noqa: ASYNC110 - polling the database
-                await asyncio.sleep(0.1)
+        async def pruned() -> bool:
+            return await remaining() == 0
+
+        await until_progress(pruned, remaining, 10.0, "acknowledged events pruned", 0.1)
         assert store.sync.counters.events_pruned == 300
         # pruning never touches what is not acknowledged yet
         broker.stop()

@@ -413,3 +413,52 @@ def test_probe_health_payload_is_a_valid_health_message(tmp_path: Path) -> None:
     assert health.store == STORE
     assert health.outbox_pending == 3
     assert payload["outbox_oldest_age_s"] >= 0
+
+
+class BoundIdBroker(AuthBroker):
+    """The same, with the shipped templates' client-id binding."""
+
+    def config_text(self) -> str:
+        return super().config_text() + "use_username_as_clientid true\n"
+
+
+@needs_passwd
+def test_doctor_leaves_a_connected_agent_alone(tmp_path: Path) -> None:
+    import paho.mqtt.client as mqtt  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    work = tmp_path / "bound-broker"
+    work.mkdir()
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(work / "passwd"), STORE, MQTT_SECRET],
+                   check=True, capture_output=True, timeout=30)
+    (work / "acl").write_text(ACL)
+    broker = BoundIdBroker(workdir=work, port=free_port())
+    broker.start()
+    agent = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=STORE, protocol=mqtt.MQTTv5)
+    agent.username_pw_set(STORE, MQTT_SECRET)
+    lost = threading.Event()
+    agent.on_disconnect = lambda *_a: lost.set()
+    try:
+        agent.connect("127.0.0.1", broker.port)
+        agent.loop_start()
+        deadline = time.monotonic() + 30
+        while not agent.is_connected():
+            assert time.monotonic() < deadline, "the stand-in agent never connected"
+            time.sleep(0.02)
+        config = write_config(tmp_path, mqtt_url=broker.url)
+        running = {"state": "running", "broker": {"connected": True}, "outbox": {}}
+        results = {r.name: r for r in run_checks(config, agent_status=lambda _c: (running, None),
+                                                 timeout=5)}
+        assert results["broker authentication"].status == "ok"
+        assert results["broker ACL"].status == "skip"
+        time.sleep(0.5)
+        assert not lost.is_set(), "doctor's probe took over the running agent's session"
+        # without a running agent the probe runs, and with the same identity it would
+        # indeed replace the agent's connection: the trade-off the skip avoids
+        results = {r.name: r for r in run_checks(config, timeout=5)}
+        assert results["broker ACL"].status == "ok", results["broker ACL"]
+        assert lost.wait(10)
+    finally:
+        agent.loop_stop()
+        agent.disconnect()
+        broker.stop()
