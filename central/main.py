@@ -33,8 +33,10 @@ async def serve(config: CentralConfig) -> None:
         def capture_signals(self) -> Iterator[None]:  # we handle SIGTERM/SIGINT ourselves
             yield
 
+    # a request still open at stop gets 5 s (event streams end by themselves at once)
     server = _Server(uvicorn.Config(app, host=config.http.host, port=config.http.port,
-                                    log_level="warning", lifespan="off"))
+                                    log_level="warning", lifespan="off",
+                                    timeout_graceful_shutdown=5))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -45,6 +47,7 @@ async def serve(config: CentralConfig) -> None:
 
             async def _wait_stop() -> None:
                 await stopping.wait()
+                service.omni.state.closing.set()  # event streams end within 0.5 s
                 server.should_exit = True
 
             tg.create_task(_wait_stop(), name="central.signals")
