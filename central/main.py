@@ -33,10 +33,8 @@ async def serve(config: CentralConfig) -> None:
         def capture_signals(self) -> Iterator[None]:  # we handle SIGTERM/SIGINT ourselves
             yield
 
-    # a request still open at stop gets 5 s (event streams end by themselves at once)
     server = _Server(uvicorn.Config(app, host=config.http.host, port=config.http.port,
-                                    log_level="warning", lifespan="off",
-                                    timeout_graceful_shutdown=5))
+                                    log_level="warning", lifespan="off"))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
