@@ -55,6 +55,7 @@ async def serve(config: CentralConfig) -> None:
 
             async def _wait_stop() -> None:
                 await stopping.wait()
+                service.omni.state.closing.set()  # event streams end within 0.5 s
                 server.should_exit = True
 
             tg.create_task(_wait_stop(), name="central.signals")

@@ -9,12 +9,13 @@ consistent read; writes go to the single writer (``service.call``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.params import Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from central.errors import InvalidCommandError, OrderError
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from central.service import CentralService
 
 MAX_SKUS = 500
+STREAM_POLL_S = 0.5
+STREAM_KEEPALIVE_S = 15.0
 _ID = r"^[A-Za-z0-9._:-]{1,64}$"
 
 
@@ -150,6 +153,48 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
             with db.reading() as conn:
                 items = state.read_atp(conn, skus, None, detail=False)
         return {"cursor": cursor, "skus": items, "stores": stores, "reset": everything}
+
+    @router.get("/v1/atp/stream", response_class=StreamingResponse,
+                responses={200: {"content": {"text/event-stream": {}}}})
+    async def get_stream(since: str | None = None) -> Any:
+        """Server-sent events: ``event: atp`` with the body of ``/v1/atp/changes`` each
+        time something changed (checked every 0.5 s), ``event: reset`` when the cursor
+        expired (read the ATP again), a comment line every 15 s to keep proxies open."""
+        if state is None:
+            return error(503, "omni_disabled", "the omnichannel engine is not running")
+        return StreamingResponse(_stream(since or state.token()),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    async def _stream(cursor: str) -> AsyncIterator[bytes]:
+        assert state is not None  # noqa: S101 - checked by the route
+        yield b": connected\n\n"
+        quiet = 0.0
+        while not state.closing.is_set():
+            try:
+                skus, stores, everything, cursor = state.changes(cursor, MAX_SKUS)
+            except CursorExpired:
+                cursor = state.token()
+                yield b"event: reset\ndata: " + orjson.dumps({"cursor": cursor}) + b"\n\n"
+                continue
+            if skus or stores or everything:
+                items = await asyncio.to_thread(_read, skus) if skus else []
+                body = {"cursor": cursor, "skus": items, "stores": stores,
+                        "reset": everything}
+                yield b"event: atp\ndata: " + orjson.dumps(body) + b"\n\n"
+                quiet = 0.0
+                continue
+            await asyncio.sleep(STREAM_POLL_S)
+            quiet += STREAM_POLL_S
+            if quiet >= STREAM_KEEPALIVE_S:
+                quiet = 0.0
+                yield b": keep-alive\n\n"
+
+    def _read(skus: list[str]) -> list[dict[str, Any]]:
+        assert state is not None  # noqa: S101 - checked by the route
+        with db.reading() as conn:
+            return state.read_atp(conn, skus, None, detail=False)
 
     @router.post("/v1/orders")
     async def post_order(request: Request) -> Any:

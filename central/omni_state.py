@@ -51,6 +51,7 @@ class OmniState:
         self.policy = settings.policy()
         self.wall = wall
         self.lock = threading.Lock()
+        self.closing = threading.Event()  # set at stop: open event streams end
         self.attrs: dict[str, StoreAttrs] = dict(settings.stores)
         self.contact: dict[str, float] = {}
         self.velocity: dict[str, _Velocity] = {}

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from central.atp import StoreFacts
 from central.brokering import Candidate, Request, broker
 from central.errors import OrderConflict, OrderError, OrderNotCancellable, UnknownOrder
 from central.hooks import Tx
@@ -348,21 +349,28 @@ class OmniEngine(StoreEvents):
 
     def _candidates(self, tx: Tx, wanted: dict[str, int], tried: set[str],
                     now: float) -> list[Candidate]:
+        """Every store that could send some of the order, with its ATP of each SKU."""
+        stock = {sku: tx.sku_stock(sku) for sku in wanted}
+        categories = {sku: self._category(sku) for sku in wanted}
+        state = self.state
         cells: dict[str, dict[str, int]] = {}
-        for sku in wanted:
-            for store, (on, res) in tx.sku_stock(sku).items():
-                if store in tried or not self.owns(store):
-                    continue
-                with self.state.lock:
-                    facts = self.state.store_facts(store, now)
-                    atp = self.state.cell_atp(facts, sku, (on, res), now, self._category(sku))
-                cells.setdefault(store, {})[sku] = atp.atp
-        out = []
-        with self.state.lock:
+        facts: dict[str, StoreFacts] = {}
+        with state.lock:
+            for sku, per_store in stock.items():
+                for store, cell in per_store.items():
+                    if cell[0] - cell[1] <= 0 or store in tried or not self.owns(store):
+                        continue  # nothing free there whatever the rest of the formula
+                    f = facts.get(store)
+                    if f is None:
+                        f = facts[store] = state.store_facts(store, now)
+                    atp = state.cell_atp(f, sku, cell, now, categories[sku]).atp
+                    if atp > 0:
+                        cells.setdefault(store, {})[sku] = atp
+            out = []
             for store, atp_map in cells.items():
-                attrs = self.state.attrs.get(store)
+                attrs = state.attrs.get(store)
                 cap = None if attrs is None else attrs.capacity_per_day
-                left = None if cap is None else cap - self.state.orders_today(store, now)
+                left = None if cap is None else cap - state.orders_today(store, now)
                 out.append(Candidate(store, atp_map, None if attrs is None else attrs.location,
                                      left))
         return out

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.central.conftest import Central, FakeStore, event, wait_until
@@ -261,3 +262,22 @@ def test_operator_closes_a_store(loop: tuple[Central, Stores]) -> None:
     assert listed["S001"]["orders_today"] == 1
     bad = central.http.put("/v1/omni/stores/S002", headers=central.admin, json={"lat": 100})
     assert (bad.status_code, bad.json()["code"]) == (422, "validation_error")
+
+
+def test_atp_stream_pushes_changes(loop: tuple[Central, Stores]) -> None:
+    central, stores = loop
+    start = central.get("/v1/atp/changes")["cursor"]
+    with central.http.stream("GET", "/v1/atp/stream", params={"since": start},
+                             headers=central.admin) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stores.send("S002", lambda seq: receipt(seq, "C-3", 6))
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                body = orjson.loads(line.removeprefix("data: "))
+                found = [i for i in body.get("skus", []) if i["sku"] == "C-3"]
+                if found:
+                    event = found[0]
+                    break
+        assert event == {"sku": "C-3", "atp": 6, "queued": 0}

@@ -4,9 +4,11 @@ a SIGKILL and restart keep the order, its history, the rejection hold and the id
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from click.testing import CliRunner
 
@@ -89,4 +91,24 @@ def test_order_through_the_real_central_survives_sigkill(tmp_path: Path, broker:
     finally:
         s1.close()
         s2.close()
+        central.terminate()
+
+
+def test_sigterm_with_an_atp_stream_open_stops_promptly(tmp_path: Path, broker: Broker
+                                                        ) -> None:
+    central = CentralProcess(tmp_path / "central", broker.url, ["S001"], extra_config=OMNI)
+    central.start()
+    try:
+        with httpx.stream("GET", f"{central.url}/v1/atp/stream", timeout=30,
+                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert next(lines) == ": connected"
+            assert central.proc is not None
+            central.proc.send_signal(signal.SIGTERM)
+            assert central.proc.wait(30) == 0
+            central.proc = None
+        # the stream ended by itself, not cut off by uvicorn's shutdown timeout
+        assert "graceful shutdown exceeded" not in central.log.read_text()
+    finally:
         central.terminate()

@@ -180,7 +180,12 @@ class _CentralHarness:
         self._dir = tempfile.TemporaryDirectory(prefix="fuzz-central-")
         db = Database(f"sqlite:///{Path(self._dir.name) / 'central.db'}")
         db.create_schema()
-        self.core = Core(db.connect())
+        from central.omni_config import OmniSettings  # noqa: PLC0415
+        from central.orders import OmniEngine  # noqa: PLC0415
+
+        engine = OmniEngine(OmniSettings())  # as the service runs it: the order engine on
+        self.core = Core(db.connect(), watcher=engine)
+        engine.attach(self.core.conn)
         self.poisoned: list[str] = []
         handler = logging.Handler(level=logging.ERROR)
         handler.emit = self._record  # type: ignore[method-assign]

@@ -138,7 +138,8 @@ def store_side_payloads(draw: st.DrawFn) -> bytes:
     if kind == "events":
         start = draw(st.integers(-1, 5))
         events = [{"seq": start + i, "id": f"id{i}", "type": draw(st.sampled_from(
-            ["sale", "receipt", "count", "fulfilment", "reservation.released", "x"])),
+            ["sale", "receipt", "count", "fulfilment", "reservation.released", "x",
+             "order.accepted", "order.rejected", "order.ready"])),
             "ts": "2026-11-25T09:15:02.123Z", "data": draw(json_any),
             "stock": draw(st.one_of(st.lists(delta, max_size=2), json_any)),
             "reserve": draw(st.one_of(st.just([]), json_any))}
