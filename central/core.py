@@ -722,10 +722,13 @@ class Core:
             self._alert(group, store, "history_rolled_back", "critical",
                         {"epoch": status.epoch, "birth_last_seq": status.last_seq,
                          "central_applied": applied})
-        # PROTOCOL §4.3: a live birth beyond what central applied (central restored from a
+        # PROTOCOL §4.3: a birth beyond what central applied (central restored from a
         # backup while the store was away, or a backlog): ack that epoch again, live, so an
-        # idle store goes back now rather than at its next fact
-        if not retained and status.last_seq is not None and status.last_seq > applied:
+        # idle store goes back now rather than at its next fact. A retained birth counts
+        # too: replayed when central (re)subscribes, it says the store is online with
+        # events central may never have heard while it was away from the broker (a clean
+        # session queues nothing). An ack never moves backwards, so this is always safe.
+        if status.last_seq is not None and status.last_seq > applied:
             group.acks[(store, status.epoch)] = None
         self._upsert_store(store, "online", status)
         if status.applied_cseq is None:
