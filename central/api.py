@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from central.core import Core, Publish
 from central.customer_api import after_snapshot, customers_router
 from central.errors import InvalidCommandError
+from central.metrics import metrics_router
 from central.queries import (
     alerts,
     catalog_commands,
@@ -268,4 +269,6 @@ def create_app(service: "CentralService") -> FastAPI:
         return issue(store, [{"type": "resync"}])
 
     app.include_router(customers_router(service, admin))
+    metrics, app.state.metrics = metrics_router(service, admin)  # central.metrics
+    app.include_router(metrics)
     return app

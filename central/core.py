@@ -40,6 +40,8 @@ from central.customer_registry import COMMAND_TYPES as CUSTOMER_COMMANDS
 from central.customer_registry import check_command as check_customer_command
 from central.errors import InvalidCommandError, StorageError
 from central.recalls import record_blocked
+from central.restore import ALERT_KIND as RESTORED_BEHIND
+from central.restore import RestoreWatch
 from central.runs import add_events, stock_cells, stored_events, unprojected
 from central.storage import Connection
 from sync.errors import WireFormatError
@@ -194,6 +196,7 @@ class Core:
         self._pending_epochs: set[tuple[str, str]] = set()
         self._pending_events = 0
         self._pending_since: float | None = None
+        self.restore_watch = RestoreWatch.load(conn)  # central.restore: restored from a backup
         self.load()
 
     # ------------------------------------------------------------------ state
@@ -643,6 +646,7 @@ class Core:
         # idle store goes back now rather than at its next fact
         if not retained and status.last_seq is not None and status.last_seq > applied:
             group.acks[(store, status.epoch)] = None
+            self._restored_behind(group, store, status.epoch, "birth", status.last_seq)
         self._upsert_store(store, "online", status)
         if status.applied_cseq is None:
             st.acked = None  # wait for its commands/ack (first resync pending)
@@ -771,10 +775,21 @@ class Core:
             return
         self._store(store).pending_digest = digest
         group.digests.add(store)
+        self._restored_behind(group, store, digest.epoch, "digest", digest.through_seq)
         self.conn.execute(
             "INSERT INTO stores (store, last_digest) VALUES (?, ?) ON CONFLICT (store) "
             "DO UPDATE SET last_digest = excluded.last_digest",
             (store, canonical_json(obj).decode()))
+
+    def _restored_behind(self, group: _Group, store: str, epoch: str, source: str,
+                         store_seq: int) -> None:
+        """central.restore: after a restore, a store ahead of central raises the alert and
+        gets its epoch's (lower) ack again, live (PROTOCOL §4.3)."""
+        detail = self.restore_watch.behind(store, epoch, source, store_seq,
+                                           self.applied.get((store, epoch), 0))
+        if detail is not None:
+            self._alert(group, store, RESTORED_BEHIND, "critical", detail)
+            group.acks[(store, epoch)] = None
 
     def digest_ready(self, store: str, digest: Digest) -> bool:
         if self.applied.get((store, digest.epoch), 0) < digest.through_seq:
