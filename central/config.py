@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from central.errors import ConfigError
+from central.history_schema import HistorySettings
 from sync.files import private_dir, write_secret
 from sync.wire import STORE_RE
 
@@ -148,6 +149,7 @@ class CentralConfig(BaseModel):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     partition: PartitionSettings = Field(default_factory=PartitionSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)  # central.history
 
     @field_validator("database_url")
     @classmethod

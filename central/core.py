@@ -39,6 +39,7 @@ from central.customer_history import HISTORY_TYPES, HistoryRow, history_row, rec
 from central.customer_registry import COMMAND_TYPES as CUSTOMER_COMMANDS
 from central.customer_registry import check_command as check_customer_command
 from central.errors import InvalidCommandError, StorageError
+from central.history_schema import compacted_through
 from central.recalls import record_blocked
 from central.restore import ALERT_KIND as RESTORED_BEHIND
 from central.restore import RestoreWatch
@@ -540,9 +541,12 @@ class Core:
         settles the usual case; only a difference costs a canonical comparison."""
         self._insert_runs(group)  # the kept versions may be from this very group
         kept = stored_events(self.conn, store, epoch, first, first + len(raws) - 1)
+        floor = compacted_through(self.conn, store, epoch)  # after kept: central.history
         sha256 = hashlib.sha256
         for index, raw in enumerate(raws):
             seq = first + index
+            if seq <= floor:
+                continue  # pruned: a duplicate by its seq, its hash no longer comparable
             entry = kept.get(seq)
             if entry is not None and (entry[0] == sha256(raw).digest()
                                       or same_event(entry[1], raw)):
@@ -826,6 +830,10 @@ class Core:
         if digest is None or not self.digest_ready(store, digest):
             return
         st.pending_digest = None
+        if digest.through_seq < compacted_through(self.conn, store, digest.epoch):
+            log.warning("digest of store %s older than the retained history: not compared",
+                        store)  # central.history
+            return
         if digest.through_cseq > st.issued:
             self._alert(group, store, "digest_beyond_issued", "warning",
                         {"through_cseq": digest.through_cseq, "issued": st.issued})

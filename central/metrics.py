@@ -83,6 +83,12 @@ class CentralCollector(Collector):
                                   value=writer.busy_seconds)
         yield GaugeMetricFamily("edge_central_mqtt_connected", "1 while connected to the broker",
                                 value=1.0 if service.link.connected.is_set() else 0.0)
+        compactor = service.compactor
+        yield CounterMetricFamily("edge_central_history_pruned_events",
+                                  "Applied events pruned past the retention window",
+                                  value=compactor.pruned_events)
+        yield CounterMetricFamily("edge_central_history_passes", "Compaction passes done",
+                                  value=compactor.passes)
         marks = service.call(_copy_watermarks, timeout=10)
         yield from self._per_store(marks)
         yield from self._from_database()

@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from central.batches import FastBatch
 from central.config import CentralConfig, TokenBook
 from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
+from central.history import Compactor
 from central.inbox import ByteBoundedInbox
 from central.storage import Database
 from sync.wire import now_ts
@@ -268,6 +269,7 @@ class CentralService:
                          owns=config.partition.owns)
         self.link = MqttLink(config, self._on_message, self._on_connected)
         self.writer = Writer(self.core, self.link.publish, config.max_group_messages)
+        self.compactor = Compactor(self.db, config.history)  # bounded history
         self.tokens = TokenBook(config.http.store_tokens_dir, config.admin_token_path())
         generated = self.tokens.ensure_admin_token()
         if generated is not None:
@@ -284,8 +286,10 @@ class CentralService:
     def start(self) -> None:
         self.writer.start()
         self.link.start()
+        self.compactor.start()
 
     def stop(self) -> None:
+        self.compactor.stop()
         self.link.stop()
         self.writer.stop()
 
