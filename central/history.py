@@ -50,7 +50,7 @@ class Pass:
     batches: int = 0
 
 
-def _candidates(conn: Connection) -> list[tuple[str, str, int, int, int | None]]:
+def candidates(conn: Connection) -> list[tuple[str, str, int, int, int | None]]:
     """(store, epoch, compacted_seq, projected_seq, first unresolved quarantine seq)."""
     return [(str(s), str(e), int(c or 0), int(p), None if q is None else int(q))
             for s, e, c, p, q in conn.execute(
@@ -110,7 +110,7 @@ def compact(conn: Connection, cutoff: str, batch_runs: int = 200,
     """Prune every eligible run received before ``cutoff`` (an RFC 3339 UTC timestamp),
     ``batch_runs`` per transaction, calling ``pause`` between transactions."""
     out = Pass()
-    epochs = _candidates(conn)
+    epochs = candidates(conn)
     while epochs:
         runs, events = compact_batch(conn, cutoff, batch_runs, epochs)
         out.runs += runs
