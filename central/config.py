@@ -29,6 +29,7 @@ from pydantic import (
 
 from central.errors import ConfigError
 from central.history_schema import HistorySettings
+from central.ownership_schema import OwnershipSettings
 from sync.files import private_dir, write_secret
 from sync.wire import STORE_RE
 
@@ -150,6 +151,7 @@ class CentralConfig(BaseModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     partition: PartitionSettings = Field(default_factory=PartitionSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)  # central.history
+    ownership: OwnershipSettings = Field(default_factory=OwnershipSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -157,6 +159,15 @@ class CentralConfig(BaseModel):
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _ownership(self) -> CentralConfig:  # central.ownership
+        if self.ownership.enabled and not self.database_url.startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("ownership needs a PostgreSQL database_url")
+        if self.ownership.enabled and self.partition.count != 1:
+            raise ValueError("use [ownership] or [partition], not both")
+        return self
 
     def admin_token_path(self) -> Path | None:
         """Where the operator token lives (see ``HttpSettings.admin_token_file``)."""

@@ -39,6 +39,7 @@ from central.customer_history import HISTORY_TYPES, HistoryRow, history_row, rec
 from central.customer_registry import COMMAND_TYPES as CUSTOMER_COMMANDS
 from central.customer_registry import check_command as check_customer_command
 from central.errors import InvalidCommandError, StorageError
+from central.fencing import Fencing
 from central.history_schema import compacted_through
 from central.recalls import record_blocked
 from central.restore import ALERT_KIND as RESTORED_BEHIND
@@ -198,6 +199,7 @@ class Core:
         self._pending_events = 0
         self._pending_since: float | None = None
         self.restore_watch = RestoreWatch.load(conn)  # central.restore: restored from a backup
+        self.fencing: Fencing | None = None  # central.ownership: leases checked per transaction
         self.load()
 
     # ------------------------------------------------------------------ state
@@ -265,6 +267,8 @@ class Core:
             project = False
             self.conn.begin_write()
             try:
+                if self.fencing is not None:
+                    self.fencing.begin(self.conn)  # central.fencing: raises Fenced
                 for current, message in enumerate(batch):
                     if current in poisoned:
                         continue
@@ -279,6 +283,8 @@ class Core:
                 project = self.projection_due(now)
                 if project:
                     self._write_projection()
+                if self.fencing is not None:
+                    self.fencing.log(self.conn, group.epochs, self.applied)
                 self.conn.commit()
             except StorageError:
                 self.conn.rollback()
@@ -316,7 +322,8 @@ class Core:
         makes such a store go back at once (PROTOCOL §4.3) instead of after its
         ``resend_after``.
         """
-        return [self._ack(store, epoch, ts) for store, epoch in list(self.applied)]
+        return [self._ack(store, epoch, ts) for store, epoch in list(self.applied)
+                if self.owns(store)]
 
     def _ack(self, store: str, epoch: str, ts: str) -> Publish:
         body = {"v": 1, "store": store, "epoch": epoch,
@@ -597,6 +604,8 @@ class Core:
             return
         self.conn.begin_write()
         try:
+            if self.fencing is not None:
+                self.fencing.begin(self.conn)
             self._write_projection()
             self.conn.commit()
         except BaseException:
@@ -609,6 +618,8 @@ class Core:
         """After a restart or a failed group: the events applied after the stock table's
         checkpoint become pending deltas again (read back from the runs)."""
         for store, epoch, projected, applied in unprojected(self.conn):
+            if not self.owns(store):
+                continue  # another worker's store (central.ownership) projects its own
             add_events(self._pending.setdefault(store, {}), self.conn, store, epoch,
                        (projected, applied))
             key = (store, epoch)

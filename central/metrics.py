@@ -89,6 +89,20 @@ class CentralCollector(Collector):
                                   value=compactor.pruned_events)
         yield CounterMetricFamily("edge_central_history_passes", "Compaction passes done",
                                   value=compactor.passes)
+        ownership = service.ownership
+        if ownership is not None:
+            changes = CounterMetricFamily("edge_central_lease_changes", "Partition leases "
+                                          "acquired, released or lost", labels=["change"])
+            for change, n in sorted(ownership.changes.items()):
+                changes.add_metric([change], n)
+            yield changes
+            yield GaugeMetricFamily("edge_central_leases_held", "Partitions this worker holds",
+                                    value=len(ownership.held))
+            yield GaugeMetricFamily("edge_central_live_workers", "Workers seen alive",
+                                    value=ownership.live_workers)
+            yield CounterMetricFamily("edge_central_fenced_transactions", "Apply transactions "
+                                      "refused because a lease had moved on",
+                                      value=ownership.fencing.fenced)
         marks = service.call(_copy_watermarks, timeout=10)
         yield from self._per_store(marks)
         yield from self._from_database()

@@ -30,6 +30,7 @@ from central.config import CentralConfig, TokenBook
 from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
 from central.history import Compactor
 from central.inbox import ByteBoundedInbox
+from central.ownership import Ownership
 from central.storage import Database
 from sync.wire import now_ts
 
@@ -209,6 +210,7 @@ class MqttLink:
         self._deliver = on_message
         client.on_message = self._on_message
         self.client = client
+        self.filters: Callable[[], list[str]] | None = None  # central.ownership: own stores only
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
@@ -235,7 +237,10 @@ class MqttLink:
             log.error("broker refused the connection: %s", reason)
             return
         root = self.config.root
-        client.subscribe([(f"{root}/v1/stores/+/{rest}", 1) for rest in SUBSCRIPTIONS])
+        if self.filters is None:
+            client.subscribe([(f"{root}/v1/stores/+/{rest}", 1) for rest in SUBSCRIPTIONS])
+        else:
+            self.subscribe_topics(self.filters())
         self.connected.set()
         if self._on_connected_cb is not None:
             self._on_connected_cb()
@@ -249,6 +254,14 @@ class MqttLink:
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
         self._deliver(message.topic, bytes(message.payload), bool(message.retain))
+
+    def subscribe_topics(self, topics: list[str]) -> None:
+        for start in range(0, len(topics), 500):  # SUBSCRIBE packets of bounded size
+            self.client.subscribe([(t, 1) for t in topics[start:start + 500]])
+
+    def unsubscribe_topics(self, topics: list[str]) -> None:
+        for start in range(0, len(topics), 500):
+            self.client.unsubscribe(topics[start:start + 500])
 
     def publish(self, items: list[Publish]) -> None:
         for item in items:
@@ -265,9 +278,16 @@ class CentralService:
         self.config = config
         self.db = Database(config.database_url)
         self.db.create_schema()
+        self.ownership = Ownership(self.db, config) if config.ownership.enabled else None
+        owns = self.ownership.fencing.owns if self.ownership else config.partition.owns
         self.core = Core(self.db.connect(), root=config.root, resend_after=config.resend_after,
-                         owns=config.partition.owns)
+                         owns=owns)
         self.link = MqttLink(config, self._on_message, self._on_connected)
+        if self.ownership is not None:  # central.ownership: leases, fencing, own stores only
+            self.core.fencing = self.ownership.fencing
+            self.link.filters = self.ownership.filters
+            self.ownership.attach(self.call, self.link.subscribe_topics,
+                                  self.link.unsubscribe_topics)
         self.writer = Writer(self.core, self.link.publish, config.max_group_messages)
         self.compactor = Compactor(self.db, config.history)  # bounded history
         self.tokens = TokenBook(config.http.store_tokens_dir, config.admin_token_path())
@@ -287,8 +307,12 @@ class CentralService:
         self.writer.start()
         self.link.start()
         self.compactor.start()
+        if self.ownership is not None:
+            self.ownership.start()
 
     def stop(self) -> None:
+        if self.ownership is not None:
+            self.ownership.stop()  # hands the leases back while the writer still runs
         self.compactor.stop()
         self.link.stop()
         self.writer.stop()
