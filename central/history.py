@@ -92,8 +92,10 @@ def compact_batch(conn: Connection, cutoff: str, batch_runs: int,
                 conn.execute(
                     "INSERT INTO epoch_compaction (store, epoch, compacted_seq, compacted_ts) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT (store, epoch) DO UPDATE SET "
-                    "compacted_seq = excluded.compacted_seq, "
-                    "compacted_ts = excluded.compacted_ts",
+                    # never lowered, even by a slower pass of another worker's pruner
+                    "compacted_seq = CASE WHEN excluded.compacted_seq > "
+                    "epoch_compaction.compacted_seq THEN excluded.compacted_seq ELSE "
+                    "epoch_compaction.compacted_seq END, compacted_ts = excluded.compacted_ts",
                     (store, epoch, new_floor, format_ts(datetime.now(UTC))))
                 epochs[0] = (store, epoch, new_floor, projected, quarantine)
             if eligible < len(rows) or len(rows) < want:

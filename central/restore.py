@@ -9,7 +9,9 @@ one critical ``central_restored_behind`` alert per (store, epoch) and acknowledg
 epoch again at once, live. The store sees a live ack below its stored watermark and goes
 back to it (PROTOCOL §4.3). The operator clears the marker (``edge-central db
 restore-done``) once every store has caught up; without a marker the same observations
-are an ordinary backlog and raise nothing.
+are an ordinary backlog and raise nothing. While the marker is set, a store that merely
+had events it had not sent yet also raises the alert once: central cannot tell the two
+apart from a birth or a digest alone (the alert's detail gives both numbers).
 """
 
 from __future__ import annotations

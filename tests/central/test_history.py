@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from central.core import Core, Inbound
-from central.history import Compactor, compact
+from central.history import Compactor, candidates, compact, compact_batch
 from central.history_schema import HistorySettings, compacted_through
 from central.storage import Database
 from sync.wire import digest_lines, format_ts
@@ -140,3 +140,28 @@ def test_background_compactor_prunes_while_the_writer_applies(
     assert central.stock("S001") == {"A-1": (-200, 0)}
     assert central.stock("S002") == {"A-1": (-200, 0)}
     assert len(_runs(central, "S001")) <= 1
+
+
+def test_a_slower_pass_never_lowers_the_floor(tmp_path: Path) -> None:
+    """Two pruners (one per worker) may race: the floor only moves up."""
+    db = Database(f"sqlite:///{tmp_path}/central.db")
+    db.create_schema()
+    core = Core(db.connect())
+    topic = "retail/v1/stores/S001/events"
+    for first in (1, 4):
+        body = {"v": 1, "store": "S001", "epoch": "e1",
+                "events": [event(s) for s in range(first, first + 3)]}
+        core.process([Inbound(topic, orjson.dumps(body), False)])
+    core.flush_projection()
+    fast, slow = db.connect(), db.connect()
+    stale = candidates(slow)  # the slow pass read the epochs before the fast one ran
+    assert compact(fast, FUTURE).events == 6
+    assert compacted_through(fast, "S001", "e1") == 6
+    stale = [(s, e, 0, 3, q) for s, e, _, _, q in stale]  # it believed projected = 3
+    # what it read (the run 1…3) before the fast pass deleted it, put back for its delete
+    slow.execute("INSERT INTO event_runs (store, epoch, first_seq, last_seq, hashes, body, "
+                 "received) VALUES ('S001', 'e1', 1, 3, x'', x'5b5d', ?)", (PAST,))
+    assert compact_batch(slow, FUTURE, 10, stale) == (1, 3)
+    assert compacted_through(fast, "S001", "e1") == 6
+    for conn in (fast, slow, core.conn):
+        conn.close()
