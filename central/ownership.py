@@ -166,11 +166,14 @@ class Ownership:
         share = math.ceil(self.partitions / self.live_workers)
         while len(self.held) > share and not self._stop.is_set():
             self._release(max(self.held))
+        stores = self._store_map()
+        self._refresh(stores)
         while len(self.held) < share and not self._stop.is_set():
-            if not self._acquire():
+            if not self._acquire(stores):
                 break
 
-    def _stores(self, part: int) -> list[str]:
+    def _store_map(self) -> dict[int, list[str]]:
+        """partition → its stores: the store tokens' names and the stores in the database."""
         names: set[str] = set()
         tokens = self.config.http.store_tokens_dir
         if tokens is not None and Path(tokens).is_dir():
@@ -178,14 +181,31 @@ class Ownership:
         conn = self._conn
         if conn is not None:
             names.update(str(s) for (s,) in conn.execute("SELECT store FROM stores"))
-        return sorted(s for s in names if STORE_RE.fullmatch(s) is not None
-                      and self.fencing.partition(s) == part)
+        out: dict[int, list[str]] = {}
+        for store in sorted(names):
+            if STORE_RE.fullmatch(store) is not None:
+                out.setdefault(self.fencing.partition(store), []).append(store)
+        return out
+
+    def _refresh(self, stores: dict[int, list[str]]) -> None:
+        """Subscribe the stores that appeared in held partitions since the last heartbeat."""
+        added: list[str] = []
+        with self._lock:
+            for part, topics in self.subscribed.items():
+                wanted = self._topics(stores.get(part, []))
+                known = set(topics)
+                new = [t for t in wanted if t not in known]
+                if new:
+                    topics.extend(new)
+                    added.extend(new)
+        if added and self._subscribe is not None:
+            self._subscribe(added)
 
     def _topics(self, stores: list[str]) -> list[str]:
         root = self.config.root
         return [f"{root}/v1/stores/{store}/{rest}" for store in stores for rest in TOPICS]
 
-    def _acquire(self) -> bool:
+    def _acquire(self, stores: dict[int, list[str]]) -> bool:
         rows = self._tx(
             f"UPDATE partition_leases SET worker = ?, token = token + 1, expires_at = {_NOW} + ? "
             "WHERE part = (SELECT part FROM partition_leases WHERE worker IS NULL OR "
@@ -210,7 +230,7 @@ class Ownership:
             return None, acks
 
         self._writer(take)
-        topics = self._topics(self._stores(part))
+        topics = self._topics(stores.get(part, []))
         with self._lock:
             self.subscribed[part] = topics
         if topics and self._subscribe is not None:

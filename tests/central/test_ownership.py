@@ -187,6 +187,11 @@ def test_three_workers_share_the_stores_fail_over_and_never_apply_twice(
     wait_until(lambda: sorted(_spread(database).values()) == [2, 3, 3], 60, "leases spread")
     sims = [StreamingStore(broker.port, f"S{i:03d}") for i in range(1, 13)]
     try:
+        scraped = [w.metrics() for w in workers]
+        assert sum(m["edge_central_leases_held"] for m in scraped) == PARTITIONS
+        assert all(m["edge_central_live_workers"] == 3 for m in scraped)
+        assert sum(m["edge_central_lease_changes_total{change=acquired}"] for m in scraped) \
+            >= PARTITIONS
         # each worker receives only its own stores' traffic: one batch per store reaches
         # exactly one worker
         before = [w.metrics()["edge_central_messages_total"] for w in workers]
@@ -269,3 +274,23 @@ def test_three_workers_share_the_stores_fail_over_and_never_apply_twice(
     finally:
         for sim in sims:
             sim.close()
+
+
+def test_a_store_added_later_is_subscribed_by_its_owner(
+        workers: list[Worker], broker: Broker, database: str) -> None:
+    worker = workers[0]
+    worker.start()
+    wait_until(lambda: _spread(database) and sum(_spread(database).values()) == PARTITIONS,
+               60, "one worker holds every partition")
+    (worker.tokens / "S099.token").write_text("tok-S099")  # a new store joins the chain
+    sim = StreamingStore(broker.port, "S099")
+    try:
+        sim.make(3)
+
+        def acked() -> bool:
+            sim.pump()  # resent every RESEND_AFTER until the owner subscribed
+            return sim.done()
+
+        wait_until(acked, 60, "the new store's events acknowledged")
+    finally:
+        sim.close()
