@@ -13,7 +13,7 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -49,6 +49,8 @@ class BrokerSettings(BaseModel):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # "3.1.1" for brokers without MQTT 5 (NATS server's MQTT); README "Scale"
+    protocol: Literal["5", "3.1.1"] = "5"
 
     @field_validator("url")
     @classmethod

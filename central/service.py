@@ -186,8 +186,10 @@ class MqttLink:
         self.connected = threading.Event()
         self.auth_failed = False
         b = config.broker
+        self.v5 = b.protocol == "5"  # else MQTT 3.1.1 (a clean session, no properties)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.effective_client_id,
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+                             clean_session=None if self.v5 else True)
         if b.username:
             password = b.password()
             client.username_pw_set(b.username,
@@ -213,9 +215,13 @@ class MqttLink:
         self.filters: Callable[[], list[str]] | None = None  # central.ownership: own stores only
 
     def start(self) -> None:
+        b = self.config.broker
+        if not self.v5:
+            self.client.connect_async(b.host, b.port, keepalive=b.keepalive)
+            self.client.loop_start()
+            return
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
         props.SessionExpiryInterval = 0
-        b = self.config.broker
         self.client.connect_async(b.host, b.port, keepalive=b.keepalive, clean_start=True,
                                   properties=props)
         self.client.loop_start()
