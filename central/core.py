@@ -39,7 +39,7 @@ from central.customer_history import HISTORY_TYPES, HistoryRow, history_row, rec
 from central.customer_registry import COMMAND_TYPES as CUSTOMER_COMMANDS
 from central.customer_registry import check_command as check_customer_command
 from central.errors import InvalidCommandError, StorageError
-from central.fencing import Fencing
+from central.fencing import Fenced, Fencing
 from central.history_schema import compacted_through
 from central.recalls import record_blocked
 from central.restore import ALERT_KIND as RESTORED_BEHIND
@@ -765,6 +765,7 @@ class Core:
         out: list[Publish] = []
         due = [store for store, st in self.stores.items()
                if st.online and st.acked is not None and st.acked < st.issued
+               and self.owns(store)  # central.ownership: not another worker's store
                and now - st.last_progress >= self.resend_after]
         if not due:
             return out
@@ -962,6 +963,8 @@ class Core:
         before = st.issued, st.last_resync_cseq
         self.conn.begin_write()
         try:
+            if self.fencing is not None:
+                self._fence_issue(self.fencing, store)  # central.fencing: still the owner?
             issued = self._issue_in_tx(group, store, specs)
             self.conn.commit()
         except BaseException:
@@ -972,6 +975,18 @@ class Core:
         for target, start in group.sends:
             out.extend(self._send_from(target, start, now))
         return issued, out
+
+    def _fence_issue(self, fencing: Fencing, store: str) -> None:
+        """central.ownership: an operator command commits only under this worker's lease."""
+        try:
+            fencing.begin(self.conn)
+        except Fenced:
+            self.conn.rollback()
+            self.load()  # forget the lost partitions' pending stock deltas
+            raise InvalidCommandError(f"store {store} moved to another worker; retry there"
+                                      ) from None
+        if not self.owns(store):
+            raise InvalidCommandError(f"store {store} belongs to another central worker")
 
     def _issue_in_tx(self, group: _Group, store: str,
                      specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

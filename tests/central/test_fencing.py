@@ -12,6 +12,7 @@ import pytest
 
 from central.config import store_partition
 from central.core import Core, Inbound
+from central.errors import InvalidCommandError
 from central.fencing import Fencing
 from central.ownership_schema import OWNERSHIP_TABLES
 from central.storage import Database
@@ -99,3 +100,27 @@ def test_a_takeover_waits_for_the_apply_in_flight(postgres_server: Postgres) -> 
                            (part,)) == [("B", 2)]
     for conn in (holder, taker, watcher):
         conn.close()
+
+
+def test_an_operator_command_commits_only_under_the_lease(postgres_server: Postgres) -> None:
+    db = _db(postgres_server)
+    store = "S001"
+    part = store_partition(store, PARTS)
+    admin = db.connect()
+    admin.execute("UPDATE partition_leases SET worker = 'A', token = 1 WHERE part = ?", (part,))
+    fencing = Fencing("A", PARTS)
+    fencing.held[part] = 1
+    core = Core(db.connect(), owns=fencing.owns)
+    core.fencing = fencing
+    adjust = [{"type": "stock.adjust", "data": {"reason": "count"},
+               "stock": [{"sku": "A-1", "delta": 5}]}]
+    issued, _ = core.issue(store, adjust)
+    assert [c["cseq"] for c in issued] == [1]
+    admin.execute("UPDATE partition_leases SET worker = 'B', token = 2 WHERE part = ?", (part,))
+    with pytest.raises(InvalidCommandError, match="moved to another worker"):
+        core.issue(store, adjust)
+    assert admin.execute("SELECT MAX(cseq) FROM commands WHERE store = ?", (store,)) == [(1,)]
+    with pytest.raises(InvalidCommandError, match="another central"):
+        core.issue(store, adjust)
+    core.conn.close()
+    admin.close()
