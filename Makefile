@@ -14,8 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# mosquitto, faketime (chaos clock jumps), PostgreSQL (the central's tests) and nats-server
-# (the second broker) from the system's packages.
+# mosquitto, faketime (chaos clock jumps), PostgreSQL (the central's tests), Chromium
+# (the pages' browser tests, driven by Playwright; never `playwright install`) and
+# nats-server (the second broker) from the system's packages.
 system-deps:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
 	  echo "installing mosquitto from the system packages"; \
@@ -30,6 +31,11 @@ system-deps:
 	  echo "installing postgresql from the system packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null || \
 	    echo "postgresql unavailable: its tests will be skipped with a reason"; \
+	fi
+	@if [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing chromium (the pages' browser tests) from the system packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null || \
+	    echo "chromium unavailable: the browser tests will be skipped with a reason"; \
 	fi
 	@if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then \
 	  echo "installing nats-server (the second broker's tests) from the system packages"; \

@@ -44,8 +44,8 @@ README = ROOT / "README.md"
 BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
 # A module not in ADAPTERS below supplies its own ``rows(figures)`` (bench/<name>.py).
 ORDER = ("ceilings", "ledger", "drivers", "sync", "reconnect", "api", "visitors", "customers",
-         "central", "central_history", "central_scale", "footprint", "scaling", "carddata",
-         "rfid")
+         "central", "central_history", "central_scale", "omni", "footprint", "scaling",
+         "carddata", "rfid", "pages")
 TIMEOUT_S = {"full": 2400.0, "quick": 900.0, "tiny": 180.0}
 P99_TARGET_MS = 100.0
 
@@ -262,17 +262,18 @@ def central_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def omni_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
+    from bench import omni  # noqa: PLC0415
+
+    return omni.rows(f)
+
+
 def footprint_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
     from bench import footprint  # noqa: PLC0415
 
     return footprint.rows(f)
 
 
-def customers_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
-    from bench import customers  # noqa: PLC0415
-
-    rows: list[Row] = customers.rows(f)
-    return rows
 
 
 def scaling_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
@@ -294,7 +295,7 @@ def module_rows(name: str) -> Callable[[dict[str, Any], dict[str, Any]], list[Ro
 ADAPTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[Row]]] = {
     "ceilings": ceilings_rows, "ledger": ledger_rows, "drivers": drivers_rows,
     "sync": sync_rows, "api": api_rows, "central": central_rows, "visitors": visitors_rows,
-    "footprint": footprint_rows, "scaling": scaling_rows, "customers": customers_rows,
+    "footprint": footprint_rows, "scaling": scaling_rows, "omni": omni_rows,
 }
 
 

@@ -13,15 +13,16 @@ import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from central.core import Core, Publish
 from central.customer_api import after_snapshot, customers_router
 from central.errors import InvalidCommandError
 from central.metrics import metrics_router
+from central.omni_api import omni_router
+from central.pages import router as pages_router
 from central.queries import (
     alerts,
     catalog_commands,
@@ -32,6 +33,7 @@ from central.queries import (
     stores_overview,
 )
 from central.recall_api import recall_router
+from central.session import operator_ok
 from sync.wire import STORE_RE
 
 if TYPE_CHECKING:  # the service is handed in by central.main; no import at run time
@@ -101,9 +103,11 @@ def _bearer(authorization: str | None) -> bytes | None:
 
 
 def create_app(service: "CentralService") -> FastAPI:
-    # the interactive docs and the schema are operator pages: behind the admin token
+    # The schema is an operator page, behind the admin token (below); /docs is served by
+    # central.pages from the installed Swagger UI files (no CDN), behind the same sign-in.
     app = FastAPI(title="edge-central", version="1", default_response_class=JSONBytes,
                   docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = service
     db = service.db
     tokens = service.tokens
 
@@ -125,11 +129,11 @@ def create_app(service: "CentralService") -> FastAPI:
         # the same answer for another store's token as for an unknown one: no oracle
         raise unauthorized
 
-    def admin_auth(authorization: Annotated[str | None, Header()] = None) -> None:
-        # always a token: where the request comes from (loopback, a proxy) proves nothing
+    def admin_auth(request: Request) -> None:
+        # always a token (the bearer header, or the page's session cookie made from it):
+        # where the request comes from (loopback, a proxy) proves nothing
         expected = tokens.admin_token()
-        given = _bearer(authorization)
-        if expected is None or given is None or not hmac.compare_digest(given, expected):
+        if expected is None or not operator_ok(request, expected):
             raise HTTPException(401, "missing or invalid admin token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -148,10 +152,7 @@ def create_app(service: "CentralService") -> FastAPI:
     @app.get("/openapi.json", dependencies=admin, include_in_schema=False)
     def get_openapi() -> dict[str, Any]:
         return app.openapi()
-
-    @app.get("/docs", dependencies=admin, include_in_schema=False)
-    def get_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="edge-central API")
+    app.include_router(omni_router(service, admin))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -269,6 +270,7 @@ def create_app(service: "CentralService") -> FastAPI:
         return issue(store, [{"type": "resync"}])
 
     app.include_router(customers_router(service, admin))
+    app.include_router(pages_router)  # the operations page, alert acks, /docs
     metrics, app.state.metrics = metrics_router(service, admin)  # central.metrics
     app.include_router(metrics)
     return app

@@ -73,7 +73,8 @@ _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _HEAD = msgspec.json.Decoder(_Head)
 _ENCODER = msgspec.json.Encoder()
 
-CLOSING_TYPES: Final = frozenset({"fulfilment", "reservation.released", "count"})
+CLOSING_TYPES: Final = frozenset({"fulfilment", "reservation.released", "count",
+                                 "order.rejected"})
 """Event types that close a reservation or a count request (§5.3): their ``data`` is read."""
 
 # SKUs already found valid; the same few thousand recur on a busy central. Bounded.

@@ -52,8 +52,10 @@ class Api:
             raise click.ClickException(f"cannot reach central: {exc}") from exc
         if response.status_code >= 400:
             try:
-                detail = response.json().get("detail")
-            except ValueError:
+                body = response.json()
+                detail = (f"{body['code']}: {body.get('message')}" if "code" in body
+                          else body.get("detail"))
+            except (ValueError, AttributeError):
                 detail = response.text
             hint = (" (give --token-file: edge-central writes its operator token beside its "
                     "SQLite database, e.g. /var/lib/edge-central/admin.token)"
@@ -328,7 +330,15 @@ def _register_groups() -> None:
     main.add_command(db)
 
 
+def _omnichannel_commands() -> None:
+    from central.omni_cli import atp, orders  # noqa: PLC0415 - they import this module
+
+    main.add_command(atp)
+    main.add_command(orders)
+
+
 _register_groups()
+_omnichannel_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -29,6 +29,7 @@ from pydantic import (
 
 from central.errors import ConfigError
 from central.history_schema import HistorySettings
+from central.omni_config import OmniSettings
 from central.ownership_schema import OwnershipSettings
 from sync.files import private_dir, write_secret
 from sync.wire import STORE_RE
@@ -154,6 +155,7 @@ class CentralConfig(BaseModel):
     partition: PartitionSettings = Field(default_factory=PartitionSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)  # central.history
     ownership: OwnershipSettings = Field(default_factory=OwnershipSettings)
+    omni: OmniSettings = Field(default_factory=OmniSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -41,6 +41,8 @@ from central.customer_registry import check_command as check_customer_command
 from central.errors import InvalidCommandError, StorageError
 from central.fencing import Fenced, Fencing
 from central.history_schema import compacted_through
+from central.hooks import Watcher
+from central.order_commands import ORDER_COMMANDS, plan_order_command
 from central.recalls import record_blocked
 from central.restore import ALERT_KIND as RESTORED_BEHIND
 from central.restore import RestoreWatch
@@ -156,6 +158,22 @@ class _Group:
     digests: set[str] = field(default_factory=set)
     sends: list[tuple[str, int]] = field(default_factory=list)
     history: list[HistoryRow] = field(default_factory=list)
+    contacts: set[str] = field(default_factory=set)
+
+
+class _Tx:
+    """The open group transaction as a :class:`central.hooks.Watcher` sees it."""
+
+    def __init__(self, core: Core, group: _Group) -> None:
+        self._core = core
+        self._group = group
+        self.now = group.now
+
+    def issue(self, store: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._core._issue_in_tx(self._group, store, specs)
+
+    def sku_stock(self, sku: str) -> dict[str, tuple[int, int]]:
+        return self._core.exact_sku(sku)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +197,17 @@ class Core:
         resend_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         owns: Callable[[str], bool] | None = None,
+        *,
+        watcher: Watcher | None = None,
     ) -> None:
         self.conn = conn
         self.root = root
         self.resend_after = resend_after
         self.clock = clock
         self.owns = owns or (lambda _store: True)
+        self.watcher = watcher
+        self._watched = (CLOSING_TYPES | {RECALL_BLOCKED}
+                         | (watcher.types if watcher is not None else frozenset()))
         self.applied: dict[tuple[str, str], int] = {}
         self.max_seen: dict[tuple[str, str], int] = {}
         self.stores: dict[str, StoreState] = {}
@@ -285,14 +308,19 @@ class Core:
                     self._write_projection()
                 if self.fencing is not None:
                     self.fencing.log(self.conn, group.epochs, self.applied)
+                if self.watcher is not None:
+                    self.watcher.before_commit(_Tx(self, group), group.contacts.union(
+                        store for store, _ in group.acks))
                 self.conn.commit()
             except StorageError:
                 self.conn.rollback()
                 log.exception("group transaction failed; nothing acknowledged, reloading state")
+                self._watcher_rolled_back()
                 self.load()
                 return []
             except Exception:
                 self.conn.rollback()
+                self._watcher_rolled_back()
                 self._n = counters
                 self.load()
                 if current < 0:
@@ -305,6 +333,8 @@ class Core:
             break
         if project:
             self._projection_committed()
+        if self.watcher is not None:
+            self.watcher.committed()
         self._n["groups"] += 1
         out: list[Publish] = []
         for store, epoch in group.acks:
@@ -324,6 +354,44 @@ class Core:
         """
         return [self._ack(store, epoch, ts) for store, epoch in list(self.applied)
                 if self.owns(store)]
+
+    def _watcher_rolled_back(self) -> None:
+        if self.watcher is not None:
+            self.watcher.rolled_back()
+
+    def exact_sku(self, sku: str) -> dict[str, tuple[int, int]]:
+        """store → (on hand, reserved) of one SKU from the writer's own view: the stock
+        table (in the current transaction) plus the deltas not yet projected into it."""
+        cells = {str(store): (int(on), int(res)) for store, on, res in self.conn.execute(
+            "SELECT store, on_hand, reserved FROM stock WHERE sku = ?", (sku,))}
+        for store, pending in self._pending.items():
+            delta = pending.get(sku)
+            if delta is not None:
+                on, res = cells.get(store, (0, 0))
+                cells[store] = (on + delta[0], res + delta[1])
+        return cells
+
+    def run_write(self, fn: Callable[[_Tx], Any]) -> tuple[Any, list[Publish]]:
+        """Run ``fn`` in one write transaction (on the writer thread); commands it issues
+        are sent after the commit. A failure rolls everything back."""
+        now = self.clock()
+        group = _Group(ts=now_ts(), now=now)
+        self.conn.begin_write()
+        try:
+            result = fn(_Tx(self, group))
+            self._flush_alerts(group)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            self._watcher_rolled_back()
+            self.load()
+            raise
+        if self.watcher is not None:
+            self.watcher.committed()
+        out: list[Publish] = []
+        for target, start in group.sends:
+            out.extend(self._send_from(target, start, now))
+        return result, out
 
     def _ack(self, store: str, epoch: str, ts: str) -> Publish:
         body = {"v": 1, "store": store, "epoch": epoch,
@@ -399,7 +467,8 @@ class Core:
         elif rest == "digest":
             self._on_digest(group, store, obj, range_key)
         elif rest == "health":
-            self._on_health(group, store, obj, range_key)
+            if self._on_health(group, store, obj, range_key) and not retained:
+                group.contacts.add(store)  # a live, valid health message: the store is there
         elif rest.startswith("devices/"):
             self._on_device(group, store, rest.removeprefix("devices/"), obj, range_key)
 
@@ -418,17 +487,20 @@ class Core:
             heads = heads[skip:]
             raws = raws[skip:]
         add_deltas(self._pending.setdefault(store, {}), heads)
+        watched = self._watched
         for index, head in enumerate(heads):
-            if head.type in CLOSING_TYPES or head.type == RECALL_BLOCKED:
+            if head.type in watched:
                 try:
                     event = orjson.loads(bytes(raws[index]))
                 except orjson.JSONDecodeError:
                     continue  # e.g. 1e400 in data: msgspec skipped it, orjson cannot
-                self._closing(group, store, head.type, event)
-            elif head.data is not None and head.data.customer is not None \
+                self._watched_event(group, store, head.type, event)
+            if head.data is not None and head.data.customer is not None \
                     and head.type in HISTORY_TYPES:
                 with contextlib.suppress(orjson.JSONDecodeError):  # as above
                     self._customer_fact(group, store, orjson.loads(bytes(raws[index])))
+        if self.watcher is not None:
+            self.watcher.on_heads(store, heads)
         self._store_run(group, key, batch.first_seq + skip, raws)
 
     def _on_events(self, group: _Group, store: str, obj: dict[str, Any],
@@ -463,10 +535,12 @@ class Core:
                 self._quarantine(group, store, epoch, seq, str(exc))
                 continue
             add_pairs(pending, moves, holds)
-            if kind in CLOSING_TYPES or kind == RECALL_BLOCKED:
-                self._closing(group, store, kind, event)
-            elif kind in HISTORY_TYPES:
+            if kind in HISTORY_TYPES:
                 self._customer_fact(group, store, event)
+            if self.watcher is not None:
+                self.watcher.on_moves(store, kind, moves, holds)
+            if kind in self._watched:
+                self._watched_event(group, store, kind, event)
         self._store_run(group, key, first + skip, raws[skip:])
 
     def _sequence(self, group: _Group, store: str, epoch: str, first: int, count: int
@@ -514,6 +588,15 @@ class Core:
             (store, epoch, seq, reason))
         self._alert(group, store, "event_quarantined", "critical",
                     {"epoch": epoch, "seq": seq, "reason": reason})
+
+    def _watched_event(self, group: _Group, store: str, kind: str,
+                       event: dict[str, Any]) -> None:
+        if kind in CLOSING_TYPES or kind == RECALL_BLOCKED:
+            self._closing(group, store, kind, event)
+        if self.watcher is not None and kind in self.watcher.types:
+            # handled now, inside the message's own dispatch: a failure is that message's
+            # (skipped as poison, the group applied again without it), not the group's
+            self.watcher.on_event(_Tx(self, group), store, kind, event)
 
     def _closing(self, group: _Group, store: str, kind: str, event: dict[str, Any]) -> None:
         if kind == RECALL_BLOCKED:  # extension, docs/protocol.md "Recalls"
@@ -593,6 +676,8 @@ class Core:
                 [(self.applied[key], key[0], key[1]) for key in self._pending_epochs])
 
     def _projection_committed(self) -> None:
+        if self.watcher is not None:
+            self.watcher.on_projected(self._pending)
         self._pending.clear()
         self._pending_epochs.clear()
         self._pending_events = 0
@@ -763,6 +848,8 @@ class Core:
         """Timer: resend to stores whose watermark has not moved for ``resend_after``."""
         now = self.clock()
         out: list[Publish] = []
+        if self.watcher is not None:
+            out.extend(self.watcher.tick(self.run_write))
         due = [store for store, st in self.stores.items()
                if st.online and st.acked is not None and st.acked < st.issued
                and self.owns(store)  # central.ownership: not another worker's store
@@ -868,17 +955,18 @@ class Core:
         self._issue_in_tx(group, store, [{"type": "resync"}])
 
     def _on_health(self, group: _Group, store: str, obj: dict[str, Any],
-                   range_key: tuple[Any, ...]) -> None:
+                   range_key: tuple[Any, ...]) -> bool:
         try:
             Health.model_validate(obj)
         except ValidationError:
             self._drop(group, store, "malformed health", range_key)
-            return
+            return False
         self.conn.execute(
             "INSERT INTO stores (store, health, health_ts) VALUES (?, ?, ?) "
             "ON CONFLICT (store) DO UPDATE SET health = excluded.health, "
             "health_ts = excluded.health_ts",
             (store, canonical_json(obj).decode(), group.ts))
+        return True
 
     def _on_device(self, group: _Group, store: str, device: str, obj: dict[str, Any],
                    range_key: tuple[Any, ...]) -> None:
@@ -969,8 +1057,11 @@ class Core:
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
+            self._watcher_rolled_back()
             st.issued, st.last_resync_cseq = before
             raise
+        if self.watcher is not None:
+            self.watcher.committed()
         out: list[Publish] = []
         for target, start in group.sends:
             out.extend(self._send_from(target, start, now))
@@ -1094,6 +1185,8 @@ class Core:
                 raise InvalidCommandError(f"{kind}: {exc}") from exc
         elif kind in CUSTOMER_COMMANDS:  # docs/protocol.md §5.1 extension
             data = check_customer_command(kind, data)
+        elif kind in ORDER_COMMANDS:
+            data, reserve = plan_order_command(self.conn, store, kind, data)
         else:
             raise InvalidCommandError(f"unknown command type {kind!r}")
         return {"cseq": 0, "id": str(uuid.uuid4()), "type": kind, "ts": ts, "data": data,
@@ -1109,6 +1202,8 @@ class Core:
                 cells.setdefault(line["sku"], [0, 0])[column] += line["delta"]
         if cells:
             conn.add_stock([(store, sku, c[0], c[1]) for sku, c in cells.items()])
+        if self.watcher is not None:
+            self.watcher.on_command(store, command)
         if kind == "catalog.upsert":
             conn.executemany(
                 "INSERT INTO catalog (store, sku, item) VALUES (?, ?, ?) ON CONFLICT "
@@ -1117,12 +1212,14 @@ class Core:
         elif kind == "catalog.remove":
             conn.executemany("DELETE FROM catalog WHERE store = ? AND sku = ?",
                              [(store, s) for s in data["skus"]])
-        elif kind == "reservation.create":
+        elif kind in ("reservation.create", "order.assign"):
             conn.execute(
                 "INSERT INTO reservations (store, reservation_id, order_ref, lines, expires_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (store, data["reservation_id"], data["order_ref"],
-                 canonical_json(data["lines"]).decode(), data.get("expires_at")))
+                (store, data["reservation_id"], data.get("order_ref", data.get("order_id")),
+                 canonical_json([{"sku": ln["sku"], "qty": ln["qty"]}
+                                 for ln in data["lines"]]).decode(),
+                 data.get("expires_at")))
         elif kind == "reservation.cancel":
             conn.execute("UPDATE reservations SET cancel_requested = 1 WHERE store = ? AND "
                          "reservation_id = ?", (store, data["reservation_id"]))

@@ -6,7 +6,11 @@
     └── CentralError
         ├── StorageError      the database failed (sqlite3 / psycopg errors mapped here)
         ├── ConfigError       the configuration file is invalid (all problems at once)
-        └── InvalidCommandError an operator command is invalid (unknown store, bad lines, …)
+        ├── InvalidCommandError an operator command is invalid (unknown store, bad lines, …)
+        └── OrderError        an order cannot be taken or changed (``code``, HTTP ``status``)
+            ├── OrderConflict        the order id exists with another request
+            ├── UnknownOrder
+            └── OrderNotCancellable  already handed over
 """
 
 from __future__ import annotations
@@ -28,3 +32,27 @@ class ConfigError(CentralError):
 
 class InvalidCommandError(CentralError, ValueError):
     """An operator command cannot be issued as given."""
+
+
+class OrderError(CentralError):
+    """An order request or operation that cannot be carried out; ``code`` is stable."""
+
+    status = 422
+    code = "order_invalid"
+
+
+class OrderConflict(OrderError):
+    """The order id exists with a different request."""
+
+    status = 409
+    code = "order_conflict"
+
+
+class UnknownOrder(OrderError):
+    status = 404
+    code = "unknown_order"
+
+
+class OrderNotCancellable(OrderError):
+    status = 409
+    code = "order_not_cancellable"

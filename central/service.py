@@ -30,6 +30,7 @@ from central.config import CentralConfig, TokenBook
 from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
 from central.history import Compactor
 from central.inbox import ByteBoundedInbox
+from central.orders import OmniEngine
 from central.ownership import Ownership
 from central.storage import Database
 from sync.wire import now_ts
@@ -286,8 +287,10 @@ class CentralService:
         self.db.create_schema()
         self.ownership = Ownership(self.db, config) if config.ownership.enabled else None
         owns = self.ownership.fencing.owns if self.ownership else config.partition.owns
+        self.omni = OmniEngine(config.omni, owns=owns)
         self.core = Core(self.db.connect(), root=config.root, resend_after=config.resend_after,
-                         owns=owns)
+                         owns=owns, watcher=self.omni)
+        self.omni.attach(self.core.conn)
         self.link = MqttLink(config, self._on_message, self._on_connected)
         if self.ownership is not None:  # central.ownership: leases, fencing, own stores only
             self.core.fencing = self.ownership.fencing

@@ -132,6 +132,11 @@ CREATE TABLE IF NOT EXISTS drops (
     count BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (store, reason)
 );
+CREATE TABLE IF NOT EXISTS alert_acks (
+    id BIGINT PRIMARY KEY,
+    acked_at TEXT NOT NULL,
+    note TEXT
+);
 """
 
 _ALERTS = {

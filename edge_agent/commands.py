@@ -30,6 +30,7 @@ from edge_agent.customers.commands import (
     apply_customer_command,
 )
 from edge_agent.ledger import Tx
+from edge_agent.orders import store as orders
 from edge_agent.retail.recalls import apply_recall_command
 from edge_agent.visitors.errors import LoyaltyCommandInvalid
 from edge_agent.visitors.loyalty import apply_loyalty_command
@@ -43,7 +44,7 @@ LOYALTY_COMMANDS = frozenset({"loyalty.upsert", "loyalty.remove"})
 
 KNOWN_TYPES = frozenset({
     "catalog.upsert", "catalog.remove", "stock.adjust", "reservation.create",
-    "reservation.cancel", "count.request", "resync",
+    "reservation.cancel", "count.request", "resync", "order.assign", "order.cancel",
 })
 
 
@@ -135,8 +136,8 @@ def _check_lists(
     reserve = check_deltas(command.get("reserve", []), "reserve")
     if not isinstance(command.get("type"), str):
         raise WireFormatError("type: must be a string")
-    if command.get("type") == "reservation.cancel" and (stock or reserve):
-        raise WireFormatError("reservation.cancel carries a non-empty stock/reserve list")
+    if command.get("type") in ("reservation.cancel", "order.cancel") and (stock or reserve):
+        raise WireFormatError(f"{command['type']} carries a non-empty stock/reserve list")
     return stock, reserve
 
 
@@ -221,7 +222,8 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
         check_value(data)
     except WireFormatError as exc:
         status, reason = "flagged", str(exc)
-        data = {}
+        # An order must not be lost to a float in its address: it is kept, made wire-safe.
+        data = orders.wire_safe(data) if ctype in orders.COMMANDS else {}
 
     problem: str | None
     if ctype == "catalog.upsert":
@@ -240,6 +242,7 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
             _record(tx, command, "ignored", "reservation not open")
             return "ignored", "reservation not open"
         else:
+            orders.follow_reservation(tx, rid)
             problem = None
     elif ctype == "count.request":
         problem = _count_request(tx, data, str(command.get("ts") or now_ts()))
@@ -249,6 +252,13 @@ def _apply_command(tx: Tx, command: Mapping[str, Any]) -> tuple[Status, str | No
         problem = None
     elif ctype in RECALL_TYPES:  # extension, docs/protocol.md "Recalls"
         problem = apply_recall_command(tx, command)
+    elif ctype == "order.assign":  # extension, docs/protocol.md §12a
+        problem = orders.assign(tx, data, cseq, reserve)
+    elif ctype == "order.cancel":
+        if not orders.cancel(tx, data):
+            _record(tx, command, "ignored", "order not open at this store")
+            return "ignored", "order not open at this store"
+        problem = None
     elif ctype in LOYALTY_COMMANDS:  # extension, docs/protocol.md §5.1
         try:
             apply_loyalty_command(tx, ctype, data)
@@ -370,8 +380,9 @@ def expire_reservations(tx: Tx, now: datetime | None = None) -> int:
 def close_from_event(tx: Tx, type_: str, data: Mapping[str, Any], seq: int) -> None:
     """Bookkeeping an event implies (§5.3 last point): a ``count`` with a ``count_id``
     closes that count request; a ``fulfilment`` reduces (and when done closes) its
-    reservation; a ``reservation.released`` closes it. Used by resync when re-applying
-    the store's own events, and by the agent when it records them."""
+    reservation; a ``reservation.released`` or an ``order.rejected`` closes it. Used by
+    resync when re-applying the store's own events, and by the agent when it records
+    them."""
     if type_ == "count" and isinstance(data.get("count_id"), str):
         tx.execute(
             "UPDATE count_requests SET status = 'closed', closed_seq = ? "
@@ -382,7 +393,7 @@ def close_from_event(tx: Tx, type_: str, data: Mapping[str, Any], seq: int) -> N
     rid = data.get("reservation_id")
     if not isinstance(rid, str):
         return
-    if type_ == "reservation.released":
+    if type_ in ("reservation.released", "order.rejected"):
         tx.execute(
             "UPDATE reservations SET status = 'released', closed_seq = ? "
             "WHERE reservation_id = ? AND status = 'open'",

@@ -256,7 +256,7 @@ class ApiSection(_Section):
 class Routing(BaseModel):
     """How the agent uses a device's events (drivers never see these)."""
 
-    mode: Literal["sale", "receive", "count", "lookup"] | None = None
+    mode: Literal["sale", "receive", "count", "lookup", "pick"] | None = None
     terminal: str | None = None
     role: Literal["door", "presence", "inventory"] | None = None
     """``inventory``: a UHF reader counting merchandise in ``zone`` (edge_agent.rfid)."""
@@ -314,6 +314,7 @@ class ControlBarcodes(_Section):
     void_line: str = "CTL-VOID"
     quantity_prefix: str = "CTL-QTY-"
     close_session: str = "CTL-CLOSE"
+    order_prefix: str = "ORD:"  # pick mode: ORD:<order id> on the order slip
     default_payment: str = "cash"
 
 

@@ -7,7 +7,8 @@
    ``stock``/``reserve`` lists, and what they close (count requests, reservations).
 3. Record those entries as acknowledged watermarks (``tx.set_acked``).
 4. ``applied_cseq := through_cseq``; the resync need is cleared.
-5. Act on open reservations with ``cancel_requested`` as if the cancel had just arrived.
+5. Act on open reservations with ``cancel_requested`` as if the cancel had just arrived;
+   open online orders whose reservation central no longer holds are cancelled.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from edge_agent.commands import cancel_reservation, close_from_event, normalise_gtin
 from edge_agent.ledger import Tx, event_key
+from edge_agent.orders import store as orders
 from edge_agent.retail.recalls import replace_recalls
 from sync.messages import Snapshot
 from sync.wire import check_deltas, loads, now_ts
@@ -104,7 +106,9 @@ def apply_snapshot(tx: Tx, snapshot: Snapshot) -> dict[str, int]:
     ):
         if cancel_reservation(tx, str(row["reservation_id"])):
             cancelled += 1
+    orders_cancelled = orders.reconcile(tx)  # the queue follows central's reservations
     return {
+        "orders_cancelled": orders_cancelled,
         "catalog": len(snapshot.catalog),
         "stock": len(snapshot.stock),
         "reapplied_events": reapplied,

@@ -53,6 +53,7 @@ from edge_agent.errors import (
     OperationError,
 )
 from edge_agent.ledger import event_key, read_epochs
+from edge_agent.orders.api import router as orders_router
 from edge_agent.retail import RetailService, WriteResult
 from edge_agent.retail.requests import (
     CARD_DATA_MESSAGE,
@@ -72,6 +73,7 @@ from edge_agent.retail.requests import (
 from edge_agent.rfid.api import router as rfid_router
 from edge_agent.services import AgentServices, SyncControl
 from edge_agent.visitors.api import router as visitors_router
+from edge_agent.web import pages_router
 from sync.errors import WireFormatError
 from sync.wire import SKU_RE, parse_ts, utc_now
 
@@ -308,6 +310,8 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     app = FastAPI(
         default_response_class=FastJSONResponse,
         title="edge-agent local API",
+        docs_url=None,  # /docs is served by edge_agent.web.assets, with no CDN
+        redoc_url=None,
         version=services.version,
         description="Store-side retail operations (sales, returns, stock movements, "
                     "click-and-collect), live device events and status. Every write takes an "
@@ -488,7 +492,9 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     ) -> StreamingResponse:
         """Server-sent events: `event: <topic>` and `data: <json>` per item; a comment
         line every 15 s keeps proxies and clients from timing out. Topics: scan,
-        scan_rejected, basket, session, lookup, device, tag, door, presence, rejected, ...
+        scan_rejected, basket, session, lookup, device, tag, door, presence, rejected, and
+        one per committed write (sale, checkout, return, receipt, adjustment, count,
+        transfer, fulfilment, session.close: ids, totals, units, alert kinds) ...
         (all when `topics` is omitted)."""
         wanted = {t.strip() for t in topics.split(",") if t.strip()} if topics else None
         return StreamingResponse(_sse(services, wanted), media_type="text/event-stream",
@@ -500,6 +506,9 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     app.include_router(recalls_router)
     app.include_router(rfid_router)  # RFID counts and accuracy (edge_agent.rfid)
     app.include_router(customers_router)
+    # The store page (dashboard, login, charts) and the self-hosted Swagger UI at /docs.
+    app.include_router(pages_router)
+    app.include_router(orders_router)  # the fulfilment queue (edge_agent.orders)
 
     # -- status and ops ---------------------------------------------------------------------------
     @app.get("/v1/status", tags=["ops"])

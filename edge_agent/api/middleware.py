@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request body limit, bearer token for TCP, request metrics."""
+"""Pure ASGI middleware: request body limit, bearer token (or page session) for TCP,
+request metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from edge_agent.web.session import session_value, valid_session
 from sync.wire import canonical_json
 
 Scope = MutableMapping[str, Any]
@@ -86,26 +88,50 @@ class BodyLimit:
 
 
 class BearerToken:
-    """Require ``Authorization: Bearer <token>`` (compared in constant time)."""
+    """Require ``Authorization: Bearer <token>`` or the store page's session cookie (both
+    compared in constant time). Only the login form (``/login``) and the page's static
+    files pass without either; a browser asking for a page is sent to the login form, an
+    API client gets 401 ``unauthorized``."""
+
+    PUBLIC_PATHS = frozenset({"/login"})
+    PUBLIC_PREFIXES = ("/ui/static/",)
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self._token = token.encode()
+        self._session = session_value(self._token)
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(),
+                                                                       self._token):
+                    return True
+            elif name == b"cookie" and valid_session(value, self._session):
+                return True
+        path = str(scope.get("path", ""))
+        return path in self.PUBLIC_PATHS or path.startswith(self.PUBLIC_PREFIXES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = b""
-            for name, value in scope.get("headers", []):
-                if name == b"authorization":
-                    given = value
-            scheme, _, token = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(),
-                                                                      self._token):
-                await send_error(send, 401, "unauthorized",
-                                 "a bearer token is required on the TCP listener",
-                                 [(b"www-authenticate", b"Bearer")])
+        if scope["type"] == "http" and not self._authorized(scope):
+            if scope.get("method") == "GET" and _wants_html(scope):
+                await send({"type": "http.response.start", "status": 303, "headers": [
+                    (b"location", b"/login"), (b"content-length", b"0")]})
+                await send({"type": "http.response.body", "body": b""})
                 return
+            await send_error(send, 401, "unauthorized",
+                             "a bearer token is required on the TCP listener",
+                             [(b"www-authenticate", b"Bearer")])
+            return
         await self.app(scope, receive, send)
+
+
+def _wants_html(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"accept":
+            return b"text/html" in value
+    return False
 
 
 class RequestMetrics:

@@ -8,6 +8,7 @@ software.
   control barcode (or the API) turns it into one ``receipt`` fact.
 - ``count``: the same for a count session, closed into one ``count`` fact.
 - ``lookup``: price and stock only; nothing is written.
+- ``pick``: online orders picked by scan (:mod:`edge_agent.orders.scanning`).
 
 Baskets and sessions live in the ledger database (not as events), so a restart loses
 nothing. Results go to POS screens on the hub (topics ``scan``, ``basket``, ``session``,
@@ -25,6 +26,8 @@ import structlog
 from drivers.events import ScanEvent
 from edge_agent.config import HidScannerDevice, SerialScannerDevice
 from edge_agent.errors import EdgeAgentError, OperationError
+from edge_agent.orders.scanning import PickTerminals
+from edge_agent.orders.service import OrderService
 from edge_agent.retail.requests import looks_like_card_data
 from edge_agent.retail.service import RetailService, SessionKind
 from edge_agent.services import AgentServices
@@ -53,6 +56,14 @@ class ScanModes:
         # kept in memory (a lost pending quantity after a restart costs one re-scan).
         self._pending_qty: dict[tuple[str, str], int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._pick: PickTerminals | None = None
+
+    def _picking(self) -> PickTerminals:
+        if self._pick is None:
+            orders = OrderService(self.services.ledger, self.services.config.store,
+                                  hub=self.services.hub)
+            self._pick = PickTerminals(orders, self.controls)
+        return self._pick
 
     def _lock(self, terminal: str) -> asyncio.Lock:
         lock = self._locks.get(terminal)
@@ -88,6 +99,8 @@ class ScanModes:
                     await self._sale(terminal, code, item_code)
                 elif mode in ("receive", "count"):
                     await self._session(mode, terminal, code, item_code)
+                elif mode == "pick":  # online orders, edge_agent.orders.scanning
+                    await self._picking().handle(terminal, code)
                 else:
                     result = await self.retail.lookup(item_code)
                     self.services.hub.publish("lookup", {**context, **result})

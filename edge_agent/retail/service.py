@@ -59,6 +59,23 @@ class WriteResult:
     replayed: bool = False
 
 
+_LIVE_KEYS = ("sale_id", "return_id", "terminal", "total", "refund_total", "currency",
+              "reason", "ref", "event")
+
+
+def _live_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """What a committed write tells live listeners (``/v1/events/stream``): ids, totals,
+    units and alert kinds; never payments or the customer."""
+    out = {key: body[key] for key in _LIVE_KEYS if key in body}
+    lines = body.get("lines")
+    if isinstance(lines, list):
+        out["units"] = sum(int(line.get("qty", 0)) for line in lines if isinstance(line, dict))
+    alerts = body.get("alerts")
+    if isinstance(alerts, list) and alerts:
+        out["alerts"] = [a.get("kind") for a in alerts if isinstance(a, dict)]
+    return out
+
+
 def _event(appended: AppendedEvent) -> dict[str, Any]:
     return {"epoch": appended.epoch, "seq": appended.seq, "id": appended.id, "ts": appended.ts}
 
@@ -169,11 +186,14 @@ class RetailService:
         run: Callable[[Tx], dict[str, Any]],
     ) -> WriteResult:
         try:
-            return await self.ledger.write(self._idempotent(operation, body, key, run))
+            result = await self.ledger.write(self._idempotent(operation, body, key, run))
         except TillRefused as exc:
             await self._record_refusal(exc, body.get("terminal") if isinstance(body, Mapping)
                                        else getattr(body, "terminal", None))
             raise
+        if self.hub is not None and self.hub.subscriber_count and not result.replayed:
+            self.hub.publish(operation, _live_summary(result.body))  # the store page, POS
+        return result
 
     async def _record_refusal(self, exc: TillRefused, terminal: str | None) -> None:
         """Record the event of a refused item (the refused write itself rolled back)."""
@@ -420,6 +440,11 @@ class RetailService:
                 row = rows[0]
                 reservation = ops.Reservation(row["reservation_id"], row["order_ref"],
                                               row["status"], _remaining(row["remaining"]))
+            if rows and tx.query("SELECT 1 FROM orders WHERE reservation_id = ?",
+                                 (request.reservation_id,)):
+                raise OperationError("reservation_is_order", "this reservation is an online "
+                                     "order's: hand it over with /v1/orders/{order_id}/collect "
+                                     "or /ship")
             lines = None if request.lines is None else [(x.sku, x.qty) for x in request.lines]
             fact, remaining = ops.fulfilment_fact(reservation, lines)
             event = _append(tx, fact)

@@ -159,7 +159,7 @@ class Central:
     """An in-process central (MQTT + writer threads) plus an HTTP client for its API."""
 
     def __init__(self, broker: Broker, db_url: str, tmp_path: Path,
-                 resend_after: float = 10.0) -> None:
+                 resend_after: float = 10.0, omni: dict[str, Any] | None = None) -> None:
         tokens = tmp_path / "tokens"
         tokens.mkdir(exist_ok=True)
         (tokens / "S001.token").write_text("token-s001\n")
@@ -171,6 +171,7 @@ class Central:
             "broker": {"url": broker.url, "username": None,
                        "client_id": f"central-{uuid.uuid4().hex[:8]}"},
             "http": {"store_tokens_dir": str(tokens), "admin_token_file": str(admin)},
+            "omni": omni or {},
         })
         self.service = CentralService(self.config)
         self.service.start()

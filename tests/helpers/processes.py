@@ -94,7 +94,7 @@ class CentralProcess(_ReadsItsDatabase):
             return {sku: (cell[0], cell[1]) for sku, cell in stock_cells(conn, store).items()}
 
     def __init__(self, workdir: Path, broker_url: str, stores: list[str],
-                 resend_after: float = 2.0) -> None:
+                 resend_after: float = 2.0, extra_config: str = "") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.db = workdir / "central.db"
@@ -111,7 +111,7 @@ class CentralProcess(_ReadsItsDatabase):
             f"resend_after = {resend_after}\n"
             f'[broker]\nurl = "{broker_url}"\nclient_id = "central-chaos"\n'
             f'[http]\nlisten = "127.0.0.1:{self.port}"\nstore_tokens_dir = "{self.tokens}"\n'
-            f'admin_token_file = "{self.admin_file}"\n')
+            f'admin_token_file = "{self.admin_file}"\n' + extra_config)
         self.log = workdir / "central.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
