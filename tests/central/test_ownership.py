@@ -193,8 +193,11 @@ def test_three_workers_share_the_stores_fail_over_and_never_apply_twice(
         assert sum(m["edge_central_lease_changes_total{change=acquired}"] for m in scraped) \
             >= PARTITIONS
         # each worker receives only its own stores' traffic: one batch per store reaches
-        # exactly one worker
+        # exactly one worker (first every store's birth, one message each, is counted)
+        wait_until(lambda: sum(w.metrics()["edge_central_messages_total"] for w in workers)
+                   >= len(sims), 30, "births counted")
         before = [w.metrics()["edge_central_messages_total"] for w in workers]
+        assert sum(before) == len(sims)
         for sim in sims:
             sim.make(5)
             sim.pump()
