@@ -38,9 +38,9 @@ lock: $(UV)
 	  --custom-compile-command 'make lock' -o $(LOCK)
 	@echo "$(LOCK) regenerated; commit it, then run make venv"
 
-# mosquitto, faketime (chaos clock jumps), PostgreSQL (the central's tests) and Chromium
-# (the pages' browser tests, driven by Playwright; never `playwright install`) from the
-# system's packages.
+# mosquitto, faketime (chaos clock jumps), PostgreSQL (the central's tests), Chromium
+# (the pages' browser tests, driven by Playwright; never `playwright install`) and
+# nats-server (the second broker) from the system's packages.
 system-deps:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
 	  echo "installing mosquitto from the system packages"; \
@@ -60,6 +60,11 @@ system-deps:
 	  echo "installing chromium (the pages' browser tests) from the system packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null || \
 	    echo "chromium unavailable: the browser tests will be skipped with a reason"; \
+	fi
+	@if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then \
+	  echo "installing nats-server (the second broker's tests) from the system packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nats-server >/dev/null || \
+	    echo "nats-server unavailable: its tests will be skipped with a reason"; \
 	fi
 
 demo: venv

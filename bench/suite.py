@@ -44,7 +44,8 @@ README = ROOT / "README.md"
 BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
 # A module not in ADAPTERS below supplies its own ``rows(figures)`` (bench/<name>.py).
 ORDER = ("ceilings", "ledger", "drivers", "sync", "reconnect", "api", "visitors", "customers",
-         "central", "omni", "footprint", "scaling", "carddata", "rfid", "pages")
+         "central", "central_history", "central_scale", "central_fleet", "omni", "footprint",
+         "scaling", "carddata", "rfid", "pages")
 TIMEOUT_S = {"full": 2400.0, "quick": 900.0, "tiny": 180.0}
 P99_TARGET_MS = 100.0
 

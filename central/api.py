@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from central.core import Core, Publish
 from central.customer_api import after_snapshot, customers_router
 from central.errors import InvalidCommandError
+from central.metrics import metrics_router
 from central.omni_api import omni_router
 from central.pages import router as pages_router
 from central.queries import (
@@ -270,4 +271,6 @@ def create_app(service: "CentralService") -> FastAPI:
 
     app.include_router(customers_router(service, admin))
     app.include_router(pages_router)  # the operations page, alert acks, /docs
+    metrics, app.state.metrics = metrics_router(service, admin)  # central.metrics
+    app.include_router(metrics)
     return app

@@ -323,9 +323,11 @@ main.add_command(customers)
 
 def _register_groups() -> None:
     # cli_recall imports this module's Api and options, so it is imported after them.
+    from central.cli_db import db  # noqa: PLC0415
     from central.cli_recall import recall  # noqa: PLC0415
 
     main.add_command(recall)
+    main.add_command(db)
 
 
 def _omnichannel_commands() -> None:

@@ -13,7 +13,7 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -28,7 +28,9 @@ from pydantic import (
 )
 
 from central.errors import ConfigError
+from central.history_schema import HistorySettings
 from central.omni_config import OmniSettings
+from central.ownership_schema import OwnershipSettings
 from sync.files import private_dir, write_secret
 from sync.wire import STORE_RE
 
@@ -48,6 +50,8 @@ class BrokerSettings(BaseModel):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # "3.1.1" for brokers without MQTT 5 (NATS server's MQTT); README "Scale"
+    protocol: Literal["5", "3.1.1"] = "5"
 
     @field_validator("url")
     @classmethod
@@ -149,6 +153,8 @@ class CentralConfig(BaseModel):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     partition: PartitionSettings = Field(default_factory=PartitionSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)  # central.history
+    ownership: OwnershipSettings = Field(default_factory=OwnershipSettings)
     omni: OmniSettings = Field(default_factory=OmniSettings)
 
     @field_validator("database_url")
@@ -157,6 +163,15 @@ class CentralConfig(BaseModel):
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _ownership(self) -> CentralConfig:  # central.ownership
+        if self.ownership.enabled and not self.database_url.startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("ownership needs a PostgreSQL database_url")
+        if self.ownership.enabled and self.partition.count != 1:
+            raise ValueError("use [ownership] or [partition], not both")
+        return self
 
     def admin_token_path(self) -> Path | None:
         """Where the operator token lives (see ``HttpSettings.admin_token_file``)."""

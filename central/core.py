@@ -39,9 +39,13 @@ from central.customer_history import HISTORY_TYPES, HistoryRow, history_row, rec
 from central.customer_registry import COMMAND_TYPES as CUSTOMER_COMMANDS
 from central.customer_registry import check_command as check_customer_command
 from central.errors import InvalidCommandError, StorageError
+from central.fencing import Fenced, Fencing
+from central.history_schema import compacted_through
 from central.hooks import Watcher
 from central.order_commands import ORDER_COMMANDS, plan_order_command
 from central.recalls import record_blocked
+from central.restore import ALERT_KIND as RESTORED_BEHIND
+from central.restore import RestoreWatch
 from central.runs import add_events, stock_cells, stored_events, unprojected
 from central.storage import Connection
 from sync.errors import WireFormatError
@@ -217,6 +221,8 @@ class Core:
         self._pending_epochs: set[tuple[str, str]] = set()
         self._pending_events = 0
         self._pending_since: float | None = None
+        self.restore_watch = RestoreWatch.load(conn)  # central.restore: restored from a backup
+        self.fencing: Fencing | None = None  # central.ownership: leases checked per transaction
         self.load()
 
     # ------------------------------------------------------------------ state
@@ -284,6 +290,8 @@ class Core:
             project = False
             self.conn.begin_write()
             try:
+                if self.fencing is not None:
+                    self.fencing.begin(self.conn)  # central.fencing: raises Fenced
                 for current, message in enumerate(batch):
                     if current in poisoned:
                         continue
@@ -298,6 +306,8 @@ class Core:
                 project = self.projection_due(now)
                 if project:
                     self._write_projection()
+                if self.fencing is not None:
+                    self.fencing.log(self.conn, group.epochs, self.applied)
                 if self.watcher is not None:
                     self.watcher.before_commit(_Tx(self, group), group.contacts.union(
                         store for store, _ in group.acks))
@@ -342,7 +352,9 @@ class Core:
         makes such a store go back at once (PROTOCOL §4.3) instead of after its
         ``resend_after``.
         """
-        return [self._ack(store, epoch, ts) for store, epoch in list(self.applied)]
+        return [self._ack(store, epoch, ts) for store, epoch in list(self.applied)
+                if self.owns(store)]
+
     def _watcher_rolled_back(self) -> None:
         if self.watcher is not None:
             self.watcher.rolled_back()
@@ -619,9 +631,12 @@ class Core:
         settles the usual case; only a difference costs a canonical comparison."""
         self._insert_runs(group)  # the kept versions may be from this very group
         kept = stored_events(self.conn, store, epoch, first, first + len(raws) - 1)
+        floor = compacted_through(self.conn, store, epoch)  # after kept: central.history
         sha256 = hashlib.sha256
         for index, raw in enumerate(raws):
             seq = first + index
+            if seq <= floor:
+                continue  # pruned: a duplicate by its seq, its hash no longer comparable
             entry = kept.get(seq)
             if entry is not None and (entry[0] == sha256(raw).digest()
                                       or same_event(entry[1], raw)):
@@ -674,6 +689,8 @@ class Core:
             return
         self.conn.begin_write()
         try:
+            if self.fencing is not None:
+                self.fencing.begin(self.conn)
             self._write_projection()
             self.conn.commit()
         except BaseException:
@@ -686,6 +703,8 @@ class Core:
         """After a restart or a failed group: the events applied after the stock table's
         checkpoint become pending deltas again (read back from the runs)."""
         for store, epoch, projected, applied in unprojected(self.conn):
+            if not self.owns(store):
+                continue  # another worker's store (central.ownership) projects its own
             add_events(self._pending.setdefault(store, {}), self.conn, store, epoch,
                        (projected, applied))
             key = (store, epoch)
@@ -730,6 +749,7 @@ class Core:
         # session queues nothing). An ack never moves backwards, so this is always safe.
         if status.last_seq is not None and status.last_seq > applied:
             group.acks[(store, status.epoch)] = None
+            self._restored_behind(group, store, status.epoch, "birth", status.last_seq)
         self._upsert_store(store, "online", status)
         if status.applied_cseq is None:
             st.acked = None  # wait for its commands/ack (first resync pending)
@@ -835,6 +855,7 @@ class Core:
             out.extend(self.watcher.tick(self.run_write))
         due = [store for store, st in self.stores.items()
                if st.online and st.acked is not None and st.acked < st.issued
+               and self.owns(store)  # central.ownership: not another worker's store
                and now - st.last_progress >= self.resend_after]
         if not due:
             return out
@@ -860,10 +881,21 @@ class Core:
             return
         self._store(store).pending_digest = digest
         group.digests.add(store)
+        self._restored_behind(group, store, digest.epoch, "digest", digest.through_seq)
         self.conn.execute(
             "INSERT INTO stores (store, last_digest) VALUES (?, ?) ON CONFLICT (store) "
             "DO UPDATE SET last_digest = excluded.last_digest",
             (store, canonical_json(obj).decode()))
+
+    def _restored_behind(self, group: _Group, store: str, epoch: str, source: str,
+                         store_seq: int) -> None:
+        """central.restore: after a restore, a store ahead of central raises the alert and
+        gets its epoch's (lower) ack again, live (PROTOCOL §4.3)."""
+        detail = self.restore_watch.behind(store, epoch, source, store_seq,
+                                           self.applied.get((store, epoch), 0))
+        if detail is not None:
+            self._alert(group, store, RESTORED_BEHIND, "critical", detail)
+            group.acks[(store, epoch)] = None
 
     def digest_ready(self, store: str, digest: Digest) -> bool:
         if self.applied.get((store, digest.epoch), 0) < digest.through_seq:
@@ -900,6 +932,10 @@ class Core:
         if digest is None or not self.digest_ready(store, digest):
             return
         st.pending_digest = None
+        if digest.through_seq < compacted_through(self.conn, store, digest.epoch):
+            log.warning("digest of store %s older than the retained history: not compared",
+                        store)  # central.history
+            return
         if digest.through_cseq > st.issued:
             self._alert(group, store, "digest_beyond_issued", "warning",
                         {"through_cseq": digest.through_cseq, "issued": st.issued})
@@ -1018,6 +1054,8 @@ class Core:
         before = st.issued, st.last_resync_cseq
         self.conn.begin_write()
         try:
+            if self.fencing is not None:
+                self._fence_issue(self.fencing, store)  # central.fencing: still the owner?
             issued = self._issue_in_tx(group, store, specs)
             self.conn.commit()
         except BaseException:
@@ -1031,6 +1069,18 @@ class Core:
         for target, start in group.sends:
             out.extend(self._send_from(target, start, now))
         return issued, out
+
+    def _fence_issue(self, fencing: Fencing, store: str) -> None:
+        """central.ownership: an operator command commits only under this worker's lease."""
+        try:
+            fencing.begin(self.conn)
+        except Fenced:
+            self.conn.rollback()
+            self.load()  # forget the lost partitions' pending stock deltas
+            raise InvalidCommandError(f"store {store} moved to another worker; retry there"
+                                      ) from None
+        if not self.owns(store):
+            raise InvalidCommandError(f"store {store} belongs to another central worker")
 
     def _issue_in_tx(self, group: _Group, store: str,
                      specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

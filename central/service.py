@@ -28,8 +28,10 @@ from paho.mqtt.properties import Properties
 from central.batches import FastBatch
 from central.config import CentralConfig, TokenBook
 from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
+from central.history import Compactor
 from central.inbox import ByteBoundedInbox
 from central.orders import OmniEngine
+from central.ownership import Ownership
 from central.storage import Database
 from sync.wire import now_ts
 
@@ -185,8 +187,10 @@ class MqttLink:
         self.connected = threading.Event()
         self.auth_failed = False
         b = config.broker
+        self.v5 = b.protocol == "5"  # else MQTT 3.1.1 (a clean session, no properties)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.effective_client_id,
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+                             clean_session=None if self.v5 else True)
         if b.username:
             password = b.password()
             client.username_pw_set(b.username,
@@ -209,11 +213,16 @@ class MqttLink:
         self._deliver = on_message
         client.on_message = self._on_message
         self.client = client
+        self.filters: Callable[[], list[str]] | None = None  # central.ownership: own stores only
 
     def start(self) -> None:
+        b = self.config.broker
+        if not self.v5:
+            self.client.connect_async(b.host, b.port, keepalive=b.keepalive)
+            self.client.loop_start()
+            return
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
         props.SessionExpiryInterval = 0
-        b = self.config.broker
         self.client.connect_async(b.host, b.port, keepalive=b.keepalive, clean_start=True,
                                   properties=props)
         self.client.loop_start()
@@ -235,7 +244,10 @@ class MqttLink:
             log.error("broker refused the connection: %s", reason)
             return
         root = self.config.root
-        client.subscribe([(f"{root}/v1/stores/+/{rest}", 1) for rest in SUBSCRIPTIONS])
+        if self.filters is None:
+            client.subscribe([(f"{root}/v1/stores/+/{rest}", 1) for rest in SUBSCRIPTIONS])
+        else:
+            self.subscribe_topics(self.filters())
         self.connected.set()
         if self._on_connected_cb is not None:
             self._on_connected_cb()
@@ -249,6 +261,14 @@ class MqttLink:
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
         self._deliver(message.topic, bytes(message.payload), bool(message.retain))
+
+    def subscribe_topics(self, topics: list[str]) -> None:
+        for start in range(0, len(topics), 500):  # SUBSCRIBE packets of bounded size
+            self.client.subscribe([(t, 1) for t in topics[start:start + 500]])
+
+    def unsubscribe_topics(self, topics: list[str]) -> None:
+        for start in range(0, len(topics), 500):
+            self.client.unsubscribe(topics[start:start + 500])
 
     def publish(self, items: list[Publish]) -> None:
         for item in items:
@@ -265,12 +285,20 @@ class CentralService:
         self.config = config
         self.db = Database(config.database_url)
         self.db.create_schema()
-        self.omni = OmniEngine(config.omni, owns=config.partition.owns)
+        self.ownership = Ownership(self.db, config) if config.ownership.enabled else None
+        owns = self.ownership.fencing.owns if self.ownership else config.partition.owns
+        self.omni = OmniEngine(config.omni, owns=owns)
         self.core = Core(self.db.connect(), root=config.root, resend_after=config.resend_after,
-                         owns=config.partition.owns, watcher=self.omni)
+                         owns=owns, watcher=self.omni)
         self.omni.attach(self.core.conn)
         self.link = MqttLink(config, self._on_message, self._on_connected)
+        if self.ownership is not None:  # central.ownership: leases, fencing, own stores only
+            self.core.fencing = self.ownership.fencing
+            self.link.filters = self.ownership.filters
+            self.ownership.attach(self.call, self.link.subscribe_topics,
+                                  self.link.unsubscribe_topics)
         self.writer = Writer(self.core, self.link.publish, config.max_group_messages)
+        self.compactor = Compactor(self.db, config.history)  # bounded history
         self.tokens = TokenBook(config.http.store_tokens_dir, config.admin_token_path())
         generated = self.tokens.ensure_admin_token()
         if generated is not None:
@@ -287,8 +315,14 @@ class CentralService:
     def start(self) -> None:
         self.writer.start()
         self.link.start()
+        self.compactor.start()
+        if self.ownership is not None:
+            self.ownership.start()
 
     def stop(self) -> None:
+        if self.ownership is not None:
+            self.ownership.stop()  # hands the leases back while the writer still runs
+        self.compactor.stop()
         self.link.stop()
         self.writer.stop()
 

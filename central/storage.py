@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from central.customer_tables import CUSTOMER_TABLES
 from central.errors import StorageError
+from central.history_schema import HISTORY_TABLES
 from sync.files import private_database
 
 Dialect = Literal["sqlite", "postgres"]
@@ -355,6 +356,7 @@ class Database:
             statements = [s.strip() for s in _TABLES.format(blob=blob).split(";") if s.strip()]
             statements.append(_ALERTS[self.dialect] + _ALERTS_TAIL)
             statements.extend(CUSTOMER_TABLES)
+            statements.extend(HISTORY_TABLES)  # central.history
             statements.append(
                 "CREATE INDEX IF NOT EXISTS quarantine_open ON quarantine (store) "
                 "WHERE resolved = 0")

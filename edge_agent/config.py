@@ -151,6 +151,8 @@ class MqttSection(_Section):
     ca_file: Path | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "retail"
+    protocol: Literal["5", "3.1.1"] = "5"
+    """MQTT version: ``3.1.1`` for a broker without MQTT 5 (NATS server's MQTT support)."""
     password: SecretStr | None = Field(default=None, exclude=True)
 
     @field_validator("url")

@@ -73,6 +73,7 @@ def sync_settings(config: Config) -> SyncSettings:
         client_key=config.mqtt.client_key,
         ca_file=config.mqtt.ca_file,
         keepalive=config.mqtt.keepalive_s,
+        mqtt_protocol=config.mqtt.protocol,
         root_topic=config.mqtt.root,
         central_url=config.central.url,
         central_token=config.central.token,

@@ -64,6 +64,9 @@ class LinkConfig:
     keepalive: int = 30
     publish_timeout: float = 30.0
     connect_timeout: float = 15.0
+    protocol: str = "5"
+    """``"5"``, or ``"3.1.1"`` for a broker without MQTT 5 (NATS server's MQTT): a clean
+    session instead of clean start; the will and retained messages are the same."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,20 +226,24 @@ class Link:
         self, *, will_topic: str, will_payload: bytes
     ) -> AsyncIterator[LinkSession]:
         cfg = self.config
+        v5 = cfg.protocol != "3.1.1"
+        session: dict[str, Any] = (
+            {"protocol": aiomqtt.ProtocolVersion.V5,
+             "clean_start": True}  # explicit on every connection (aiomqtt's default: FIRST_ONLY)
+            if v5 else {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": True})
         client = aiomqtt.Client(
             self.address.host,
             self.address.port,
             username=cfg.username,
             password=cfg.password,
             identifier=cfg.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
             will=aiomqtt.Will(will_topic, will_payload, qos=1, retain=True),
-            clean_start=True,  # explicit on every connection (aiomqtt's default is FIRST_ONLY)
             keepalive=cfg.keepalive,
             timeout=_NO_TIMEOUT,
             tls_context=self._tls,
             max_inflight_messages=20,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            **session,
         )
         client.pending_calls_threshold = 1000
         where = f"{self.address.host}:{self.address.port}"

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -71,6 +71,7 @@ class SyncSettings(BaseModel):
     ca_file: Path | None = None
     keepalive: int = Field(30, ge=5, le=3600)
     client_id: str | None = None  # default: the store id (brokers bind it to the username)
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"  # 3.1.1: brokers without MQTT 5 (NATS)
     root_topic: str = Field("retail", pattern=r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*$")
     # central (HTTP snapshot)
     central_url: str | None = None
@@ -161,6 +162,7 @@ class StoreSync:
                 cert_file=settings.client_cert,
                 key_file=settings.client_key,
                 keepalive=settings.keepalive,
+                protocol=settings.mqtt_protocol,
             )
         )
         self._snapshots = (
