@@ -30,6 +30,7 @@ import serial
 import serial_asyncio_fast
 import structlog
 
+from drivers.backoff import Backoff
 from drivers.ble import AdRecord, BeaconMatcher, SimFeedParser
 from drivers.carddata import is_card_data
 from drivers.config import (
@@ -90,8 +91,7 @@ _jitter = random.SystemRandom()
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Delay before retry number ``attempt`` (0-based): capped exponential, equal jitter."""
-    d = min(maximum, initial * (1 << min(attempt, 32)))
-    return d / 2 + _jitter.random() * d / 2
+    return Backoff(initial, maximum, "equal", attempt, _jitter).next_delay()
 
 
 class DeviceReader(ABC):
@@ -114,7 +114,8 @@ class DeviceReader(ABC):
         self.reconnects = 0
         self.card_data_rejected = 0
         self._ever_connected = False
-        self._attempt = 0
+        self._backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s,
+                                "equal", rng=_jitter)
         self._failing = False
 
     @property
@@ -154,7 +155,7 @@ class DeviceReader(ABC):
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
-        self._attempt = 0
+        self._backoff.reset()
         if self._failing:
             self._log.info("device.recovered", port=self.port)
         self._failing = False
@@ -170,14 +171,13 @@ class DeviceReader(ABC):
 
     async def run(self) -> None:
         """Read until cancelled, reconnecting forever.  Raises only CancelledError."""
-        s = self.settings
         while True:
             try:
                 await self._session()
                 self._failed("disconnected", "port closed")
             except DriverUnavailable as exc:
                 self._failed("error", str(exc))
-                self._attempt = max(self._attempt, 64)  # retry at the cap
+                self._backoff.attempt = max(self._backoff.attempt, 64)  # retry at the cap
             except (DriverError, OSError, serial.SerialException) as exc:
                 self._failed("disconnected", str(exc) or type(exc).__name__)
             except Exception as exc:  # noqa: BLE001 -- run() must never raise; report and retry
@@ -185,9 +185,7 @@ class DeviceReader(ABC):
                 self._failed("error", f"internal error: {type(exc).__name__}: {exc}")
             finally:
                 self._session_ended()
-            delay = backoff_delay(self._attempt, s.reconnect_initial_s, s.reconnect_max_s)
-            self._attempt += 1
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self._backoff.next_delay())
 
     @abstractmethod
     async def _session(self) -> None:
