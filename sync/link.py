@@ -12,44 +12,23 @@ import contextlib
 import logging
 import math
 import socket
-import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sync.broker import BrokerAddress, parse_broker_url, tls_context
 from sync.errors import AuthenticationFailed, LinkError
 
 log = logging.getLogger(__name__)
 
 # CONNACK codes that retrying cannot fix: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135, 138, 140).
 _AUTH_CODES = frozenset({4, 5, 134, 135, 138, 140})
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise LinkError(f"broker URL must be mqtt://host[:port] or mqtts://host[:port]: {url!r}")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        raise LinkError(f"bad port in broker URL {url!r}") from exc
-    return BrokerAddress(parts.hostname, port, tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,21 +163,8 @@ class Link:
     def __init__(self, config: LinkConfig) -> None:
         self.config = config
         self.address = parse_broker_url(config.url)
-        self._tls = self._tls_context() if self.address.tls else None
-
-    def _tls_context(self) -> ssl.SSLContext:
-        cfg = self.config
-        try:
-            context = ssl.create_default_context(
-                cafile=str(cfg.ca_file) if cfg.ca_file is not None else None
-            )
-            if cfg.cert_file is not None:
-                context.load_cert_chain(
-                    str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None
-                )
-        except (OSError, ssl.SSLError) as exc:
-            raise LinkError(f"TLS setup failed: {exc}") from exc
-        return context
+        self._tls = (tls_context(config.ca_file, config.cert_file, config.key_file)
+                     if self.address.tls else None)
 
     async def reachable(self, within: float) -> bool:
         """A cheap reachability signal: can a TCP connection to the broker be opened?
@@ -280,4 +246,7 @@ class Link:
                     future.exception()
 
 
-__all__ = ["Incoming", "Link", "LinkConfig", "LinkSession", "map_mqtt_error", "parse_broker_url"]
+__all__ = [
+    "BrokerAddress", "Incoming", "Link", "LinkConfig", "LinkSession", "map_mqtt_error",
+    "parse_broker_url",
+]
