@@ -26,9 +26,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from central.batches import FastBatch
+from central.byte_queue import ByteBoundedInbox
 from central.config import CentralConfig, TokenBook
 from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
-from central.inbox import ByteBoundedInbox
 from central.storage import Database
 from sync.wire import now_ts
 

@@ -12,7 +12,7 @@ from edge_agent.ledger import Ledger
 from edge_agent.sync_adapter import LedgerStorePort
 from sync.errors import SnapshotError
 from sync.store import StoreSync, SyncSettings
-from sync.store_port import DeviceStatus
+from sync.store_port import DeviceReport
 from sync.wire import canonical_json, loads, now_ts
 from tests.helpers.mosquitto import Broker
 from tests.sync.conftest import STORE, running_peer, running_store, settings_for
@@ -214,7 +214,7 @@ async def test_resync_command_ack_waits_for_the_snapshot(broker: Broker, store_d
 async def test_health_devices_and_dropped_messages(broker: Broker, store_db: Path) -> None:
     async with running_peer(broker) as peer, \
             running_store(store_db, settings_for(broker.url, peer)) as store:
-        store.port.set_device_status(DeviceStatus("till-1", "scanner", "connected", "/dev/x",
+        store.port.set_device_status(DeviceReport("till-1", "scanner", "connected", "/dev/x",
                                                   now_ts()))
         await peer.wait_for(lambda: "till-1" in peer.devices)
         assert loads(peer.devices["till-1"])["state"] == "connected"
