@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         SerialScannerSettings,
         UhfSettings,
     )
-    from drivers.errors import DriverError, DriverUnavailable, FrameError, PortError
+    from drivers.errors import DriverError, DriverUnavailable, PortError
     from drivers.events import (
         BeaconEvent,
         DeviceEvent,
@@ -50,7 +50,6 @@ __all__ = [
     "DriverError",
     "DriverUnavailable",
     "Em4100Settings",
-    "FrameError",
     "HidScannerSettings",
     "PortError",
     "RejectedInput",
@@ -67,7 +66,7 @@ _HOME = {
     "BleBeaconSettings": "config", "DeviceSettings": "config", "DeviceSettingsBase": "config",
     "DoorCounterSettings": "config", "Em4100Settings": "config",
     "HidScannerSettings": "config", "SerialScannerSettings": "config", "UhfSettings": "config",
-    "DriverError": "errors", "DriverUnavailable": "errors", "FrameError": "errors",
+    "DriverError": "errors", "DriverUnavailable": "errors",
     "PortError": "errors", "DeviceReader": "readers", "open_reader": "readers",
 }
 

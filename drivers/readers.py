@@ -238,7 +238,7 @@ class SerialReader(DeviceReader):
                 url=self._port, baudrate=self._baudrate
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortError(str(exc) or f"cannot open {self._port}") from exc
+            raise PortError(str(exc) or f"cannot open {self._port}", port=self._port) from exc
         try:
             self._connected()
             self._on_open(writer)
@@ -254,9 +254,10 @@ class SerialReader(DeviceReader):
                     self._on_tick(writer, time.time())
                     continue
                 except (serial.SerialException, OSError) as exc:
-                    raise PortError(f"read failed on {self._port}: {exc}") from exc
+                    raise PortError(f"read failed on {self._port}: {exc}",
+                                    port=self._port) from exc
                 if not data:
-                    raise PortError(f"{self._port}: end of stream")
+                    raise PortError(f"{self._port}: end of stream", port=self._port)
                 self._on_data(data, time.time())
                 if tick is not None:
                     self._on_tick(writer, time.time())
@@ -521,7 +522,8 @@ class BleBeaconReader(SerialReader, _PresenceMixin):
             scanner = BleakScanner(detection_callback=on_adv, adapter=self._source)
             await scanner.start()
         except Exception as exc:  # bleak raises BleakError/DBus errors: map them to PortError
-            raise PortError(f"bluetooth adapter {self._source}: {exc}") from exc
+            raise PortError(f"bluetooth adapter {self._source}: {exc}",
+                            port=self._source) from exc
         try:
             self._connected()
             while True:
@@ -609,7 +611,8 @@ class HidScannerReader(DeviceReader):
                 if text:
                     self._scan(text, sym)
         except OSError as exc:
-            raise PortError(f"read failed on {self._hid.path}: {exc}") from exc
+            raise PortError(f"read failed on {self._hid.path}: {exc}",
+                            port=self._hid.path) from exc
         finally:
             src.close()
 

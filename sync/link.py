@@ -81,8 +81,9 @@ def map_mqtt_error(exc: aiomqtt.MqttError, what: str, *, connecting: bool = Fals
         else:
             refused = connecting and _rc_value(rc) in _AUTH_CODES
         if refused:
-            return AuthenticationFailed(f"{what}: broker refused the credentials ({exc})")
-    return LinkError(f"{what}: {exc}")
+            return AuthenticationFailed(f"{what}: broker refused the credentials ({exc})",
+                                        operation=what, reason_code=_rc_value(rc))
+    return LinkError(f"{what}: {exc}", operation=what)
 
 
 class LinkSession:
@@ -99,7 +100,7 @@ class LinkSession:
         end it as soon as the client knows it is disconnected (a LinkError: unknown)."""
         disconnected: asyncio.Future[None] = self._client._disconnected  # private, no API
         if disconnected.done():
-            raise LinkError(f"{what}: not connected")
+            raise LinkError(f"{what}: not connected", operation=what)
         task = asyncio.ensure_future(operation())
         try:
             done, _ = await asyncio.wait(
@@ -116,8 +117,10 @@ class LinkSession:
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await task
         if disconnected.done():
-            raise LinkError(f"{what}: disconnected before the broker's acknowledgement")
-        raise LinkError(f"{what}: no acknowledgement within {self._publish_timeout} s")
+            raise LinkError(f"{what}: disconnected before the broker's acknowledgement",
+                            operation=what)
+        raise LinkError(f"{what}: no acknowledgement within {self._publish_timeout} s",
+                        operation=what)
 
     async def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1
