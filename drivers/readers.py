@@ -20,6 +20,7 @@ anything else; a hit is counted in ``card_data_rejected`` and reported as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from abc import ABC, abstractmethod
@@ -266,6 +267,11 @@ class SerialReader(DeviceReader):
                 self._on_close(writer)
             finally:
                 writer.close()
+                # the transport reports connection_lost in a task of its own: let it
+                # finish, so that no task outlives the session
+                with contextlib.suppress(OSError, serial.SerialException, TimeoutError):
+                    async with asyncio.timeout(5.0):
+                        await writer.wait_closed()
 
     def _on_open(self, writer: asyncio.StreamWriter) -> None:
         """Called once the port is open (send start commands here)."""

@@ -249,10 +249,11 @@ class Link:
         finally:
             # after a disconnect the pump ends by itself (reading the reason, so asyncio
             # never logs "Future exception was never retrieved"); else it is cancelled
-            await asyncio.wait((pump,), timeout=1.0)
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            try:
+                await asyncio.wait((pump,), timeout=1.0)
+            finally:  # even when cancelled during that wait
+                pump.cancel()
+                await asyncio.wait((pump,))
 
 
 __all__ = [

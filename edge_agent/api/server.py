@@ -13,7 +13,7 @@ import grp
 import os
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -84,31 +84,35 @@ def unix_socket(path: Path, mode: str, group: str | None) -> socket.socket:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
             raise ConfigError(f"api.socket_group: no such group {group!r}") from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
+    def bind(sock: socket.socket) -> None:
         sock.bind(str(path))
         os.chmod(path, int(mode, 8))
         if gid != -1:
             os.chown(path, -1, gid)
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ApiServerError(f"cannot listen on {path}: {exc}") from exc
-    return sock
+
+    return _listening(socket.AF_UNIX, bind, str(path))
 
 
 def tcp_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
+    def bind(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+
+    return _listening(socket.AF_INET6 if ":" in host else socket.AF_INET, bind,
+                      f"{host}:{port}")
+
+
+def _listening(family: int, bind: Callable[[socket.socket], None], where: str
+               ) -> socket.socket:
+    """A non-blocking listening socket, closed again if any step fails."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        bind(sock)
         sock.listen(1024)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ApiServerError(f"cannot listen on {host}:{port}: {exc}") from exc
+        raise ApiServerError(f"cannot listen on {where}: {exc}") from exc
     return sock
 
 

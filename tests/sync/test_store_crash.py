@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.mosquitto import Broker
-from tests.sync.conftest import TOKEN, PeerCentral, running_peer
+from tests.helpers.peer_central import TOKEN, PeerCentral, running_peer
 
 REPO = str(Path(__file__).resolve().parents[2])
 KILLS = int(os.environ.get("SYNC_CRASH_KILLS", "20"))

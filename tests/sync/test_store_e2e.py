@@ -15,7 +15,8 @@ from sync.store import StoreSync, SyncSettings
 from sync.store_port import DeviceReport
 from sync.wire import canonical_json, loads, now_ts
 from tests.helpers.mosquitto import Broker
-from tests.sync.conftest import STORE, running_peer, running_store, settings_for
+from tests.helpers.peer_central import STORE, running_peer
+from tests.helpers.running_store import running_store, settings_for
 
 
 async def test_sales_flow_commands_and_digest(broker: Broker, store_db: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -31,26 +32,37 @@ def _api_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("api.")]
 
 
-async def test_ready_then_cancel_leaves_no_listener_behind(short_dir: Path) -> None:
-    ledger = open_ledger(short_dir / "l.db")
+@contextlib.asynccontextmanager
+async def _serving(directory: Path) -> AsyncIterator[tuple[asyncio.Task[None], httpx.AsyncClient]]:
+    """serve_api started (both listeners ready) and a client on its Unix socket."""
+    ledger = open_ledger(directory / "l.db")
     try:
-        cfg = _config(short_dir)
+        cfg = _config(directory)
         ready = asyncio.Event()
         task = asyncio.create_task(serve_api(
             create_app(AgentServices(config=cfg, ledger=ledger)), cfg.api, ready=ready))
-        async with asyncio.timeout(60):
-            await ready.wait()
+        try:
+            async with asyncio.timeout(60):
+                await ready.wait()
+            async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(
+                    uds=str(directory / "api.sock")), base_url="http://agent") as client:
+                yield task, client
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        ledger.close()
+
+
+async def test_ready_then_cancel_leaves_no_listener_behind(short_dir: Path) -> None:
+    async with _serving(short_dir) as (task, client):
         assert sorted(t.get_name() for t in _api_tasks()) == ["api.tcp", "api.unix"]
-        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(
-                uds=str(short_dir / "api.sock")), base_url="http://agent") as client:
-            assert (await client.get("/v1/status")).status_code == 200
+        assert (await client.get("/v1/status")).status_code == 200
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert _api_tasks() == []
-        assert not (short_dir / "api.sock").exists()
-    finally:
-        ledger.close()
+    assert _api_tasks() == []
+    assert not (short_dir / "api.sock").exists()
 
 
 async def test_a_listener_that_stops_by_itself_ends_the_api_with_an_error(
@@ -63,25 +75,14 @@ async def test_a_listener_that_stops_by_itself_ends_the_api_with_an_error(
         return server
 
     monkeypatch.setattr(server_module, "_server", one_request_only)
-    ledger = open_ledger(short_dir / "l.db")
-    try:
-        cfg = _config(short_dir)
-        ready = asyncio.Event()
-        task = asyncio.create_task(serve_api(
-            create_app(AgentServices(config=cfg, ledger=ledger)), cfg.api, ready=ready))
-        async with asyncio.timeout(60):
-            await ready.wait()
-        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(
-                uds=str(short_dir / "api.sock")), base_url="http://agent") as client:
-            with contextlib.suppress(httpx.HTTPError):
-                await client.get("/v1/status")
+    async with _serving(short_dir) as (task, client):
+        with contextlib.suppress(httpx.HTTPError):
+            await client.get("/v1/status")
         with pytest.raises(ApiServerError, match="stopped unexpectedly"):
             async with asyncio.timeout(60):
                 await task
-        assert _api_tasks() == []  # the TCP listener was stopped too
-        assert not (short_dir / "api.sock").exists()
-    finally:
-        ledger.close()
+    assert _api_tasks() == []  # the TCP listener was stopped too
+    assert not (short_dir / "api.sock").exists()
 
 
 def test_the_server_signals_listening_by_event() -> None:
