@@ -61,6 +61,8 @@ class PeerCentral:
     _client: aiomqtt.Client | None = None
     _last_resend: float = 0.0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the peer's subscriptions are acknowledged (cleared while it reconnects)."""
 
     def topic(self, rest: str) -> str:
         return f"{self.root}/v1/stores/{self.store}/{rest}"
@@ -74,6 +76,7 @@ class PeerCentral:
             except* (aiomqtt.MqttError, OSError):
                 pass
             self._client = None
+            self.subscribed.clear()
             await asyncio.sleep(0.1)
 
     async def _run_once(self) -> None:
@@ -82,6 +85,7 @@ class PeerCentral:
             self._client = c
             await c.subscribe([(self.topic(t), 1) for t in (
                 "status", "events", "commands/ack", "digest", "health", "devices/+")])
+            self.subscribed.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._resend_timer())
                 async for message in c.messages:
@@ -265,10 +269,8 @@ async def running_peer(broker: Broker, **kw: Any) -> AsyncIterator[PeerCentral]:
     server = await peer.serve_http()
     task = asyncio.create_task(peer.run(), name="test.peer")
     try:
-        async with asyncio.timeout(5):
-            while peer._client is None:  # noqa: ASYNC110 - polling a plain attribute
-                await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # subscriptions in place
+        async with asyncio.timeout(60):
+            await peer.subscribed.wait()  # the SUBACK came: subscriptions in place
         yield peer
     finally:
         task.cancel()
