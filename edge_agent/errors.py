@@ -13,8 +13,13 @@
     ├── OperationError            a retail operation refused by business rules   .code .status
     │   └── TillRefused           a till request refused (edge_agent.retail.till)
     ├── ApiServerError            the API could not listen (edge_agent.api.server)
+    ├── CustomerCommandInvalid    a customer command's data is malformed (edge_agent.customers)
     └── VisitorsError             (edge_agent.visitors.errors)
         └── LoyaltyCommandInvalid a loyalty command's data is malformed
+
+``CustomerCommandInvalid`` and ``LoyaltyCommandInvalid`` are also ``ValueError``. The CLI
+reports its own failures with ``edge_agent.cli._base.CliError`` (not an agent error: the
+daemon never raises it).
 
 ``drivers`` and ``sync`` cannot import this module (imports point one way), so they have
 roots of their own (``drivers.errors.DriverError``, ``sync.errors.SyncError``). The agent
