@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from edge_agent import commands as cmds
+from edge_agent import command_apply as cmds
 from edge_agent.customers.commands import ERASING_TYPES, truncate_wal
 from edge_agent.customers.commands import purge as purge_customers
 from edge_agent.ledger import Ledger, Tx
