@@ -1,32 +1,46 @@
-"""Errors of the reference central (``central``), under :class:`sync.errors.SyncError`.
+"""Errors of the reference central (``central``): its own root, apart from ``sync``'s.
 
 ::
 
-    SyncError
-    └── CentralError
-        ├── StorageError      the database failed (sqlite3 / psycopg errors mapped here)
-        ├── ConfigError       the configuration file is invalid (all problems at once)
-        ├── InvalidCommandError an operator command is invalid (unknown store, bad lines, …)
-        └── OrderError        an order cannot be taken or changed (``code``, HTTP ``status``)
-            ├── OrderConflict        the order id exists with another request
-            ├── UnknownOrder
-            └── OrderNotCancellable  already handed over
+    CentralError
+    ├── StorageError          the database failed (sqlite3 / psycopg mapped here)  .backend
+    ├── ConfigError           the configuration file is invalid (all problems)     .problems
+    │                         (also a sync.errors.ConfigError, the one definition)
+    ├── InvalidCommandError   an operator command is invalid (unknown store, bad lines, …)
+    │   └── RegistryError     a customer registry request is invalid (central.customer_registry)
+    └── OrderError            an order cannot be taken or changed (``code``, HTTP ``status``)
+        ├── OrderConflict         the order id exists with another request
+        ├── UnknownOrder
+        └── OrderNotCancellable   already handed over
+
+``InvalidCommandError`` is also a ``ValueError``. Errors of the shared ``sync`` package
+(``sync.errors.SyncError``) that reach the central keep their own root.
 """
 
 from __future__ import annotations
 
-from sync.errors import SyncError
+from typing import Literal
+
+import sync.errors
+
+__all__ = ["CentralError", "ConfigError", "InvalidCommandError", "StorageError"]
 
 
-class CentralError(SyncError):
+class CentralError(Exception):
     """Root of the central's own errors."""
 
 
 class StorageError(CentralError):
-    """A database operation failed."""
+    """A database operation failed. ``backend``: ``"sqlite"`` or ``"postgresql"`` when
+    the failure came from one, else None (e.g. a bad database URL)."""
+
+    def __init__(self, message: str, *,
+                 backend: Literal["sqlite", "postgresql"] | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
 
 
-class ConfigError(CentralError):
+class ConfigError(CentralError, sync.errors.ConfigError):
     """The configuration is invalid; the message lists every problem."""
 
 

@@ -26,10 +26,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from central.batches import FastBatch
+from central.byte_queue import ByteBoundedInbox
 from central.config import CentralConfig, TokenBook
 from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
 from central.history import Compactor
-from central.inbox import ByteBoundedInbox
 from central.orders import OmniEngine
 from central.ownership import Ownership
 from central.storage import Database

@@ -200,19 +200,20 @@ class SqliteConnection:
             # event than SQLite's default of 4 MB (1024 pages: 16 MB at 16 KiB pages)
             self._db.execute("PRAGMA wal_autocheckpoint=1024")
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
+            raise StorageError(f"cannot open SQLite database {path}: {exc}",
+                               backend="sqlite") from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StorageError(f"SQLite: {exc}") from exc
+            raise StorageError(f"SQLite: {exc}", backend="sqlite") from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
             self._db.executemany(sql, rows)
         except sqlite3.Error as exc:
-            raise StorageError(f"SQLite: {exc}") from exc
+            raise StorageError(f"SQLite: {exc}", backend="sqlite") from exc
 
     def insert_rows(self, table: str, columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
@@ -255,7 +256,8 @@ class PostgresConnection:
         try:
             self._db = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
-            raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from exc
+            raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}",
+                               backend="postgresql") from exc
 
     def _sql(self, sql: str) -> str:
         out = self._sql_cache.get(sql)
@@ -268,14 +270,14 @@ class PostgresConnection:
             cur = self._db.execute(self._sql(sql), params)
             return cur.fetchall() if cur.description is not None else []
         except self._psycopg.Error as exc:
-            raise StorageError(f"PostgreSQL: {exc}") from exc
+            raise StorageError(f"PostgreSQL: {exc}", backend="postgresql") from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
             with self._db.cursor() as cur:
                 cur.executemany(self._sql(sql), rows)
         except self._psycopg.Error as exc:
-            raise StorageError(f"PostgreSQL: {exc}") from exc
+            raise StorageError(f"PostgreSQL: {exc}", backend="postgresql") from exc
 
     def insert_rows(self, table: str, columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
@@ -286,7 +288,7 @@ class PostgresConnection:
                 for row in rows:
                     copy.write_row(row)
         except self._psycopg.Error as exc:
-            raise StorageError(f"PostgreSQL: {exc}") from exc
+            raise StorageError(f"PostgreSQL: {exc}", backend="postgresql") from exc
 
     def add_stock(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
         if len(rows) < 64:

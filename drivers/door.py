@@ -14,6 +14,7 @@ from typing import Literal
 
 from drivers.config import DEFAULT_DOOR_REGEX
 from drivers.framing import Rejected
+from drivers.lines import DelimitedParser
 
 __all__ = ["DoorFrame", "DoorParser"]
 
@@ -34,28 +35,16 @@ class DoorFrame:
 class DoorParser:
     def __init__(self, line_regex: str = DEFAULT_DOOR_REGEX) -> None:
         self._re = re.compile(line_regex)
-        self._buf = bytearray()
-        self._discarding = False
+        # the line buffer the scanners use: any of CR, LF, CRLF ends a line
+        self._lines = DelimitedParser(b"\n", max_line=MAX_LINE, any_eol=True)
 
     def feed(self, data: bytes) -> list[DoorFrame | Rejected]:
-        buf = self._buf
-        buf += data.replace(b"\r", b"\n")
         out: list[DoorFrame | Rejected] = []
-        pos = 0
-        while (j := buf.find(b"\n", pos)) >= 0:
-            line = bytes(buf[pos:j])
-            pos = j + 1
-            if self._discarding:
-                self._discarding = False
-                continue
-            if line.strip():
-                out.append(self._parse(line))
-        del buf[:pos]
-        if len(buf) > MAX_LINE:
-            if not self._discarding:
-                out.append(Rejected.of("oversize", buf))
-                self._discarding = True
-            buf.clear()
+        for item in self._lines.feed(data):
+            if isinstance(item, Rejected):
+                out.append(item)
+            elif item.strip():
+                out.append(self._parse(item))
         return out
 
     def _parse(self, line: bytes) -> DoorFrame | Rejected:

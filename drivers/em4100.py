@@ -5,7 +5,8 @@
 
 The checksum is the XOR of the five ID bytes.  Readers repeat the frame while a
 card stays in the field; :class:`drivers.presence.PresenceTracker` turns that into
-present/gone events.  See :mod:`drivers.framing` for the parser contract.
+present/gone events.  The byte loop is :class:`drivers.framebuffer.FrameBuffer`; see
+:mod:`drivers.framing` for the parser contract.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from drivers.framebuffer import FrameBuffer, FrameSpec
 from drivers.framing import Rejected
 
 __all__ = ["Em4100Frame", "Em4100Parser", "encode_em4100"]
@@ -47,60 +49,18 @@ class Em4100Parser:
     def __init__(self, variant: Literal["rdm6300", "id12la"] = "rdm6300") -> None:
         self.variant = variant
         self._tail = b"\r\n\x03" if variant == "id12la" else b"\x03"
-        self._flen = 13 + len(self._tail)
-        self._buf = bytearray()
-        # Valid payloads seen recently -> frame; readers repeat the same card
-        # many times a second, so this turns the hot path into one dict lookup.
-        self._cache: dict[bytes, Em4100Frame] = {}
+        self._buffer = FrameBuffer(FrameSpec(
+            start=STX, size=13 + len(self._tail), decode=self._decode, cache_max=_CACHE_MAX))
 
     def feed(self, data: bytes) -> list[Em4100Frame | Rejected]:
-        # Work on one immutable bytes object: slicing it is a single allocation.
-        if self._buf:
-            self._buf += data
-            b = bytes(self._buf)
-        else:
-            b = bytes(data)
-        out: list[Em4100Frame | Rejected] = []
-        append = out.append
-        find = b.find
-        flen = self._flen
-        cache = self._cache
-        n = len(b)
-        i = find(STX)
-        if i < 0:
-            if n:
-                append(Rejected.of("garbage", b))
-            self._buf = bytearray()
-            return out
-        if i > 0:
-            append(Rejected.of("garbage", b[:i]))
-        last = n - flen
-        while 0 <= i <= last:
-            end = i + flen
-            raw = b[i:end]
-            frame = cache.get(raw)
-            if frame is None:
-                bad = self._check(raw)
-                if bad is not None:
-                    # Resync on the next STX after this one.
-                    nxt = find(STX, i + 1)
-                    append(Rejected.of(bad, b[i : nxt if nxt >= 0 else end]))
-                    i = nxt
-                    continue
-                frame = Em4100Frame(raw[1:11].decode("ascii").upper())
-                if len(cache) >= _CACHE_MAX:
-                    cache.clear()
-                cache[raw] = frame
-            append(frame)
-            i = find(STX, end)
-            if i > end:
-                append(Rejected.of("garbage", b[end:i]))
-        # What is left is one incomplete frame (< flen bytes): the buffer is bounded
-        # by construction, whatever the input.
-        self._buf = bytearray(b[i:]) if i >= 0 else bytearray()
-        return out
+        return self._buffer.feed(data)
 
-    def _check(self, raw: bytes) -> str | None:
+    @property
+    def pending(self) -> int:
+        """Bytes held for an unfinished frame (bounded by the longest valid frame)."""
+        return self._buffer.pending
+
+    def _decode(self, raw: bytes) -> Em4100Frame | str:
         if raw[13:] != self._tail:
             return "bad_frame_end"
         payload = raw[1:13]
@@ -109,4 +69,4 @@ class Em4100Parser:
         v = bytes.fromhex(payload.decode("ascii"))
         if v[0] ^ v[1] ^ v[2] ^ v[3] ^ v[4] != v[5]:
             return "bad_checksum"
-        return None
+        return Em4100Frame(raw[1:11].decode("ascii").upper())

@@ -5,8 +5,7 @@ Parser contract (every parser in :mod:`drivers`):
 * ``feed(data: bytes) -> list[Frame | Rejected]`` never raises.  Complete frames
   come back in wire order; anything malformed comes back as a :class:`Rejected`
   item carrying a short reason and the offending bytes in hex (truncated to
-  :data:`MAX_REJECT_HEX` bytes).  Use :meth:`Rejected.error` to turn one into a
-  :class:`drivers.errors.FrameError` if you want to raise it.
+  :data:`MAX_REJECT_HEX` bytes).
 * The internal buffer is bounded (:data:`MAX_BUFFER`, 4 KiB by default).  On
   overflow the parser drops what it holds, reports ``Rejected("overflow")`` and
   resynchronises on the next frame start.
@@ -20,8 +19,6 @@ Parser contract (every parser in :mod:`drivers`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from drivers.errors import FrameError
 
 __all__ = ["MAX_BUFFER", "MAX_REJECT_HEX", "Rejected"]
 
@@ -39,7 +36,3 @@ class Rejected:
     @classmethod
     def of(cls, reason: str, data: bytes | bytearray = b"") -> Rejected:
         return cls(reason, bytes(data[:MAX_REJECT_HEX]).hex())
-
-    def error(self) -> FrameError:
-        """The equivalent :class:`FrameError` (for callers that prefer raising)."""
-        return FrameError(self.reason, bytes.fromhex(self.hex))

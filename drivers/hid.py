@@ -174,5 +174,5 @@ def open_evdev(path: str, grab: bool) -> KeySource:
         if grab:
             dev.grab()
     except OSError as exc:
-        raise PortError(f"cannot open {path}: {exc.strerror or exc}") from exc
+        raise PortError(f"cannot open {path}: {exc.strerror or exc}", port=path) from exc
     return _EvdevSource(dev)

@@ -20,6 +20,7 @@ anything else; a hit is counted in ``card_data_rejected`` and reported as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from abc import ABC, abstractmethod
@@ -30,6 +31,7 @@ import serial
 import serial_asyncio_fast
 import structlog
 
+from drivers.backoff import Backoff
 from drivers.ble import AdRecord, BeaconMatcher, SimFeedParser
 from drivers.carddata import is_card_data
 from drivers.config import (
@@ -90,8 +92,7 @@ _jitter = random.SystemRandom()
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Delay before retry number ``attempt`` (0-based): capped exponential, equal jitter."""
-    d = min(maximum, initial * (1 << min(attempt, 32)))
-    return d / 2 + _jitter.random() * d / 2
+    return Backoff(initial, maximum, "equal", attempt, _jitter).next_delay()
 
 
 class DeviceReader(ABC):
@@ -114,7 +115,8 @@ class DeviceReader(ABC):
         self.reconnects = 0
         self.card_data_rejected = 0
         self._ever_connected = False
-        self._attempt = 0
+        self._backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s,
+                                "equal", rng=_jitter)
         self._failing = False
 
     @property
@@ -154,7 +156,7 @@ class DeviceReader(ABC):
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
-        self._attempt = 0
+        self._backoff.reset()
         if self._failing:
             self._log.info("device.recovered", port=self.port)
         self._failing = False
@@ -170,14 +172,13 @@ class DeviceReader(ABC):
 
     async def run(self) -> None:
         """Read until cancelled, reconnecting forever.  Raises only CancelledError."""
-        s = self.settings
         while True:
             try:
                 await self._session()
                 self._failed("disconnected", "port closed")
             except DriverUnavailable as exc:
                 self._failed("error", str(exc))
-                self._attempt = max(self._attempt, 64)  # retry at the cap
+                self._backoff.attempt = max(self._backoff.attempt, 64)  # retry at the cap
             except (DriverError, OSError, serial.SerialException) as exc:
                 self._failed("disconnected", str(exc) or type(exc).__name__)
             except Exception as exc:  # noqa: BLE001 -- run() must never raise; report and retry
@@ -185,9 +186,7 @@ class DeviceReader(ABC):
                 self._failed("error", f"internal error: {type(exc).__name__}: {exc}")
             finally:
                 self._session_ended()
-            delay = backoff_delay(self._attempt, s.reconnect_initial_s, s.reconnect_max_s)
-            self._attempt += 1
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self._backoff.next_delay())
 
     @abstractmethod
     async def _session(self) -> None:
@@ -240,7 +239,7 @@ class SerialReader(DeviceReader):
                 url=self._port, baudrate=self._baudrate
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortError(str(exc) or f"cannot open {self._port}") from exc
+            raise PortError(str(exc) or f"cannot open {self._port}", port=self._port) from exc
         try:
             self._connected()
             self._on_open(writer)
@@ -256,9 +255,10 @@ class SerialReader(DeviceReader):
                     self._on_tick(writer, time.time())
                     continue
                 except (serial.SerialException, OSError) as exc:
-                    raise PortError(f"read failed on {self._port}: {exc}") from exc
+                    raise PortError(f"read failed on {self._port}: {exc}",
+                                    port=self._port) from exc
                 if not data:
-                    raise PortError(f"{self._port}: end of stream")
+                    raise PortError(f"{self._port}: end of stream", port=self._port)
                 self._on_data(data, time.time())
                 if tick is not None:
                     self._on_tick(writer, time.time())
@@ -267,6 +267,11 @@ class SerialReader(DeviceReader):
                 self._on_close(writer)
             finally:
                 writer.close()
+                # the transport reports connection_lost in a task of its own: let it
+                # finish, so that no task outlives the session
+                with contextlib.suppress(OSError, serial.SerialException, TimeoutError):
+                    async with asyncio.timeout(5.0):
+                        await writer.wait_closed()
 
     def _on_open(self, writer: asyncio.StreamWriter) -> None:
         """Called once the port is open (send start commands here)."""
@@ -523,7 +528,8 @@ class BleBeaconReader(SerialReader, _PresenceMixin):
             scanner = BleakScanner(detection_callback=on_adv, adapter=self._source)
             await scanner.start()
         except Exception as exc:  # bleak raises BleakError/DBus errors: map them to PortError
-            raise PortError(f"bluetooth adapter {self._source}: {exc}") from exc
+            raise PortError(f"bluetooth adapter {self._source}: {exc}",
+                            port=self._source) from exc
         try:
             self._connected()
             while True:
@@ -611,7 +617,8 @@ class HidScannerReader(DeviceReader):
                 if text:
                     self._scan(text, sym)
         except OSError as exc:
-            raise PortError(f"read failed on {self._hid.path}: {exc}") from exc
+            raise PortError(f"read failed on {self._hid.path}: {exc}",
+                            port=self._hid.path) from exc
         finally:
             src.close()
 

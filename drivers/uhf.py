@@ -6,13 +6,15 @@
   ``28`` stop multi-poll, ``FF`` error response (param = error code; ``15`` = no tag).
 * A tag notice (type ``02``, cmd ``22``) carries ``RSSI(1, signed dBm) PC(2) EPC(n) CRC(2)``.
 
-:class:`UhfParser` follows the contract in :mod:`drivers.framing`.
+:class:`UhfParser` follows the contract in :mod:`drivers.framing`; its byte loop is
+:class:`drivers.framebuffer.FrameBuffer`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drivers.framebuffer import FrameBuffer, FrameSpec
 from drivers.framing import Rejected
 
 __all__ = [
@@ -103,76 +105,29 @@ class UhfParser:
     """Sans-IO parser for the 0xBB ... 0x7E family (see :mod:`drivers.framing`)."""
 
     def __init__(self) -> None:
-        self._buf = bytearray()
-        # Whole valid frames seen recently -> parsed frame (repeat reads are common).
-        self._cache: dict[bytes, UhfFrame] = {}
+        self._buffer = FrameBuffer(FrameSpec(
+            start=HEAD, size=7, length_at=3, max_extra=MAX_PARAMS, early=_early,
+            decode=_decode, cache_max=_CACHE_MAX))
 
     def feed(self, data: bytes) -> list[UhfFrame | Rejected]:
-        # Work on one immutable bytes object: slicing it is a single allocation.
-        if self._buf:
-            self._buf += data
-            b = bytes(self._buf)
-        else:
-            b = bytes(data)
-        out: list[UhfFrame | Rejected] = []
-        append = out.append
-        find = b.find
-        cache = self._cache
-        n = len(b)
-        i = find(HEAD)
-        if i < 0:
-            if n:
-                append(Rejected.of("garbage", b))
-            self._buf = bytearray()
-            return out
-        if i > 0:
-            append(Rejected.of("garbage", b[:i]))
-        while 0 <= i <= n - 5:
-            end = i + 7 + ((b[i + 3] << 8) | b[i + 4])
-            if end > n:
-                if b[i + 1] > TYPE_NOTICE or end - i - 7 > MAX_PARAMS:
-                    i = self._resync(
-                        b, out, "bad_type" if b[i + 1] > TYPE_NOTICE else "bad_length", i
-                    )
-                    continue
-                break  # incomplete
-            raw = b[i:end]
-            frame = cache.get(raw)
-            if frame is None:
-                reason = self._check(raw)
-                if reason is not None:
-                    i = self._resync(b, out, reason, i)
-                    continue
-                ftype, cmd, params = raw[1], raw[2], raw[5:-2]
-                frame = UhfFrame(ftype, cmd, params, _tag_notice(ftype, cmd, params))
-                if len(cache) >= _CACHE_MAX:
-                    cache.clear()
-                cache[raw] = frame
-            append(frame)
-            i = find(HEAD, end)
-            if i > end:
-                append(Rejected.of("garbage", b[end:i]))
-            elif i < 0 and end < n:
-                append(Rejected.of("garbage", b[end:]))
-        # What is left starts at a frame head and is shorter than the largest
-        # frame (MAX_PARAMS + 7): the buffer is bounded by construction.
-        self._buf = bytearray(b[i:]) if i >= 0 else bytearray()
-        return out
+        return self._buffer.feed(data)
 
-    @staticmethod
-    def _check(raw: bytes) -> str | None:
-        if raw[1] > TYPE_NOTICE:
-            return "bad_type"
-        if len(raw) - 7 > MAX_PARAMS:
-            return "bad_length"
-        if raw[-1] != END:
-            return "bad_frame_end"
-        if sum(raw[1:-2]) & 0xFF != raw[-2]:
-            return "bad_checksum"
-        return None
+    @property
+    def pending(self) -> int:
+        """Bytes held for an unfinished frame (bounded by the longest valid frame)."""
+        return self._buffer.pending
 
-    @staticmethod
-    def _resync(b: bytes, out: list[UhfFrame | Rejected], reason: str, i: int) -> int:
-        nxt = b.find(HEAD, i + 1)
-        out.append(Rejected.of(reason, b[i : nxt if nxt >= 0 else len(b)]))
-        return nxt
+
+def _early(b: bytes, i: int) -> str | None:
+    return "bad_type" if b[i + 1] > TYPE_NOTICE else None
+
+
+def _decode(raw: bytes) -> UhfFrame | str:
+    if raw[1] > TYPE_NOTICE:
+        return "bad_type"
+    if raw[-1] != END:
+        return "bad_frame_end"
+    if sum(raw[1:-2]) & 0xFF != raw[-2]:
+        return "bad_checksum"
+    ftype, cmd, params = raw[1], raw[2], raw[5:-2]
+    return UhfFrame(ftype, cmd, params, _tag_notice(ftype, cmd, params))

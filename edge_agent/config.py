@@ -37,6 +37,8 @@ from drivers.config import (
 )
 from edge_agent.errors import ConfigError
 from edge_agent.till_config import CUSTOM_REGION, ExpiryPolicy, RcnLayoutEntry, check_rcn_region
+from sync.broker import parse_broker_url
+from sync.errors import LinkError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
@@ -160,6 +162,10 @@ class MqttSection(_Section):
     def _scheme(cls, value: str) -> str:
         if not value.startswith(("mqtt://", "mqtts://")):
             raise ValueError("must start with mqtt:// or mqtts://")
+        try:
+            parse_broker_url(value)  # what the link will accept, refused the same way
+        except LinkError as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
     @model_validator(mode="before")

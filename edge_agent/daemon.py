@@ -32,7 +32,7 @@ from drivers import (
     TagEvent,
     open_reader,
 )
-from drivers.events import DeviceStatus as DriverStatus
+from drivers.events import DeviceStatus
 from edge_agent import AGENT_NAME
 from edge_agent.api.app import create_app
 from edge_agent.api.server import serve_api
@@ -48,7 +48,7 @@ from edge_agent.services import AgentServices
 from edge_agent.sync_adapter import LedgerStorePort
 from edge_agent.visitors.engine import VisitorsEngine
 from sync.store import StoreSync, SyncSettings
-from sync.store_port import DeviceStatus as WireDeviceStatus
+from sync.store_port import DeviceReport
 from sync.wire import format_ts
 
 log = structlog.get_logger("edge_agent.daemon")
@@ -128,8 +128,8 @@ class SyncHandle:
         }
 
 
-def _wire_status(status: DriverStatus) -> WireDeviceStatus:
-    return WireDeviceStatus(
+def _device_report(status: DeviceStatus) -> DeviceReport:
+    return DeviceReport(
         device=status.name,
         kind=status.kind,
         state=status.state,
@@ -156,13 +156,13 @@ def _spawn(tg: asyncio.TaskGroup, coro: Coroutine[Any, Any, None], name: str) ->
     tg.create_task(bound(), name=name)
 
 
-class _LiveStatuses(Mapping[str, DriverStatus]):
+class _LiveStatuses(Mapping[str, DeviceStatus]):
     """Device statuses read from the readers when asked, so counters are always current."""
 
     def __init__(self, readers: Mapping[str, tuple[DeviceConfig, DeviceReader]]) -> None:
         self._readers = readers
 
-    def __getitem__(self, name: str) -> DriverStatus:
+    def __getitem__(self, name: str) -> DeviceStatus:
         return self._readers[name][1].status
 
     def __iter__(self) -> Iterator[str]:
@@ -204,7 +204,7 @@ class Agent:
         self.services.device_statuses = _LiveStatuses(self._readers)
         self._port = LedgerStorePort(
             self.services.ledger,
-            [_wire_status(reader.status) for _, reader in self._readers.values()],
+            [_device_report(reader.status) for _, reader in self._readers.values()],
         )
 
     def _emitter(self, device: DeviceConfig) -> Callable[[DeviceEvent], None]:
@@ -297,7 +297,7 @@ class Agent:
         hub = self.services.hub
         if isinstance(event, DeviceStateEvent):
             _, reader = self._readers[device.name]
-            self._port.set_device_status(_wire_status(reader.status))
+            self._port.set_device_status(_device_report(reader.status))
             hub.publish("device", {"device": device.name, "state": event.state,
                                    "detail": event.detail})
         elif isinstance(event, ScanEvent):

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -39,7 +38,8 @@ from edge_agent.errors import ConfigError, LedgerError
 from edge_agent.ledger import read_stats
 from edge_agent.ledger.schema import connect
 from edge_agent.maintenance import check_database
-from sync.errors import WireFormatError
+from sync.broker import BrokerAddress, parse_broker_url, tls_context
+from sync.errors import LinkError, WireFormatError
 from sync.wire import canonical_json, now_ts, parse_ts
 
 log = structlog.get_logger("edge_agent.doctor")
@@ -246,17 +246,23 @@ def _group_name(gid: int) -> str:
 
 
 # -- broker --------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class BrokerTarget:
-    host: str
-    port: int
-    tls: bool
+BrokerTarget = BrokerAddress
 
 
 def broker_target(config: Config) -> BrokerTarget:
-    parts = urlsplit(config.mqtt.url)
-    tls = parts.scheme == "mqtts"
-    return BrokerTarget(parts.hostname or "localhost", parts.port or (8883 if tls else 1883), tls)
+    """The broker as the link sees it (:func:`sync.broker.parse_broker_url`): a URL the
+    link refuses raises the same :class:`LinkError`, never a guessed host."""
+    return parse_broker_url(config.mqtt.url)
+
+
+def check_broker_url(config: Config) -> tuple[CheckResult, BrokerTarget | None]:
+    try:
+        target = broker_target(config)
+    except LinkError as exc:
+        return CheckResult("broker URL", "fail", str(exc),
+                           "set mqtt.url to mqtt://host[:port] or mqtts://host[:port]"), None
+    return _ok("broker URL", f"{'mqtts' if target.tls else 'mqtt'}://{target.host}:"
+                             f"{target.port}"), target
 
 
 def check_dns(target: BrokerTarget) -> CheckResult:
@@ -286,21 +292,13 @@ def check_tcp(target: BrokerTarget, timeout: float = 5.0) -> CheckResult:
     return _ok(name, f"{target.host}:{target.port} reachable in {ms:.0f} ms")
 
 
-def _tls_context(ca_file: Path | None, cert: Path | None = None,
-                 key: Path | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    if cert is not None and key is not None:
-        ctx.load_cert_chain(str(cert), str(key))
-    return ctx
-
-
 def check_tls(config: Config, target: BrokerTarget, timeout: float = 5.0,
               now: datetime | None = None) -> CheckResult:
     name = "broker TLS"
     if not target.tls:
         return CheckResult(name, "skip", "mqtt:// is not encrypted (use mqtts:// outside a lab)")
     try:
-        ctx = _tls_context(config.mqtt.ca_file, config.mqtt.client_cert, config.mqtt.client_key)
+        ctx = tls_context(config.mqtt.ca_file, config.mqtt.client_cert, config.mqtt.client_key)
         with socket.create_connection((target.host, target.port), timeout=timeout) as raw, \
                 ctx.wrap_socket(raw, server_hostname=target.host) as tls:
             cert = tls.getpeercert()
@@ -309,6 +307,9 @@ def check_tls(config: Config, target: BrokerTarget, timeout: float = 5.0,
         return CheckResult(name, "fail", f"certificate not trusted: {exc.verify_message}",
                            "set mqtt.ca_file to central's CA, or check the terminal's clock "
                            "(a wrong date makes valid certificates look expired)")
+    except LinkError as exc:
+        return CheckResult(name, "fail", str(exc),
+                           "check mqtt.ca_file, mqtt.client_cert and mqtt.client_key")
     except (ssl.SSLError, OSError) as exc:
         return CheckResult(name, "fail", f"TLS handshake failed: {exc}",
                            "check that the port speaks TLS (8883) and mqtt.ca_file")
@@ -375,8 +376,12 @@ def mqtt_probe(config: Config, target: BrokerTarget, timeout: float = 5.0
     password = config.mqtt.password.get_secret_value() if config.mqtt.password else None
     client.username_pw_set(config.mqtt_username, password)
     if target.tls:
-        client.tls_set_context(_tls_context(config.mqtt.ca_file, config.mqtt.client_cert,
-                                            config.mqtt.client_key))
+        try:
+            client.tls_set_context(tls_context(config.mqtt.ca_file, config.mqtt.client_cert,
+                                               config.mqtt.client_key))
+        except LinkError as exc:
+            return CheckResult(auth_name, "fail", str(exc), "see the TLS check"), CheckResult(
+                acl_name, "skip", "needs a successful login")
 
     def wait(attr: str) -> Any:
         deadline = time.monotonic() + timeout
@@ -596,6 +601,35 @@ def check_agent(status: dict[str, Any] | None, error: str | None = None) -> Chec
     return _ok(name, detail)
 
 
+def broker_checks(config: Config, timeout: float = 5.0, *,
+                  agent_connected: bool = False) -> list[CheckResult]:
+    """URL, DNS, TCP, TLS, then a real login and ACL probe; each needs the one before.
+    No probe while the agent is connected: brokers bind the client id to the store's
+    identity (use_username_as_clientid), so a probe would take over the agent's session."""
+    url, target = check_broker_url(config)
+    if target is None:  # the link would refuse it too: no guessed host
+        return [url, *(CheckResult(name, "skip", "needs a valid broker URL") for name in (
+            "broker DNS", "broker TCP", "broker TLS", "broker authentication", "broker ACL"))]
+    dns = check_dns(target)
+    tcp = check_tcp(target, timeout) if dns.status == "ok" else CheckResult(
+        "broker TCP", "skip", "needs DNS")
+    tls = check_tls(config, target, timeout) if tcp.status == "ok" else CheckResult(
+        "broker TLS", "skip", "needs TCP")
+    results = [dns, tcp, tls]  # a valid URL needs no row of its own
+    if agent_connected:
+        results.append(_ok("broker authentication", "the running agent is logged in"))
+        results.append(CheckResult(
+            "broker ACL", "skip", "not probed while the agent is connected (a second "
+            "session with its identity would replace the agent's)",
+            "stop the agent to probe the ACL: `systemctl stop edge-agent`"))
+    elif tcp.status == "ok" and tls.status != "fail":
+        results.extend(mqtt_probe(config, target, timeout))
+    else:
+        results.append(CheckResult("broker authentication", "skip", "needs TCP and TLS"))
+        results.append(CheckResult("broker ACL", "skip", "needs a successful login"))
+    return results
+
+
 def run_checks(
     config_path: Path | str | None,
     *,
@@ -619,28 +653,7 @@ def run_checks(
         results.append(check_agent(status, error))
         agent_connected = bool(status and (status.get("broker") or {}).get("connected"))
     if network:
-        target = broker_target(config)
-        dns = check_dns(target)
-        results.append(dns)
-        tcp = check_tcp(target, timeout) if dns.status == "ok" else CheckResult(
-            "broker TCP", "skip", "needs DNS")
-        results.append(tcp)
-        tls = check_tls(config, target, timeout) if tcp.status == "ok" else CheckResult(
-            "broker TLS", "skip", "needs TCP")
-        results.append(tls)
-        if agent_connected:
-            # Brokers bind the client id to the store's identity (use_username_as_clientid):
-            # a probe with the same credentials would take over the agent's session.
-            results.append(_ok("broker authentication", "the running agent is logged in"))
-            results.append(CheckResult(
-                "broker ACL", "skip", "not probed while the agent is connected (a second "
-                "session with its identity would replace the agent's)",
-                "stop the agent to probe the ACL: `systemctl stop edge-agent`"))
-        elif tcp.status == "ok" and tls.status != "fail":
-            results.extend(mqtt_probe(config, target, timeout))
-        else:
-            results.append(CheckResult("broker authentication", "skip", "needs TCP and TLS"))
-            results.append(CheckResult("broker ACL", "skip", "needs a successful login"))
+        results.extend(broker_checks(config, timeout, agent_connected=agent_connected))
         results.extend(check_central(config, timeout=max(timeout, 5.0)))
     results.append(check_systemd())
     return results

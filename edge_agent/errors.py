@@ -1,7 +1,8 @@
 """The agent's exception tree. Every error the agent raises on purpose is one of these::
 
     EdgeAgentError
-    ├── ConfigError               the TOML file is missing, unreadable or invalid
+    ├── ConfigError               the TOML file is missing, unreadable or invalid  .problems
+    │                             (also a sync.errors.ConfigError, the one definition)
     ├── LedgerError               the SQLite ledger
     │   ├── DatabaseLocked        another agent process holds the database
     │   ├── DatabaseCorrupt       PRAGMA quick_check failed or the file is not a database
@@ -9,29 +10,34 @@
     │   ├── FactRejected          a fact breaks PROTOCOL §2 (floats, limits, SKU form, size)
     │   ├── DiskFull              SQLite could not write for lack of space; nothing was recorded
     │   └── LedgerClosed          the ledger was closed while a write waited
-    ├── OperationError            a retail operation refused by business rules (API maps to 4xx)
-    ├── DeviceError               a device could not be opened or used (wraps drivers.DriverError)
-    └── SyncFailure               the MQTT link or snapshot failed (wraps sync.SyncError)
+    ├── OperationError            a retail operation refused by business rules   .code .status
+    │   └── TillRefused           a till request refused (edge_agent.retail.till)
+    ├── ApiServerError            the API could not listen (edge_agent.api.server)
+    ├── CustomerCommandInvalid    a customer command's data is malformed (edge_agent.customers)
+    └── VisitorsError             (edge_agent.visitors.errors)
+        └── LoyaltyCommandInvalid a loyalty command's data is malformed
+
+``CustomerCommandInvalid`` and ``LoyaltyCommandInvalid`` are also ``ValueError``. The CLI
+reports its own failures with ``edge_agent.cli._base.CliError`` (not an agent error: the
+daemon never raises it).
 
 ``drivers`` and ``sync`` cannot import this module (imports point one way), so they have
-roots of their own (``drivers.errors.DriverError``, ``sync.errors.SyncError``); the agent
-maps them at its adapters with ``raise … from exc``.
+roots of their own (``drivers.errors.DriverError``, ``sync.errors.SyncError``). The agent
+handles those where they arise (the device readers report and retry; the sync task
+reconnects) rather than wrapping them.
 """
 
 from __future__ import annotations
+
+import sync.errors
 
 
 class EdgeAgentError(Exception):
     """Root of every error the agent raises on purpose."""
 
 
-class ConfigError(EdgeAgentError):
+class ConfigError(EdgeAgentError, sync.errors.ConfigError):
     """Configuration is missing or invalid. ``problems`` lists every error found."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        self.problems = problems or []
-        super().__init__(message if not self.problems else message + "\n" + "\n".join(
-            f"  - {problem}" for problem in self.problems))
 
 
 class LedgerError(EdgeAgentError):
@@ -69,11 +75,3 @@ class OperationError(EdgeAgentError):
         self.code = code
         self.status = status
         super().__init__(message)
-
-
-class DeviceError(EdgeAgentError):
-    """A device could not be opened or used."""
-
-
-class SyncFailure(EdgeAgentError):
-    """The link to central failed."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edge_agent.commands import cancel_reservation, close_from_event, normalise_gtin
+from edge_agent.command_apply import cancel_reservation, close_from_event, normalise_gtin
 from edge_agent.ledger import Tx, event_key
 from edge_agent.orders import store as orders
 from edge_agent.retail.recalls import replace_recalls

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from edge_agent import commands as cmds
+from edge_agent import command_apply as cmds
 from edge_agent.customers.commands import ERASING_TYPES, truncate_wal
 from edge_agent.customers.commands import purge as purge_customers
 from edge_agent.ledger import Ledger, Tx
@@ -27,7 +27,7 @@ from sync.messages import Snapshot
 from sync.store_port import (
     BatchOutcome,
     CommandOutcome,
-    DeviceStatus,
+    DeviceReport,
     DigestFigures,
     EpochMark,
     EventRange,
@@ -41,11 +41,11 @@ log = structlog.get_logger("edge_agent.sync_adapter")
 class LedgerStorePort:
     """``LedgerStorePort(ledger)`` — a StorePort over the agent's ledger."""
 
-    def __init__(self, ledger: Ledger, devices: Sequence[DeviceStatus] = ()) -> None:
+    def __init__(self, ledger: Ledger, devices: Sequence[DeviceReport] = ()) -> None:
         """``devices``: the initial status of every configured device, so that a device
         removed from the config (and only such a device) is cleared at start-up."""
         self.ledger = ledger
-        self._devices: dict[str, DeviceStatus] = {d.device: d for d in devices}
+        self._devices: dict[str, DeviceReport] = {d.device: d for d in devices}
         self._device_listeners: list[Callable[[], None]] = []
 
     # -- identity ------------------------------------------------------------------------
@@ -58,8 +58,8 @@ class LedgerStorePort:
         return self.ledger.current_epoch
 
     # -- events ----------------------------------------------------------------------------
-    async def epochs(self) -> list[EpochMark]:
-        return [EpochMark(e.epoch, e.last_seq, e.acked_seq) for e in await self.ledger.epochs()]
+    async def epochs(self) -> Sequence[EpochMark]:
+        return await self.ledger.epochs()  # EpochInfo is an EpochMark
 
     async def event_range(
         self, epoch: str, after_seq: int, *, max_events: int, max_bytes: int
@@ -171,9 +171,7 @@ class LedgerStorePort:
 
     # -- digest, health, devices ------------------------------------------------------------------
     async def digest_state(self) -> DigestFigures:
-        state = await self.ledger.digest_state()
-        return DigestFigures(state.epoch, state.through_seq, state.through_cseq, state.skus,
-                             state.sha256)
+        return await self.ledger.digest_state()
 
     async def health(self) -> HealthFigures:
         stats = await self.ledger.stats()
@@ -187,13 +185,13 @@ class LedgerStorePort:
             last_seq=stats.last_seq,
         )
 
-    def device_statuses(self) -> Sequence[DeviceStatus]:
+    def device_statuses(self) -> Sequence[DeviceReport]:
         return list(self._devices.values())
 
     def add_device_listener(self, callback: Callable[[], None]) -> None:
         self._device_listeners.append(callback)
 
-    def set_device_status(self, status: DeviceStatus) -> None:
+    def set_device_status(self, status: DeviceReport) -> None:
         """Called by the agent (on the event loop) when a device's state changes."""
         self._devices[status.device] = status
         for callback in self._device_listeners:
@@ -220,6 +218,6 @@ def _applier(command: Mapping[str, Any]) -> Callable[[Tx], tuple[cmds.Status, st
     return op
 
 
-def store_port(ledger: Ledger, devices: Sequence[DeviceStatus] = ()) -> StorePort:
+def store_port(ledger: Ledger, devices: Sequence[DeviceReport] = ()) -> StorePort:
     """``LedgerStorePort`` typed as the protocol (mypy checks the two agree)."""
     return LedgerStorePort(ledger, devices)

@@ -1,7 +1,8 @@
-"""Capped exponential backoff with full jitter, and the wait before a reconnect.
+"""The wait before a reconnect, and the link's backoff (full jitter).
 
-``Backoff`` is sans-IO (the caller sleeps); ``wait_to_reconnect`` is the one sleep that a
-reachability signal may cut short.
+``Backoff`` is the project's one implementation, :class:`drivers.backoff.Backoff`
+(sans-IO, the caller sleeps; see that module for why it lives in ``drivers``);
+``wait_to_reconnect`` is the one sleep that a reachability signal may cut short.
 """
 
 from __future__ import annotations
@@ -10,36 +11,12 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+
+from drivers.backoff import Backoff
+
+__all__ = ["Backoff", "wait_to_reconnect"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Backoff:
-    """``delay = uniform(0, min(cap, base * 2**attempt))`` ("full jitter").
-
-    ``next_delay()`` advances the attempt counter; ``reset()`` after a success.
-    ``max_delay()`` is a jittered delay near the cap, used after an authentication
-    failure, which retrying quickly cannot fix.
-    """
-
-    base: float = 0.5
-    cap: float = 60.0
-    attempt: int = 0
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 32)))
-        self.attempt += 1
-        return self.rng.uniform(0.0, ceiling)
-
-    def max_delay(self) -> float:
-        self.attempt += 1
-        return self.rng.uniform(self.cap / 2, self.cap)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 async def wait_to_reconnect(

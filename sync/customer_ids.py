@@ -24,6 +24,8 @@ from typing import Final, Literal
 
 import phonenumbers
 
+from sync.errors import SyncError
+
 IdentifierKind = Literal["phone", "card", "tag"]
 KINDS: Final = ("phone", "card", "tag")
 PEPPER_BYTES: Final = 32
@@ -33,7 +35,7 @@ CARD_RE: Final = re.compile(r"[A-Z0-9._/-]{4,64}")
 TAG_RE: Final = re.compile(r"[0-9A-Z:._-]{4,64}")
 
 
-class IdentifierError(ValueError):
+class IdentifierError(SyncError, ValueError):
     """An identifier that cannot be normalised. Its message never repeats the input."""
 
     def __init__(self, code: str, message: str) -> None:

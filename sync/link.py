@@ -12,44 +12,24 @@ import contextlib
 import logging
 import math
 import socket
-import ssl
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sync.broker import BrokerAddress, parse_broker_url, tls_context
 from sync.errors import AuthenticationFailed, LinkError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # CONNACK codes that retrying cannot fix: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135, 138, 140).
 _AUTH_CODES = frozenset({4, 5, 134, 135, 138, 140})
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise LinkError(f"broker URL must be mqtt://host[:port] or mqtts://host[:port]: {url!r}")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        raise LinkError(f"bad port in broker URL {url!r}") from exc
-    return BrokerAddress(parts.hostname, port, tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,80 +85,101 @@ def map_mqtt_error(exc: aiomqtt.MqttError, what: str, *, connecting: bool = Fals
         else:
             refused = connecting and _rc_value(rc) in _AUTH_CODES
         if refused:
-            return AuthenticationFailed(f"{what}: broker refused the credentials ({exc})")
-    return LinkError(f"{what}: {exc}")
+            return AuthenticationFailed(f"{what}: broker refused the credentials ({exc})",
+                                        operation=what, reason_code=_rc_value(rc))
+    return LinkError(f"{what}: {exc}", operation=what)
 
 
 class LinkSession:
-    """One established connection: publish, subscribe, iterate incoming messages."""
+    """One established connection: publish, subscribe, iterate incoming messages.
+
+    aiomqtt has no public "disconnected" signal; its message iterator is the one public
+    place that reports a lost connection (it raises ``MqttError``). So a session reads
+    that iterator in its own task (:meth:`pump`, started by :meth:`Link.connect` before
+    the CONNECT goes out), queues the messages for :meth:`messages`, and sets ``lost``
+    when the iterator ends: publish, subscribe and the CONNACK wait race against it.
+    """
 
     def __init__(self, client: aiomqtt.Client, publish_timeout: float) -> None:
         self._client = client
         self._publish_timeout = publish_timeout
+        self._incoming: asyncio.Queue[aiomqtt.Message | aiomqtt.MqttError] = asyncio.Queue()
+        self._lost_reason: BaseException | None = None
+        self.lost = asyncio.Event()
 
-    async def _until_disconnected(
-        self, operation: Callable[[], Coroutine[Any, Any, None]], what: str
-    ) -> None:
-        """aiomqtt leaves a pending PUBACK/SUBACK wait hanging when the connection drops;
-        end it as soon as the client knows it is disconnected (a LinkError: unknown)."""
-        disconnected: asyncio.Future[None] = self._client._disconnected  # private, no API
-        if disconnected.done():
-            raise LinkError(f"{what}: not connected")
-        task = asyncio.ensure_future(operation())
+    async def pump(self) -> None:
+        """Until the connection ends: aiomqtt's messages into our queue, then ``lost``."""
         try:
-            done, _ = await asyncio.wait(
-                (task, disconnected), timeout=self._publish_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            async for message in self._client.messages:
+                self._incoming.put_nowait(message)
+        except aiomqtt.MqttError as exc:
+            self._lost_reason = exc.__cause__ or exc
+            self._incoming.put_nowait(exc)
+        finally:
+            self.lost.set()
+
+    async def race(self, operation: Coroutine[Any, Any, T], what: str, *, within: float,
+                   lost: str, late: str) -> T:
+        """``operation`` within ``within`` seconds, cut short by a lost connection: aiomqtt
+        leaves a pending CONNACK/PUBACK/SUBACK wait hanging when the connection drops.
+        Raises LinkError ``"{what}: {lost}"`` or ``"{what}: {late}"`` (an unknown outcome:
+        a publish may still arrive)."""
+        if self.lost.is_set():
+            operation.close()
+            raise LinkError(f"{what}: not connected", operation=what)
+        task = asyncio.ensure_future(operation)
+        gone = asyncio.ensure_future(self.lost.wait())
+        try:
+            done, _ = await asyncio.wait((task, gone), timeout=within,
+                                         return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             task.cancel()
             raise
+        finally:
+            gone.cancel()
         if task in done:
-            task.result()
-            return
+            return task.result()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await task
-        if disconnected.done():
-            raise LinkError(f"{what}: disconnected before the broker's acknowledgement")
-        raise LinkError(f"{what}: no acknowledgement within {self._publish_timeout} s")
+        if self.lost.is_set():
+            raise LinkError(f"{what}: {lost.format(reason=self._lost_reason)}", operation=what)
+        raise LinkError(f"{what}: {late}", operation=what)
+
+    async def _acknowledged(self, operation: Coroutine[Any, Any, object], what: str) -> None:
+        try:
+            await self.race(operation, what, within=self._publish_timeout,
+                            lost="disconnected before the broker's acknowledgement",
+                            late=f"no acknowledgement within {self._publish_timeout} s")
+        except aiomqtt.MqttError as exc:
+            raise map_mqtt_error(exc, what) from exc
 
     async def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1
     ) -> None:
         """Waits for the PUBACK. A raise means *unknown*: the message may still arrive."""
-        try:
-            await self._until_disconnected(
-                lambda: self._client.publish(
-                    topic, payload, qos=qos, retain=retain, timeout=_NO_TIMEOUT
-                ),
-                f"publish to {topic}",
-            )
-        except aiomqtt.MqttError as exc:
-            raise map_mqtt_error(exc, f"publish to {topic}") from exc
+        await self._acknowledged(
+            self._client.publish(topic, payload, qos=qos, retain=retain, timeout=_NO_TIMEOUT),
+            f"publish to {topic}",
+        )
 
     async def subscribe(self, *topics: str) -> None:
-        try:
-            await self._until_disconnected(
-                lambda: self._subscribe([(t, 1) for t in topics]), "subscribe"
-            )
-        except aiomqtt.MqttError as exc:
-            raise map_mqtt_error(exc, "subscribe") from exc
-
-    async def _subscribe(self, topics: list[tuple[str, int]]) -> None:
-        await self._client.subscribe(topics, timeout=_NO_TIMEOUT)
+        await self._acknowledged(
+            self._client.subscribe([(t, 1) for t in topics], timeout=_NO_TIMEOUT), "subscribe"
+        )
 
     async def messages(self) -> AsyncIterator[Incoming]:
-        try:
-            async for message in self._client.messages:
-                payload = message.payload
-                if isinstance(payload, str):
-                    payload = payload.encode()
-                elif not isinstance(payload, bytes | bytearray):
-                    payload = b""
-                yield Incoming(str(message.topic), bytes(payload), bool(message.retain))
-        except aiomqtt.MqttError as exc:
-            raise map_mqtt_error(exc, "receive") from exc
+        while True:
+            item = await self._incoming.get()
+            if isinstance(item, aiomqtt.MqttError):
+                self._incoming.put_nowait(item)  # a later reader sees the end too
+                raise map_mqtt_error(item, "receive") from item
+            payload = item.payload
+            if isinstance(payload, str):
+                payload = payload.encode()
+            elif not isinstance(payload, bytes | bytearray):
+                payload = b""
+            yield Incoming(str(item.topic), bytes(payload), bool(item.retain))
 
 
 class Link:
@@ -187,21 +188,8 @@ class Link:
     def __init__(self, config: LinkConfig) -> None:
         self.config = config
         self.address = parse_broker_url(config.url)
-        self._tls = self._tls_context() if self.address.tls else None
-
-    def _tls_context(self) -> ssl.SSLContext:
-        cfg = self.config
-        try:
-            context = ssl.create_default_context(
-                cafile=str(cfg.ca_file) if cfg.ca_file is not None else None
-            )
-            if cfg.cert_file is not None:
-                context.load_cert_chain(
-                    str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None
-                )
-        except (OSError, ssl.SSLError) as exc:
-            raise LinkError(f"TLS setup failed: {exc}") from exc
-        return context
+        self._tls = (tls_context(config.ca_file, config.cert_file, config.key_file)
+                     if self.address.tls else None)
 
     async def reachable(self, within: float) -> bool:
         """A cheap reachability signal: can a TCP connection to the broker be opened?
@@ -227,7 +215,7 @@ class Link:
     ) -> AsyncIterator[LinkSession]:
         cfg = self.config
         v5 = cfg.protocol != "3.1.1"
-        session: dict[str, Any] = (
+        options: dict[str, Any] = (
             {"protocol": aiomqtt.ProtocolVersion.V5,
              "clean_start": True}  # explicit on every connection (aiomqtt's default: FIRST_ONLY)
             if v5 else {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": True})
@@ -243,48 +231,39 @@ class Link:
             tls_context=self._tls,
             max_inflight_messages=20,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            **session,
+            **options,
         )
         client.pending_calls_threshold = 1000
         where = f"{self.address.host}:{self.address.port}"
-        # A connection lost before the CONNACK leaves aiomqtt waiting for it: race the
-        # CONNACK against the disconnection, within our own timeout.
-        disconnected: asyncio.Future[None] = client._disconnected  # private, no API
-        entering = asyncio.ensure_future(client.__aenter__())
+        session = LinkSession(client, cfg.publish_timeout)
+        pump = asyncio.create_task(session.pump(), name=f"link.pump.{cfg.client_id}")
         try:
-            done, _ = await asyncio.wait(
-                (entering, disconnected), timeout=cfg.connect_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        except asyncio.CancelledError:
-            entering.cancel()
-            raise
-        if entering not in done:
-            entering.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await entering
-            reason = (disconnected.exception()
-                      if disconnected.done() and not disconnected.cancelled() else None)
-            raise LinkError(f"connect to {where}: "
-                            + (f"connection lost ({reason})" if disconnected.done()
-                               else f"no CONNACK within {cfg.connect_timeout} s"))
-        try:
-            entering.result()
-        except aiomqtt.MqttError as exc:
-            raise map_mqtt_error(exc, f"connect to {where}", connecting=True) from exc
-        try:
-            yield LinkSession(client, cfg.publish_timeout)
-        finally:
             try:
-                async with asyncio.timeout(5.0):
-                    await client.__aexit__(None, None, None)
-            except (aiomqtt.MqttError, TimeoutError) as exc:
-                log.debug("link: disconnect: %r", exc)
-            # mark the reason of an unexpected disconnection as seen (else asyncio logs
-            # "Future exception was never retrieved" when the client is collected)
-            for future in (disconnected, client._disconnected):  # private, no API
-                if future.done() and not future.cancelled():
-                    future.exception()
+                await session.race(
+                    client.__aenter__(), f"connect to {where}", within=cfg.connect_timeout,
+                    lost="connection lost ({reason})",
+                    late=f"no CONNACK within {cfg.connect_timeout} s")
+            except aiomqtt.MqttError as exc:
+                raise map_mqtt_error(exc, f"connect to {where}", connecting=True) from exc
+            try:
+                yield session
+            finally:
+                try:
+                    async with asyncio.timeout(5.0):
+                        await client.__aexit__(None, None, None)
+                except (aiomqtt.MqttError, TimeoutError) as exc:
+                    log.debug("link: disconnect: %r", exc)
+        finally:
+            # after a disconnect the pump ends by itself (reading the reason, so asyncio
+            # never logs "Future exception was never retrieved"); else it is cancelled
+            try:
+                await asyncio.wait((pump,), timeout=1.0)
+            finally:  # even when cancelled during that wait
+                pump.cancel()
+                await asyncio.wait((pump,))
 
 
-__all__ = ["Incoming", "Link", "LinkConfig", "LinkSession", "map_mqtt_error", "parse_broker_url"]
+__all__ = [
+    "BrokerAddress", "Incoming", "Link", "LinkConfig", "LinkSession", "map_mqtt_error",
+    "parse_broker_url",
+]

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -337,7 +337,7 @@ class OutboxSender:
         store: str,
         topic: str,
         machine: OutboxMachine,
-        epochs: Callable[[], Awaitable[list[EpochMark]]],
+        epochs: Callable[[], Awaitable[Sequence[EpochMark]]],
         read_range: Callable[[str, int, int, int], Awaitable[EventRange | None]],
         mark_acked: Callable[[str, int], Awaitable[None]],
         on_lost_history: Callable[[LostHistory], Awaitable[None]],

@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from sync.errors import SyncError
+
 __all__ = [
     "RECALL_ADD",
     "RECALL_BLOCKED",
@@ -35,7 +37,7 @@ CSET82_RE: Final = re.compile(r"[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}")
 REASON_MAX: Final = 200
 
 
-class RecallInvalid(ValueError):
+class RecallInvalid(SyncError, ValueError):
     """The data of a recall command is malformed (the message says which field)."""
 
 

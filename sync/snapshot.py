@@ -48,17 +48,20 @@ class SnapshotClient:
             async with httpx.AsyncClient(verify=self._verify, timeout=self._timeout) as client:
                 response = await client.get(self.url, headers=headers)
         except httpx.HTTPError as exc:
-            raise SnapshotError(f"snapshot fetch from {self.url} failed: {exc!r}") from exc
+            raise SnapshotError(f"snapshot fetch from {self.url} failed: {exc!r}",
+                                url=self.url) from exc
         if response.status_code != 200:
-            raise SnapshotError(f"snapshot fetch from {self.url}: HTTP {response.status_code}")
+            raise SnapshotError(f"snapshot fetch from {self.url}: HTTP {response.status_code}",
+                                url=self.url, status_code=response.status_code)
         if len(response.content) > MAX_SNAPSHOT_BYTES:
-            raise SnapshotError("snapshot too large")
+            raise SnapshotError("snapshot too large", url=self.url)
         try:
             obj = loads(response.content)
             check_value(obj)
             snapshot = Snapshot.model_validate(obj)
         except (WireFormatError, pydantic.ValidationError) as exc:
-            raise SnapshotError(f"snapshot from {self.url} is malformed: {exc}") from exc
+            raise SnapshotError(f"snapshot from {self.url} is malformed: {exc}",
+                                url=self.url) from exc
         if snapshot.store != self.store:
             raise SnapshotError(f"snapshot is for store {snapshot.store!r}, not {self.store!r}")
         return snapshot

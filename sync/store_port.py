@@ -87,8 +87,9 @@ class HealthFigures:
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceStatus:
-    """One device's state for ``…/devices/{device}`` (PROTOCOL §8)."""
+class DeviceReport:
+    """One device's state as published on ``…/devices/{device}`` (PROTOCOL §8); built by
+    the agent from the reader's :class:`drivers.events.DeviceStatus`."""
 
     device: str
     kind: str
@@ -115,7 +116,7 @@ class StorePort(Protocol):
         ...
 
     # -- events (§4) ------------------------------------------------------------------
-    async def epochs(self) -> list[EpochMark]:
+    async def epochs(self) -> Sequence[EpochMark]:
         """Every epoch, oldest first, with last seq and stored watermark."""
         ...
 
@@ -181,7 +182,7 @@ class StorePort(Protocol):
 
     async def health(self) -> HealthFigures: ...
 
-    def device_statuses(self) -> Sequence[DeviceStatus]:
+    def device_statuses(self) -> Sequence[DeviceReport]:
         """Current state of every configured device (cheap, in memory)."""
         ...
 

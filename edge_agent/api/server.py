@@ -13,7 +13,7 @@ import grp
 import os
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,11 +36,21 @@ class ApiServerError(EdgeAgentError):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the daemon owns SIGTERM/SIGINT."""
+    """uvicorn without its signal handlers (the daemon owns SIGTERM/SIGINT), and with an
+    event for "listening" instead of a ``started`` flag to poll."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
 
 
 def _remove_stale(path: Path) -> None:
@@ -75,31 +85,35 @@ def unix_socket(path: Path, mode: str, group: str | None) -> socket.socket:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
             raise ConfigError(f"api.socket_group: no such group {group!r}") from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
+    def bind(sock: socket.socket) -> None:
         sock.bind(str(path))
         os.chmod(path, int(mode, 8))
         if gid != -1:
             os.chown(path, -1, gid)
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ApiServerError(f"cannot listen on {path}: {exc}") from exc
-    return sock
+
+    return _listening(socket.AF_UNIX, bind, str(path))
 
 
 def tcp_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
+    def bind(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+
+    return _listening(socket.AF_INET6 if ":" in host else socket.AF_INET, bind,
+                      f"{host}:{port}")
+
+
+def _listening(family: int, bind: Callable[[socket.socket], None], where: str
+               ) -> socket.socket:
+    """A non-blocking listening socket, closed again if any step fails."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        bind(sock)
         sock.listen(1024)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ApiServerError(f"cannot listen on {host}:{port}: {exc}") from exc
+        raise ApiServerError(f"cannot listen on {where}: {exc}") from exc
     return sock
 
 
@@ -121,7 +135,11 @@ def _token(api: ApiSection) -> str:
 
 
 async def serve_api(app: Any, api: ApiSection, *, ready: asyncio.Event | None = None) -> None:
-    """Serve ``app`` until cancelled; ``ready`` is set once every listener accepts."""
+    """Serve ``app`` until cancelled; ``ready`` is set once every listener accepts.
+
+    One task per listener in a TaskGroup: a listener that fails or stops cancels the
+    others and raises here (its own error, or :class:`ApiServerError`). On cancellation
+    every server is asked to exit and given ``GRACE_S`` to finish its requests."""
     listeners: list[tuple[str, _Server, socket.socket]] = []
     try:
         listeners.append(("unix", _server(app), unix_socket(api.socket, api.socket_mode,
@@ -134,37 +152,40 @@ async def serve_api(app: Any, api: ApiSection, *, ready: asyncio.Event | None = 
         for _, _, sock in listeners:
             sock.close()
         raise
-    tasks = [asyncio.create_task(server.serve(sockets=[sock]), name=f"api.{name}")
-             for name, server, sock in listeners]
     servers = [server for _, server, _ in listeners]
     try:
-        while not all(s.started for s in servers):
-            if any(t.done() for t in tasks):
-                break
-            await asyncio.sleep(0.01)
-        failed = [t for t in tasks if t.done()]
-        if failed:
-            await failed[0]  # raises the listener's error
-            raise ApiServerError("the API server stopped during startup")
-        log.info("api.listening", socket=str(api.socket),
-                 tcp=f"{api.tcp.host}:{api.tcp.port}" if api.tcp else None)
-        if ready is not None:
-            ready.set()
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            await task
-        raise ApiServerError("the API server stopped unexpectedly")
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_listen(server, sock), name=f"api.{name}")
+                     for name, server, sock in listeners]
+            try:
+                for server in servers:
+                    await server.listening.wait()
+                log.info("api.listening", socket=str(api.socket),
+                         tcp=f"{api.tcp.host}:{api.tcp.port}" if api.tcp else None)
+                if ready is not None:
+                    ready.set()
+                await asyncio.get_running_loop().create_future()  # until cancelled
+            finally:
+                for server in servers:
+                    server.should_exit = True
+                # graceful first (leaving the group cancels the servers at once); a
+                # second cancellation cuts the grace short
+                await asyncio.wait(tasks, timeout=GRACE_S + 1.0)
+    except BaseExceptionGroup as failed:
+        error = failed.exceptions[0]  # the listener's own error, its cause kept
+        raise error from error.__cause__
     finally:
-        for server in servers:
-            server.should_exit = True
-        pending = [t for t in tasks if not t.done()]
-        if pending:
-            _, still = await asyncio.shield(asyncio.wait(pending, timeout=GRACE_S + 1.0))
-            for task in still:
-                task.cancel()
-            for task in still:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # a listener cancelled by a failing sibling never reached uvicorn's own close
+        for _, _, sock in listeners:
+            sock.close()
         with contextlib.suppress(OSError):
             if api.socket.is_socket():
                 api.socket.unlink()
+
+
+async def _listen(server: _Server, sock: socket.socket) -> None:
+    """One listener; returning on its own (not asked to exit) is an error."""
+    await server.serve(sockets=[sock])
+    if not server.should_exit:
+        raise ApiServerError("the API server stopped during startup" if not server.started
+                             else "the API server stopped unexpectedly")

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Tx
 from edge_agent.visitors.store import LOYALTY_VERSION_KEY
 from sync.customer_ids import KEY_ID_RE, KINDS, PEPPER_BYTES
@@ -43,7 +44,7 @@ MAX_IDENTIFIERS: Final = 16
 REF_MAX: Final = 128
 
 
-class CustomerCommandInvalid(ValueError):
+class CustomerCommandInvalid(EdgeAgentError, ValueError):
     """Malformed ``customers.*`` data; nothing of the command was applied."""
 
 

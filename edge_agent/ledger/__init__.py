@@ -2,7 +2,6 @@
 
 from edge_agent.ledger.core import (
     AppendedEvent,
-    DigestState,
     EpochInfo,
     Ledger,
     LedgerStats,
@@ -19,7 +18,6 @@ from edge_agent.ledger.core import (
 
 __all__ = [
     "AppendedEvent",
-    "DigestState",
     "EpochInfo",
     "Ledger",
     "LedgerStats",

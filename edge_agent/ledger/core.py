@@ -41,6 +41,7 @@ from edge_agent.errors import (
 from edge_agent.ledger import schema
 from sync.errors import WireFormatError
 from sync.files import FILE_MODE, private_database, private_dir, tighten
+from sync.store_port import DigestFigures, EpochMark
 from sync.wire import (
     MAX_ITEM_BYTES,
     MAX_SAFE_INT,
@@ -87,11 +88,10 @@ class AppendedEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class EpochInfo:
-    epoch: str
+class EpochInfo(EpochMark):
+    """The sync port's :class:`~sync.store_port.EpochMark` plus the ledger's own columns."""
+
     ordinal: int
-    last_seq: int
-    acked_seq: int
     created_at: str
 
 
@@ -99,15 +99,6 @@ class EpochInfo:
 class StoredEvent:
     seq: int
     payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class DigestState:
-    epoch: str
-    through_seq: int
-    through_cseq: int
-    skus: int
-    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -631,7 +622,7 @@ class Ledger:
 
         return await self.write(prune)
 
-    async def digest_state(self) -> DigestState:
+    async def digest_state(self) -> DigestFigures:
         return await self.read(read_digest_state)
 
     async def stats(self) -> LedgerStats:
@@ -664,11 +655,11 @@ class Ledger:
 def read_epochs(conn: sqlite3.Connection) -> list[EpochInfo]:
     return [
         EpochInfo(
-            str(r["epoch"]),
-            int(r["ordinal"]),
-            int(r["last_seq"]),
-            int(r["acked_seq"]),
-            str(r["created_at"]),
+            epoch=str(r["epoch"]),
+            ordinal=int(r["ordinal"]),
+            last_seq=int(r["last_seq"]),
+            acked_seq=int(r["acked_seq"]),
+            created_at=str(r["created_at"]),
         )
         for r in conn.execute(
             "SELECT epoch, ordinal, last_seq, acked_seq, created_at FROM epochs ORDER BY ordinal"
@@ -729,7 +720,7 @@ def read_event_range(
     return first, first + count - 1, b",".join(payloads[:count])
 
 
-def read_digest_state(conn: sqlite3.Connection) -> DigestState:
+def read_digest_state(conn: sqlite3.Connection) -> DigestFigures:
     epoch_row = conn.execute(
         "SELECT epoch, last_seq FROM epochs ORDER BY ordinal DESC LIMIT 1"
     ).fetchone()
@@ -738,7 +729,8 @@ def read_digest_state(conn: sqlite3.Connection) -> DigestState:
         (str(r[0]), int(r[1]), int(r[2]))
         for r in conn.execute("SELECT sku, on_hand, reserved FROM stock")
     )
-    return DigestState(str(epoch_row[0]), int(epoch_row[1]), int(cseq[0]) if cseq else 0, skus, sha)
+    return DigestFigures(str(epoch_row[0]), int(epoch_row[1]), int(cseq[0]) if cseq else 0, skus,
+                         sha)
 
 
 def read_stats(conn: sqlite3.Connection, path: Path) -> LedgerStats:

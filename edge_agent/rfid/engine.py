@@ -34,6 +34,7 @@ from edge_agent.rfid import store
 from edge_agent.rfid.tally import CountSession
 from edge_agent.rfid.transactions import DoorSighting, close_op, iso, judge_op
 from edge_agent.services import AgentServices
+from edge_agent.visitors.engine import VisitorDevice
 from sync.wire import new_uuid
 
 log = structlog.get_logger("edge_agent.rfid")
@@ -46,18 +47,8 @@ MAX_DOOR_PENDING: Final = 10_000
 MAX_TILL_PENDING: Final = 1000
 
 
-class RfidDevice(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def role(self) -> str | None: ...
-
-    @property
-    def zone(self) -> str: ...
+class RfidDevice(VisitorDevice, Protocol):
+    """A device's routing (name, kind, role, zone) plus what RFID readers add."""
 
     @property
     def mode(self) -> str | None: ...

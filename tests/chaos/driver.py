@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge_agent import commands as cmds
+from edge_agent import command_apply as cmds
 from edge_agent.config import load_config
 from edge_agent.daemon import Agent
 from edge_agent.ledger import Ledger, Tx

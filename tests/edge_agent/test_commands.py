@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent import commands as cmds
+from edge_agent import command_apply as cmds
 from edge_agent.ledger import Ledger, Tx
 from sync.wire import loads
 

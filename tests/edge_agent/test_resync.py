@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent import commands as cmds
+from edge_agent import command_apply as cmds
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.resync import apply_snapshot
 from sync.messages import Snapshot

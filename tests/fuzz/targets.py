@@ -73,9 +73,12 @@ def _feed(parser: Any, data: bytes, kinds: tuple[type, ...]) -> None:
             _check_items(parser.feed(piece), kinds)
     except DriverError:
         pass  # the declared error type
-    buffered = getattr(parser, "_buf", None)
-    if buffered is not None and len(buffered) > MAX_BUFFER + 64 * 1024:
-        raise AssertionError(f"parser buffer grew to {len(buffered)} bytes")
+    held = getattr(parser, "pending", None)  # the frame buffer's public figure
+    if held is None:
+        buffered = getattr(parser, "_buf", None)
+        held = None if buffered is None else len(buffered)
+    if held is not None and held > MAX_BUFFER + 64 * 1024:
+        raise AssertionError(f"parser buffer grew to {held} bytes")
 
 
 # -- drivers -------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.mosquitto import Broker
+from tests.helpers.peer_central import STORE
 from tests.helpers.processes import CentralProcess
-from tests.sync.conftest import STORE, running_store, settings_for
+from tests.helpers.running_store import running_store, settings_for
 from tests.sync.test_store_central import acked_all, until, watching
 
 

@@ -18,8 +18,9 @@ from sync.link import Link, LinkConfig, parse_broker_url
 from sync.wire import loads
 from tests.helpers.faultproxy import FaultProxy
 from tests.helpers.mosquitto import Broker
+from tests.helpers.peer_central import STORE, running_peer
 from tests.helpers.ports import free_port
-from tests.sync.conftest import STORE, running_peer, running_store, settings_for
+from tests.helpers.running_store import running_store, settings_for
 
 RIGHT = "right-password"
 WRONG = "wrong-password"

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.helpers.nats import Nats, nats_unavailable, running_nats
+from tests.helpers.peer_central import STORE
 from tests.helpers.processes import CentralProcess
-from tests.sync.conftest import STORE, RunningStore, running_store, settings_for
+from tests.helpers.running_store import RunningStore, running_store, settings_for
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from typing import Any
 from edge_agent.orders.service import OrderService
 from tests.edge_agent.retail.seed import STORE as STORE_SECTION
 from tests.helpers.mosquitto import Broker
-from tests.sync.conftest import PeerCentral, RunningStore, running_peer, running_store, settings_for
+from tests.helpers.peer_central import PeerCentral, running_peer
+from tests.helpers.running_store import RunningStore, running_store, settings_for
 
 ITEM = {"sku": "MUG-1", "name": "Mug", "gtins": ["4006381333931"], "price": "12.90",
         "currency": "EUR", "uom": "unit", "active": True}

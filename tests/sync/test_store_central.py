@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from tests.helpers.mosquitto import Broker
+from tests.helpers.peer_central import STORE
 from tests.helpers.processes import CentralProcess
 from tests.helpers.progress import until_progress
-from tests.sync.conftest import STORE, RunningStore, running_store, settings_for
+from tests.helpers.running_store import RunningStore, running_store, settings_for
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.helpers.mosquitto import Broker
+from tests.helpers.peer_central import TOKEN, PeerCentral, running_peer
 from tests.helpers.progress import until_progress
-from tests.sync.conftest import TOKEN, PeerCentral, running_peer
 
 REPO = str(Path(__file__).resolve().parents[2])
 KILLS = int(os.environ.get("SYNC_CRASH_KILLS", "20"))

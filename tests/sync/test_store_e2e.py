@@ -12,11 +12,12 @@ from edge_agent.ledger import Ledger
 from edge_agent.sync_adapter import LedgerStorePort
 from sync.errors import SnapshotError
 from sync.store import StoreSync, SyncSettings
-from sync.store_port import DeviceStatus
+from sync.store_port import DeviceReport
 from sync.wire import canonical_json, loads, now_ts
 from tests.helpers.mosquitto import Broker
+from tests.helpers.peer_central import STORE, running_peer
 from tests.helpers.progress import until_progress
-from tests.sync.conftest import STORE, running_peer, running_store, settings_for
+from tests.helpers.running_store import running_store, settings_for
 
 
 async def test_sales_flow_commands_and_digest(broker: Broker, store_db: Path) -> None:
@@ -215,7 +216,7 @@ async def test_resync_command_ack_waits_for_the_snapshot(broker: Broker, store_d
 async def test_health_devices_and_dropped_messages(broker: Broker, store_db: Path) -> None:
     async with running_peer(broker) as peer, \
             running_store(store_db, settings_for(broker.url, peer)) as store:
-        store.port.set_device_status(DeviceStatus("till-1", "scanner", "connected", "/dev/x",
+        store.port.set_device_status(DeviceReport("till-1", "scanner", "connected", "/dev/x",
                                                   now_ts()))
         await peer.wait_for(lambda: "till-1" in peer.devices)
         assert loads(peer.devices["till-1"])["state"] == "connected"

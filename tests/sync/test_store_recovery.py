@@ -17,7 +17,8 @@ from pathlib import Path
 
 from tests.helpers.faultproxy import FaultProxy
 from tests.helpers.mosquitto import Broker
-from tests.sync.conftest import running_peer, running_store, settings_for
+from tests.helpers.peer_central import running_peer
+from tests.helpers.running_store import running_store, settings_for
 
 RESEND_AFTER = 60.0
 # far longer than a loaded machine needs to reconnect and resend, far shorter than the

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from edge_agent import commands as cmds
+from edge_agent import command_apply as cmds
 from edge_agent.api.app import create_app
 from edge_agent.config import parse_config
 from edge_agent.customers import cache

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent import commands as cmds
+from edge_agent import command_apply as cmds
 from edge_agent.ledger import Ledger
 from edge_agent.retail.catalog import conn_query
 from edge_agent.retail.recalls import find_recall, list_recalls, replace_recalls

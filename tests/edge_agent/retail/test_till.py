@@ -20,7 +20,7 @@ import pytest
 from drivers import open_reader
 from drivers.events import DeviceEvent, RejectedInput, ScanEvent
 from drivers.simulator import Simulator
-from edge_agent.commands import apply_command
+from edge_agent.command_apply import apply_command
 from edge_agent.config import SerialScannerDevice
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.retail.scanmodes import ScanModes

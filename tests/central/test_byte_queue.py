@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from central.inbox import ByteBoundedInbox
+from central.byte_queue import ByteBoundedInbox
 
 
 def test_fifo_and_byte_accounting() -> None:
