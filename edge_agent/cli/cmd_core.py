@@ -253,7 +253,9 @@ def config_check() -> None:
             emit_json({"config": str(path), "valid": False,
                        "problems": exc.problems or [str(exc)]})
             sys.exit(EXIT_USAGE)
-        raise
+        raise CliError(str(exc), code=EXIT_USAGE,
+                       hint="fix the keys listed above and run it again; every key is "
+                            "explained in config/agent.example.toml") from exc
     if st.json:
         emit_json({"config": str(path), "valid": True, "store": config.store.id,
                    "devices": len(config.devices)})
