@@ -8,10 +8,15 @@ SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 venv: $(VENV)/.installed
 
+# The first run takes a minute or two: say what is installed instead of staying silent.
 $(VENV)/.installed: pyproject.toml
+	@echo "setting up $(VENV): a Python virtualenv with edge-agent and its dependencies"
+	@echo "(FastAPI, uvicorn, aiomqtt/paho, pydantic, biip, pyserial, rich, click, and the test"
+	@echo " tools pytest, hypothesis, ruff, mypy); first run only, about 1-2 minutes"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --progress-bar off -e '.[test]' | grep -E '^(Collecting|Successfully installed)' | sed -u 's/^Collecting /  installing /' || true
+	@$(BIN)/python -c 'import edge_agent, central' || { echo "installation failed: rerun with 'make venv'"; exit 1; }
 	touch $@
 
 # mosquitto, faketime (chaos clock jumps) and PostgreSQL (the central's tests) from the
