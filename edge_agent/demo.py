@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import random
@@ -88,6 +89,12 @@ async def wait_port(port: int, within_s: float = 15.0) -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the demo dies, even by SIGKILL (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def say(line: str) -> None:
     print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
 
@@ -139,7 +146,8 @@ class Demo:
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own programs
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603 - our own programs
+                                preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only
         log.close()
         self.children.append((name, proc))
         return proc

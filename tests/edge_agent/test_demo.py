@@ -82,8 +82,12 @@ class DemoProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
@@ -184,9 +188,16 @@ def test_demo_sells_offline_and_drains_when_a_broker_appears(tmp_path: Path) -> 
         finally:
             client.loop_stop()
             client.disconnect()
-            run.proc.send_signal(signal.SIGTERM)
+            # Even a SIGKILLed demo leaves nothing running: its children follow it.
+            children = run.children()
+            assert children
+            run.proc.kill()
             run.proc.wait(60)
+            deadline = time.monotonic() + 30
+            while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+                time.sleep(0.2)
             broker.stop()
+        assert not [pid for pid in children if alive(pid)], "the agent outlived the demo"
 
 
 def test_story_lines_are_plain_words() -> None:
