@@ -319,7 +319,8 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     app.add_middleware(SalesFastPath, retail=retail)
     app.add_middleware(LastResort)
     app.add_middleware(BodyLimit, max_bytes=services.config.api.max_body_bytes)
-    app.add_middleware(RequestMetrics, requests=metrics.requests, latency=metrics.latency)
+    app.add_middleware(RequestMetrics, requests=metrics.requests, latency=metrics.latency,
+                       routes=lambda: app.router.routes)
 
     # -- retail writes ------------------------------------------------------------------------
     @app.post("/v1/sales", status_code=201, tags=["retail"])

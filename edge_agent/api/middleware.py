@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from starlette.routing import Match
 
 from sync.wire import canonical_json
 
@@ -28,8 +29,17 @@ async def send_error(send: Send, status: int, code: str, message: str,
     await send({"type": "http.response.body", "body": body})
 
 
+def _json_media_type(value: bytes) -> bool:
+    media = value.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/")
+                                            and media.endswith(b"+json"))
+
+
 class BodyLimit:
-    """Refuse request bodies above ``max_bytes`` with 413 ``body_too_large``.
+    """Refuse request bodies above ``max_bytes`` with 413 ``body_too_large``, and a
+    non-empty body that is not declared JSON (``Content-Type: application/json``) with 415
+    ``unsupported_media_type``: every body of this API is JSON, and a ``text/plain`` or
+    form body must not be read as JSON by chance.
 
     The body is read from the stream and counted (a missing or lying Content-Length does
     not get past it), then handed to the app in one piece; bodies are small (256 KiB by
@@ -47,7 +57,10 @@ class BodyLimit:
             f"the request body is larger than the limit of {self.max_bytes} bytes "
             "(api.max_body_bytes)"
         )
+        content_type: bytes | None = None
         for name, value in scope.get("headers", []):
+            if name == b"content-type":
+                content_type = value
             if name == b"content-length":
                 try:
                     declared = int(value)
@@ -73,6 +86,13 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        if size and (content_type is None or not _json_media_type(content_type)):
+            given = "no Content-Type" if content_type is None else \
+                f"Content-Type {content_type.decode('latin-1')[:60]!r}"
+            await send_error(send, 415, "unsupported_media_type",
+                             f"request bodies are JSON: send Content-Type: application/json "
+                             f"(got {given})")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -99,11 +119,17 @@ class BearerToken:
                 if name == b"authorization":
                     given = value
             scheme, _, token = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(),
-                                                                      self._token):
+            if scheme.lower() != b"bearer" or not token.strip():
                 await send_error(send, 401, "unauthorized",
-                                 "a bearer token is required on the TCP listener",
+                                 "a bearer token is required on the TCP listener "
+                                 "(Authorization: Bearer <the token of api.tcp.token_file>)",
                                  [(b"www-authenticate", b"Bearer")])
+                return
+            if not hmac.compare_digest(token.strip(), self._token):
+                await send_error(send, 401, "invalid_token",
+                                 "the bearer token is not this agent's: use the token of "
+                                 "api.tcp.token_file (or the api-token credential)",
+                                 [(b"www-authenticate", b'Bearer error="invalid_token"')])
                 return
         await self.app(scope, receive, send)
 
@@ -111,10 +137,12 @@ class BearerToken:
 class RequestMetrics:
     """Count requests and time them per route template (never per raw path)."""
 
-    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram,
+                 routes: Callable[[], Sequence[Any]] = tuple) -> None:
         self.app = app
         self.requests = requests
         self.latency = latency
+        self.routes = routes
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,7 +161,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, observe)
         finally:
-            route = scope.get("route")
+            route = scope.get("route") or self._match(scope)
             template = getattr(route, "path", None) or "unmatched"
             key = (str(scope.get("method", "?")), template, str(status))
             children = self._children.get(key)
@@ -142,3 +170,11 @@ class RequestMetrics:
                 self._children[key] = children
             children[0].inc()
             children[1].observe(time.perf_counter() - started)
+
+    def _match(self, scope: Scope) -> Any:
+        """The route a request refused before routing (413, 415) was meant for."""
+        for route in self.routes():
+            matches = getattr(route, "matches", None)
+            if matches is not None and matches(scope)[0] != Match.NONE:
+                return route
+        return None

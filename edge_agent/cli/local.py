@@ -143,6 +143,9 @@ def stock(config: Config, sku: str) -> dict[str, Any]:
                            (sku,)).fetchone()
         cat = conn.execute("SELECT name, price, currency, active FROM catalog WHERE sku = ?",
                            (sku,)).fetchone()
+        if row is None and cat is None:  # as the API's 404 sku_not_found
+            raise CliError(f"no catalog item or stock for SKU {sku!r}",
+                           hint="`edge-agent stock low --threshold 1000000` lists every SKU")
         on_hand = int(row[0]) if row else 0
         reserved = int(row[1]) if row else 0
         return {

@@ -209,7 +209,7 @@ async def test_malformed_bodies_get_422_with_field_paths(
 ) -> None:
     r = await post(api, "/v1/sales", body)
     error = assert_error(r, 422, "validation_error")
-    assert error["errors"][0]["loc"] == loc
+    assert loc in [e["loc"] for e in error["errors"]]  # (payments, required, may come first)
     assert event_payloads(api.ledger) == []
 
 
@@ -497,7 +497,7 @@ async def test_socket_mode_stale_file_and_tcp_token(short_dir: Path) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as tcp:
             assert_error(await tcp.get("/v1/status"), 401, "unauthorized")
             assert_error(await tcp.get("/v1/status", headers={
-                "Authorization": "Bearer wrong"}), 401, "unauthorized")
+                "Authorization": "Bearer wrong"}), 401, "invalid_token")
             ok = await tcp.get("/v1/status", headers={"Authorization": "Bearer s3cret-token"})
             assert ok.status_code == 200
             r = await tcp.post("/v1/receipts", json={"lines": [{"sku": "A-100", "qty": 1}]},

@@ -196,8 +196,9 @@ def test_stock_and_low_stock_from_the_database(config_path: Path, seeded: str) -
                             "available": 8}
     low = invoke(config_path, "stock", "low", "--json")
     assert [i["sku"] for i in as_json(low)["items"]] == ["B-2"]
-    unknown = as_json(invoke(config_path, "stock", "Z-9", "--json"))
-    assert (unknown["in_catalog"], unknown["on_hand"]) == (False, 0)
+    unknown = invoke(config_path, "stock", "Z-9", "--json")
+    assert unknown.exit_code == 1
+    assert "no catalog item or stock for SKU 'Z-9'" in unknown.stderr
 
 
 def test_sales_today_from_the_database(config_path: Path, seeded: str) -> None:
