@@ -196,6 +196,7 @@ class StoreSync:
         self._resync_idle = asyncio.Event()
         self._digest_due = asyncio.Event()
         self._devices_changed = asyncio.Event()
+        self._reservations_changed = asyncio.Event()
         self._offsets: deque[int] = deque(maxlen=15)
         self._dropped: Counter[str] = Counter()
         self._n = Counter[str]()
@@ -435,6 +436,7 @@ class StoreSync:
             if result.resync is not None:
                 self._resync_idle.clear()
                 self._resync_wanted.set()
+            self._reservations_changed.set()  # a new reservation may expire soonest
             if result.ack is not None:
                 await self._publish_commands_ack(session, result.ack)
 
@@ -555,11 +557,20 @@ class StoreSync:
                     log.info("sync: pruned %d acknowledged events older than %s", pruned, cutoff)
                 next_prune = now + self.settings.prune_interval
             if now >= next_expiry:
+                self._reservations_changed.clear()
                 expired = await self.port.expire_reservations()
                 if expired:
                     log.info("sync: released %d expired reservations", expired)
-                next_expiry = now + self.settings.reservation_check_interval
-            await asyncio.sleep(max(0.0, min(next_prune, next_expiry) - self._clock()))
+                # At the earliest expires_at, not at the next poll: a web order's stock
+                # comes back on time (the interval bounds a clock step).
+                due = await self.port.next_reservation_expiry()
+                wait = self.settings.reservation_check_interval
+                next_expiry = self._clock() + (wait if due is None else min(wait, due + 0.01))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(next_prune, next_expiry)
+                                               - self._clock())):
+                    await self._reservations_changed.wait()
+                    next_expiry = 0.0  # commands applied: look again at once
 
 
 def _only_link_errors(exc: BaseException) -> bool:

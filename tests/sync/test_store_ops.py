@@ -1,0 +1,31 @@
+"""Operations a technician or an integrator relies on (issue 17): a reservation is
+released at its ``expires_at``, not at the next poll or the next restart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sync.wire import format_ts, utc_now
+from tests.helpers.mosquitto import Broker
+from tests.sync.conftest import running_peer, running_store, settings_for
+
+
+async def test_a_reservation_is_released_at_its_expires_at(broker: Broker,
+                                                          store_db: Path) -> None:
+    # The periodic check is an hour away: only a release scheduled for expires_at passes.
+    async with running_peer(broker) as peer:
+        settings = settings_for(broker.url, peer, reservation_check_interval=3600)
+        async with running_store(store_db, settings) as store:
+            await peer.wait_for(lambda: peer.snapshots_served == 1)
+            await peer.send("stock.adjust", {"reason": "replenishment"}, stock=[("A-1", 10)])
+            expires = format_ts(utc_now() + timedelta(seconds=2))
+            await peer.send("reservation.create", {
+                "reservation_id": "R-WEB", "order_ref": "WEB-1", "expires_at": expires,
+                "lines": [{"sku": "A-1", "qty": 3}]}, reserve=[("A-1", 3)])
+            await peer.wait_for(lambda: peer.store_cseq == 2)
+            assert (await store.stock())["A-1"] == (10, 3)
+            # released by the store's own clock and reported to central
+            await peer.wait_for(lambda: "R-WEB" not in peer.reservations, limit=60)
+            assert (await store.stock())["A-1"] == (10, 0)
+            assert peer.stock["A-1"] == [10, 0]
