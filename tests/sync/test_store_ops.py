@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from edge_agent.maintenance import backup_database, restore_database
 from sync.wire import format_ts, utc_now
 from tests.helpers.mosquitto import Broker
-from tests.sync.conftest import running_peer, running_store, settings_for
+from tests.sync.conftest import STORE, running_peer, running_store, settings_for
 
 
 async def test_a_reservation_is_released_at_its_expires_at(broker: Broker,
@@ -29,3 +30,35 @@ async def test_a_reservation_is_released_at_its_expires_at(broker: Broker,
             await peer.wait_for(lambda: "R-WEB" not in peer.reservations, limit=60)
             assert (await store.stock())["A-1"] == (10, 0)
             assert peer.stock["A-1"] == [10, 0]
+
+
+async def test_a_planned_restore_is_not_lost_history(broker: Broker, store_db: Path,
+                                                     tmp_path: Path) -> None:
+    """After ``db restore`` the backup's epoch is behind central's ack: that is what the
+    restore's own new epoch is for, not a lost history (no alert, no second epoch)."""
+    backup = tmp_path / "backup.db"
+    async with running_peer(broker) as peer:
+        settings = settings_for(broker.url, peer)
+        async with running_store(store_db, settings) as store:
+            await store.record(5)
+            epoch = store.port.current_epoch
+            await peer.wait_for(lambda: peer.applied.get(epoch) == 5)
+            backup_database(store_db, backup)
+            await store.record(5, start=5)
+            await peer.wait_for(lambda: peer.applied.get(epoch) == 10)
+        restored = restore_database(backup, store_db, STORE)
+        served = peer.snapshots_served
+        async with running_store(store_db, settings) as store:
+            assert store.port.current_epoch == restored.new_epoch
+            await peer.wait_for(lambda: peer.snapshots_served > served)
+            await store.record(1, start=10)
+            await peer.wait_for(lambda: peer.applied.get(restored.new_epoch) == 1)
+            await peer.ack(epoch, 10)  # the retained ack again, live
+            await store.record(1, start=11)
+            await peer.wait_for(lambda: peer.applied.get(restored.new_epoch) == 2)
+            assert store.port.current_epoch == restored.new_epoch
+            assert store.sync.counters.lost_histories == 0
+            types = await store.ledger.read(lambda conn: [
+                r[0] for r in conn.execute("SELECT type FROM events")])
+            assert "alert" not in types, types
+            assert len(await store.port.epochs()) == 2
