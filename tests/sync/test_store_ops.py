@@ -3,8 +3,14 @@ released at its ``expires_at``, not at the next poll or the next restart."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import os
+import signal
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from edge_agent.maintenance import backup_database, restore_database
 from sync.wire import format_ts, utc_now
@@ -62,3 +68,42 @@ async def test_a_planned_restore_is_not_lost_history(broker: Broker, store_db: P
                 r[0] for r in conn.execute("SELECT type FROM events")])
             assert "alert" not in types, types
             assert len(await store.port.epochs()) == 2
+
+
+async def test_a_broker_stall_is_reported_and_ends_without_a_traceback(
+        broker: Broker, store_db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGSTOP the broker: its kernel still accepts connections, nothing answers. The
+    store says it is not connected while stalled, and once the broker wakes up nothing
+    of aiomqtt's callbacks raises (was: "Exception in callback … CancelledError")."""
+    loop = asyncio.get_running_loop()
+    loop_errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: loop_errors.append(context))
+    assert broker.process is not None
+    try:
+        async with running_peer(broker) as peer:
+            settings = settings_for(broker.url, peer, keepalive=5, connect_timeout=3)
+            async with running_store(store_db, settings) as store:
+                await peer.wait_for(lambda: store.sync.connected)
+                await store.record(1)
+                epoch = store.port.current_epoch
+                await peer.wait_for(lambda: peer.applied.get(epoch) == 1)
+                os.kill(broker.process.pid, signal.SIGSTOP)
+                try:
+                    await store.record(1, start=1)  # its publish waits for a PUBACK
+                    await peer.wait_for(lambda: not store.sync.connected, limit=60)
+                    # paho gives up (keepalive), a reconnect finds no CONNACK, and again
+                    await peer.wait_for(
+                        lambda: store.sync.counters.connect_failures >= 1, limit=90)
+                finally:
+                    os.kill(broker.process.pid, signal.SIGCONT)
+                await peer.wait_for(lambda: peer.applied.get(epoch) == 2, limit=90)
+                await peer.wait_for(lambda: store.sync.connected, limit=60)
+                await store.record(1, start=2)
+                await peer.wait_for(lambda: peer.applied.get(epoch) == 3, limit=60)
+                await asyncio.sleep(1)  # late callbacks of the stalled connections
+            gc.collect()  # "Future exception was never retrieved" is reported at collection
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert loop_errors == []
+    assert not [r for r in caplog.records if "TaskGroup" in r.getMessage()]
