@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 import threading
 import time
@@ -123,3 +124,50 @@ def test_devices_tail_over_the_live_stream_masks_card_data(live_api: LiveApi) ->
     assert "4006381333931" in result.stdout
     assert "scan_rejected" in result.stdout
     assert CARD not in result.stdout
+
+
+def test_devices_tail_ends_on_time_while_events_flow(live_api: LiveApi) -> None:
+    """--duration is a duration, not "seconds without events"; basket and session events
+    are followed by default; humans get ISO times and readable fields, --json one object
+    per line."""
+    stop = threading.Event()
+
+    def publisher() -> None:
+        while not stop.wait(0.05):
+            live_api.publish("scan", {"device": "till-1", "code": "4006381333931",
+                                      "symbology": None, "ts": 1796408716.916855})
+            live_api.publish("basket", {"action": "add", "terminal": "T1", "total": "12.90",
+                                        "lines": [{"line_no": 1, "sku": "A-1", "qty": 1}]})
+            live_api.publish("session", {"action": "close", "kind": "receive",
+                                         "terminal": "BR", "lines": [{"sku": "B-2", "qty": 3}]})
+
+    thread = threading.Thread(target=publisher, daemon=True)
+    thread.start()
+    try:
+        human = invoke(live_api.config, "devices", "tail", "--duration", "2")
+        machine = invoke(live_api.config, "devices", "tail", "--duration", "2", "--json")
+    finally:  # without a bounded duration the invokes above would never return
+        stop.set()
+        thread.join(5)
+    assert human.exit_code == 0, human.output
+    out = human.stdout
+    assert "2026-12-04T18:25:16Z  scan" in out
+    assert "1796408716" not in out
+    assert "symbology" not in out  # fields without a value are left out
+    assert "[1xA-1]" in out
+    assert "{'line_no'" not in out
+    assert "session" in out
+    assert "[3xB-2]" in out
+    assert machine.exit_code == 0, machine.output
+    lines = [ln for ln in machine.stdout.splitlines() if ln.strip()]
+    assert len(lines) > 3
+    events = [json.loads(ln) for ln in lines]  # every line is one whole event
+    assert {e["event"] for e in events} >= {"scan", "basket", "session"}
+
+
+def test_devices_tail_refuses_an_unknown_topic(live_api: LiveApi) -> None:
+    result = invoke(live_api.config, "devices", "tail", "--topics", "scan,bogus",
+                    "--duration", "1")
+    assert result.exit_code == 2
+    assert "bogus" in result.stderr
+    assert "basket" in result.stderr  # the valid topics are named
