@@ -599,6 +599,8 @@ async def _status(services: AgentServices) -> dict[str, Any]:
             "connected": bool(services.sync.connected) if services.sync is not None else False,
             "last_ack_at": figures.get("last_ack_at"),
             "reconnects": figures.get("reconnects", 0),
+            "stalled_s": figures.get("stalled_s", 0.0),
+            "last_error": figures.get("last_error"),
         },
         "outbox": {"pending": stats.outbox_pending, "oldest_ts": stats.outbox_oldest_ts,
                    "oldest_age_s": oldest_age},
@@ -615,20 +617,28 @@ def _pending_events(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]
         if info.last_seq <= info.acked_seq or len(out) >= limit:
             continue
         rows = conn.execute(
-            "SELECT seq, type, ts FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            "SELECT seq, event_id, type, ts, length(payload) FROM events "
+            "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
             (event_key(info.ordinal, info.acked_seq), event_key(info.ordinal, info.last_seq),
              limit - len(out)),
         )
-        out.extend({"epoch": info.epoch, "seq": int(r[0]), "type": r[1], "ts": r[2]}
-                   for r in rows)
+        out.extend({"epoch": info.epoch, "seq": int(r[0]), "id": r[1], "type": r[2],
+                    "ts": r[3], "bytes": int(r[4])} for r in rows)
     return out
+
+
+def _epoch_marks(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Each epoch's watermarks: last seq recorded, acknowledged by central, pending."""
+    return [{"epoch": e.epoch, "last_seq": e.last_seq, "acked_seq": e.acked_seq,
+             "pending": max(0, e.last_seq - e.acked_seq)} for e in read_epochs(conn)]
 
 
 async def _outbox(services: AgentServices, limit: int) -> dict[str, Any]:
     stats = await services.ledger.stats()
     events = await services.ledger.read(lambda conn: _pending_events(conn, limit))
+    epochs = await services.ledger.read(_epoch_marks)
     return {"pending": stats.outbox_pending, "oldest_ts": stats.outbox_oldest_ts,
-            "events": events}
+            "epochs": epochs, "events": events}
 
 
 async def _refresh_metrics(services: AgentServices, metrics: _Metrics) -> None:

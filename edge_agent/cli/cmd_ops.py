@@ -19,6 +19,7 @@ from edge_agent.cli._base import (
 )
 from edge_agent.cli.app import cli
 from edge_agent.cli.cmd_core import _age, client_for, daemon_or_db
+from edge_agent.cli.human import iso
 
 
 # -- outbox -------------------------------------------------------------------------------------
@@ -40,17 +41,19 @@ def outbox(limit: int) -> None:
         return
     kv_table("outbox", [
         ("pending", data.get("pending")),
-        ("oldest", data.get("oldest_ts")),
+        ("oldest", iso(data.get("oldest_ts"))),
         ("oldest age", _age(data.get("oldest_age_s"))),
     ])
     epochs = data.get("epochs") or []
     if epochs:
-        table("epochs", ["epoch", "last seq", "acked seq"],
-              [(e.get("epoch"), e.get("last_seq"), e.get("acked_seq")) for e in epochs])
+        table("per-epoch watermarks", ["epoch", "last seq", "acked seq", "pending"],
+              [(e.get("epoch"), e.get("last_seq"), e.get("acked_seq"),
+                e.get("pending", max(0, (e.get("last_seq") or 0) - (e.get("acked_seq") or 0))))
+               for e in epochs])
     items = data.get("items") or []
     if items:
         table(f"first {len(items)} pending", ["epoch", "seq", "type", "ts", "bytes"],
-              [(str(i.get("epoch", ""))[:8], i.get("seq"), i.get("type"), i.get("ts"),
+              [(str(i.get("epoch", ""))[:8], i.get("seq"), i.get("type"), iso(i.get("ts")),
                 i.get("bytes")) for i in items])
 
 

@@ -129,8 +129,8 @@ def outbox(config: Config, limit: int) -> dict[str, Any]:
                                   "type": kind, "ts": ts, "bytes": int(size)})
         return {
             "pending": pending, "oldest_ts": oldest, "oldest_age_s": age_s(oldest),
-            "epochs": [{"epoch": e.epoch, "last_seq": e.last_seq, "acked_seq": e.acked_seq}
-                       for e in epochs],
+            "epochs": [{"epoch": e.epoch, "last_seq": e.last_seq, "acked_seq": e.acked_seq,
+                        "pending": max(0, e.last_seq - e.acked_seq)} for e in epochs],
             "items": items,
         }
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from edge_agent.cli import cli
 from tests.edge_agent.cli.conftest import as_json, db_path, seed, write_config
-from tests.edge_agent.cli.test_cli import command_paths
+from tests.edge_agent.cli.test_cli import ROOT, command_paths
 
 BAD = """
 [store]
@@ -82,3 +86,40 @@ def test_seeded_fixture_still_reads(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["status", "--json", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert as_json(result)["store"] == "S001"
+
+
+def test_db_backup_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    seed(db_path(tmp_path))
+    target = tmp_path / "backup.db"
+    target.write_bytes(b"an older backup")
+    refused = CliRunner().invoke(cli, ["db", "backup", str(target), "--config", str(config)])
+    assert refused.exit_code == 1
+    assert "already exists" in refused.stderr
+    assert "--force" in refused.stderr
+    assert target.read_bytes() == b"an older backup"
+    forced = CliRunner().invoke(cli, ["db", "backup", str(target), "--force", "--json",
+                                      "--config", str(config)])
+    assert forced.exit_code == 0, forced.output
+    assert target.read_bytes().startswith(b"SQLite format 3")
+
+
+def test_simulate_names_itself_and_takes_json(tmp_path: Path) -> None:
+    helped = subprocess.run([sys.executable, "-m", "edge_agent", "simulate", "--help"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert helped.stdout.startswith("usage: edge-agent simulate"), helped.stdout
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "simulate", "--json", "--dir",
+         str(tmp_path / "sim"), "--no-demo"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        data = json.loads(first)
+        assert any(d["name"] == "till-1" for d in data["devices"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -171,3 +172,27 @@ def test_devices_tail_refuses_an_unknown_topic(live_api: LiveApi) -> None:
     assert result.exit_code == 2
     assert "bogus" in result.stderr
     assert "basket" in result.stderr  # the valid topics are named
+
+
+def test_outbox_shows_bytes_and_per_epoch_watermarks(live_api: LiveApi) -> None:
+    for source in ("daemon", "database"):
+        if source == "database":  # the same answer when the agent is not running
+            live_api.config.with_name("api.sock").unlink(missing_ok=True)
+        machine = as_json(invoke(live_api.config, "outbox", "--json"))
+        assert all(isinstance(i["bytes"], int) and i["bytes"] > 0 for i in machine["items"])
+        assert [(e["last_seq"], e["acked_seq"], e["pending"]) for e in machine["epochs"]] \
+            == [(4, 1, 3)], source
+        human = invoke(live_api.config, "outbox").stdout
+        assert "per-epoch watermarks" in human
+        row = next(ln for ln in human.splitlines() if "receipt" in ln)
+        assert re.search(r"\b\d{2,}\s*│?\s*$", row.rstrip("│ ").rstrip()), row  # bytes filled
+
+
+def test_text_status_shows_what_json_shows(live_api: LiveApi) -> None:
+    live_api.services.count("scans")
+    data = as_json(invoke(live_api.config, "status", "--json"))
+    text = invoke(live_api.config, "status").stdout
+    for name, value in data["counters"].items():
+        assert re.search(rf"{re.escape(name)}\s*│\s*{value}\b", text), (name, text)
+    assert data["boot_id"] in text
+    assert "last broker error" in text
