@@ -63,6 +63,9 @@ from sync.wire import (
 
 log = logging.getLogger("central")
 
+_READ_TYPES = CLOSING_TYPES | {"alert"}
+"""Event types whose ``data`` central reads: closing ones (§5.3) and the store's alerts."""
+
 COMMAND_WINDOW = 2000
 """Commands sent beyond the store's acknowledged watermark before waiting for its ack."""
 
@@ -391,7 +394,7 @@ class Core:
             raws = raws[skip:]
         add_deltas(self._pending.setdefault(store, {}), heads)
         for index, head in enumerate(heads):
-            if head.type in CLOSING_TYPES:
+            if head.type in _READ_TYPES:
                 try:
                     event = orjson.loads(bytes(raws[index]))
                 except orjson.JSONDecodeError:
@@ -431,7 +434,7 @@ class Core:
                 self._quarantine(group, store, epoch, seq, str(exc))
                 continue
             add_pairs(pending, moves, holds)
-            if kind in CLOSING_TYPES:
+            if kind in _READ_TYPES:
                 self._closing(group, store, kind, event)
         self._store_run(group, key, first + skip, raws[skip:])
 
@@ -485,6 +488,9 @@ class Core:
         data = event.get("data")
         if not isinstance(data, dict):
             return
+        if kind == "alert":
+            self._store_alert(group, store, event, data)
+            return
         if kind == "count":
             count_id = data.get("count_id")
             if isinstance(count_id, str):
@@ -495,6 +501,21 @@ class Core:
             state = "fulfilled" if kind == "fulfilment" else "released"
             group.closed_reservations.append((state, str(event.get("id", "")), store,
                                               reservation_id))
+
+    def _store_alert(self, group: _Group, store: str, event: dict[str, Any],
+                     data: dict[str, Any]) -> None:
+        """A store's own ``alert`` fact (oversold, lost_history, command_quarantined …)
+        becomes one of central's alerts, under the store's kind (applied once: resends
+        are duplicates and never reach here)."""
+        kind = data.get("kind")
+        if not isinstance(kind, str) or not kind or len(kind) > 64:
+            kind = "store_alert"
+        severity = data.get("severity")
+        if severity not in ("info", "warning", "critical"):
+            severity = "warning"
+        detail = {"source": "store", "seq": event.get("seq"), "event_ts": event.get("ts"),
+                  **{k: v for k, v in data.items() if k not in ("kind", "severity")}}
+        self._alert(group, store, kind, str(severity), detail)
 
     def _check_duplicates(self, group: _Group, store: str, epoch: str, first: int,
                           raws: list[Any]) -> None:
