@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import date, datetime
 from typing import Any
@@ -19,7 +20,7 @@ from edge_agent.cli._base import (
 )
 from edge_agent.cli.app import cli
 from edge_agent.cli.cmd_core import _age, client_for, daemon_or_db
-from edge_agent.cli.human import iso
+from edge_agent.cli.human import event_line, iso, now_iso
 
 
 # -- outbox -------------------------------------------------------------------------------------
@@ -128,10 +129,12 @@ def sync_watch(interval: float, duration: float | None) -> None:
 
 
 def _print_event(event: str, data: Any, as_json: bool) -> None:
+    """One line per change; --json: one JSON object per line (as devices tail)."""
     if as_json:
-        emit_json({"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": event, "data": data})
+        click.echo(json.dumps({"ts": now_iso(), "event": event, "data": data},
+                              separators=(",", ":"), ensure_ascii=False, default=str))
     else:
-        click.echo(f"{time.strftime('%H:%M:%S')} {event}: {_short(data)}")
+        click.echo(event_line(event, data))
 
 
 # -- stock --------------------------------------------------------------------------------------
