@@ -176,7 +176,9 @@ def kv_table(title: str | None, items: Iterable[tuple[str, Any]]) -> None:
     t.add_column("key", style="bold")
     t.add_column("value", overflow="fold")
     for key, value in items:
-        t.add_row(Text(str(key)), Text("—" if value is None else str(value)))
+        shown = "—" if value is None else ("yes" if value else "no") \
+            if isinstance(value, bool) else str(value)
+        t.add_row(Text(str(key).replace("_", " ")), Text(shown))
     console().print(t)
 
 

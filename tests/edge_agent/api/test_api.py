@@ -388,7 +388,8 @@ async def test_status_outbox_devices_and_sync(api: Api) -> None:
     assert_error(await api.client.post("/v1/sync/now"), 503, "sync_not_configured")
     assert_error(await api.client.post("/v1/sync/resync"), 503, "sync_not_configured")
     status = (await api.client.get("/v1/status")).json()
-    assert status["broker"] == {"connected": False, "last_ack_at": None, "reconnects": 0}
+    assert status["broker"] == {"connected": False, "last_ack_at": None, "reconnects": 0,
+                                "stalled_s": 0.0, "last_error": None}
     await post(api, "/v1/receipts", {"lines": [{"sku": "A-100", "qty": 1}]})
     await post(api, "/v1/sales", {"terminal": "t", "lines": [{"sku": "B-200"}], "payments": PAY})
     sync = _Sync()
@@ -410,7 +411,7 @@ async def test_status_outbox_devices_and_sync(api: Api) -> None:
     assert status["outbox"]["pending"] == 3
     assert status["outbox"]["oldest_age_s"] >= 0
     assert status["broker"] == {"connected": True, "last_ack_at": "2026-11-25T10:00:00.000Z",
-                                "reconnects": 3}
+                                "reconnects": 3, "stalled_s": 0.0, "last_error": None}
     assert status["clock_offset_ms"] == -12
     assert status["devices"]["connected"] == 1
     assert status["devices"]["total"] == 2
