@@ -98,6 +98,11 @@ def show(data: Any, *, as_json: bool, title: str | None = None) -> None:
         table.add_column("key", style="bold")
         table.add_column("value", overflow="fold")
         for key, value in scalars.items():
+            if isinstance(value, dict) and value and not any(
+                    isinstance(v, dict | list) for v in value.values()):
+                for sub, item in value.items():  # one level of figures, one row each
+                    table.add_row(Text(f"{key} {sub}".replace("_", " ")), _cell(item))
+                continue
             table.add_row(Text(key.replace("_", " ")), _cell(value))
         out.print(table)
     for key, value in data.items():

@@ -69,6 +69,6 @@ def event_line(event: str, data: Any, received: float | None = None) -> str:
         return f"{head}{data}"
     who = data.get("device") or data.get("terminal") or ""
     rest = " ".join(f"{k}={_value(k, v)}" for k, v in data.items()
-                    if v is not None and v != "" and k not in ("ts", "device")
+                    if v is not None and v not in ("", []) and k not in ("ts", "device")
                     and not (k == "terminal" and who == v))
     return f"{head}{who:<10}{' ' + rest if rest else ''}".rstrip()
