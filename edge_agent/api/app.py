@@ -160,6 +160,9 @@ def validation_parts(errors: list[dict[str, Any]]) -> dict[str, Any]:
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"])
     card = any(CARD_DATA_MESSAGE in str(e["msg"]) for e in errors)
+    if not card and any(e.get("type") == "json_invalid" for e in errors):
+        return {"code": "invalid_json", "message": "the body is not valid JSON "
+                f"({first['msg']})", "errors": errors}
     return {"code": "card_data_rejected" if card else "validation_error",
             "message": f"{where}: {first['msg']}", "errors": errors}
 
@@ -180,9 +183,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return FastJSONResponse(validation_parts(_error_list(exc.errors())), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return JSONResponse({"code": code, "message": str(exc.detail)},
+        message = str(exc.detail)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no endpoint {where}; every endpoint is listed at /docs"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("allow", "")
+            message = f"{request.url.path} does not take {request.method}" + \
+                (f" (allowed: {allowed})" if allowed else "")
+        return JSONResponse({"code": code, "message": message},
                             status_code=exc.status_code, headers=exc.headers)
 
 

@@ -263,7 +263,7 @@ async def test_body_size_limit_by_length_and_by_stream(api: Api) -> None:
         **key(), "content-type": "application/json"})
     assert r.status_code == 201
     assert_error(await api.client.post("/v1/receipts", content="{nope", headers={
-        **key(), "content-type": "application/json"}), 422, "validation_error")
+        **key(), "content-type": "application/json"}), 422, "invalid_json")
 
 
 async def test_unknown_routes_and_methods(api: Api) -> None:

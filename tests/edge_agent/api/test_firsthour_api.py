@@ -73,3 +73,16 @@ async def test_wrong_token_and_missing_token_say_different_things(short_dir: Pat
             "Authorization": "Bearer wrong"}), 401, "invalid_token")
         assert missing["message"] != wrong["message"]
         assert "s3cret" not in wrong["message"]
+
+
+async def test_malformed_json_unknown_route_and_method_say_what_happened(api: Api) -> None:
+    bad = await api.client.post("/v1/receipts", content=b"{bad",
+                                headers={**key(), "content-type": "application/json"})
+    assert_error(bad, 422, "invalid_json")
+    sale = await api.client.post("/v1/sales", content=b"{bad",
+                                 headers={**key(), "content-type": "application/json"})
+    assert_error(sale, 422, "invalid_json")
+    missing = assert_error(await api.client.get("/v1/nope"), 404, "not_found")
+    assert "GET /v1/nope" in missing["message"]
+    wrong = assert_error(await api.client.delete("/v1/status"), 405, "method_not_allowed")
+    assert "DELETE" in wrong["message"]
