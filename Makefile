@@ -16,7 +16,11 @@ UV         := $(LOCK_TOOLS)/bin/uv
 
 venv: $(VENV)/.installed
 
+# The first run takes a minute or two: say what is installed instead of staying silent.
 $(VENV)/.installed: pyproject.toml $(LOCK)
+	@echo "setting up $(VENV): a Python virtualenv with edge-agent and its dependencies"
+	@echo "(FastAPI, uvicorn, aiomqtt/paho, pydantic, biip, pyserial, rich, click, and the test"
+	@echo " tools pytest, hypothesis, ruff, mypy), pinned by $(LOCK); first run only, 1-2 minutes"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)

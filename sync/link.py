@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -112,6 +114,16 @@ class LinkSession:
     def __init__(self, client: aiomqtt.Client, publish_timeout: float) -> None:
         self._client = client
         self._publish_timeout = publish_timeout
+        self._waiting: dict[int, float] = {}  # id of an operation -> when it was sent
+        self._ids = itertools.count()
+
+    def unanswered_for(self) -> float:
+        """Seconds the oldest publish or subscribe has waited for the broker's answer (0
+        when none waits): a stalled broker keeps the TCP connection open and says nothing,
+        so this, not the socket, tells whether the link really works."""
+        if not self._waiting:
+            return 0.0
+        return time.monotonic() - min(self._waiting.values())
 
     async def _until_disconnected(
         self, operation: Callable[[], Coroutine[Any, Any, None]], what: str
@@ -122,6 +134,8 @@ class LinkSession:
         if disconnected.done():
             raise LinkError(f"{what}: not connected")
         task = asyncio.ensure_future(operation())
+        ident = next(self._ids)
+        self._waiting[ident] = time.monotonic()
         try:
             done, _ = await asyncio.wait(
                 (task, disconnected), timeout=self._publish_timeout,
@@ -130,6 +144,8 @@ class LinkSession:
         except asyncio.CancelledError:
             task.cancel()
             raise
+        finally:
+            del self._waiting[ident]
         if task in done:
             task.result()
             return
@@ -233,7 +249,13 @@ class Link:
             will=aiomqtt.Will(will_topic, will_payload, qos=1, retain=True),
             clean_start=True,  # explicit on every connection (aiomqtt's default is FIRST_ONLY)
             keepalive=cfg.keepalive,
-            timeout=_NO_TIMEOUT,
+            # The CONNACK wait is aiomqtt's own, bounded: when it times out aiomqtt
+            # replaces its connection future, whereas cancelling __aenter__ would leave
+            # it cancelled, and a late DISCONNECT of that half-open connection (a stalled
+            # broker waking up) then raised CancelledError inside aiomqtt's socket
+            # callback: "Exception in callback ..." at error level. Publish and
+            # subscribe pass _NO_TIMEOUT themselves.
+            timeout=cfg.connect_timeout,
             tls_context=self._tls,
             max_inflight_messages=20,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -246,7 +268,7 @@ class Link:
         entering = asyncio.ensure_future(client.__aenter__())
         try:
             done, _ = await asyncio.wait(
-                (entering, disconnected), timeout=cfg.connect_timeout,
+                (entering, disconnected), timeout=cfg.connect_timeout + 5.0,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         except asyncio.CancelledError:
@@ -264,6 +286,14 @@ class Link:
         try:
             entering.result()
         except aiomqtt.MqttError as exc:
+            if str(exc) == "Operation timed out":
+                # The TCP connection is open (a stalled broker's kernel accepted it):
+                # close it now, so the broker waking up finds nothing of ours to answer.
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await client.__aexit__(None, None, None)
+                raise LinkError(f"connect to {where}: no CONNACK within "
+                                f"{cfg.connect_timeout} s") from exc
             raise map_mqtt_error(exc, f"connect to {where}", connecting=True) from exc
         try:
             yield LinkSession(client, cfg.publish_timeout)
