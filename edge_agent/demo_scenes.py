@@ -109,8 +109,9 @@ async def pages(demo: DemoLike) -> None:
     await wait_for(listening, 30, "the store page's port to listen")
     say(f"store page:   http://127.0.0.1:{demo.agent_http_port}/  "
         f"(sign in with the token in {demo.state / 'api-token'})")
-    say(f"central page: http://127.0.0.1:{demo.central_port}/  "
-        f"(sign in with the admin token in {demo.state / 'admin.token'})")
+    if demo.central_running:
+        say(f"central page: http://127.0.0.1:{demo.central_port}/  "
+            f"(sign in with the admin token in {demo.state / 'admin.token'})")
 
 
 # -- 2. omnichannel -----------------------------------------------------------------------

@@ -218,10 +218,16 @@ async def scanning(ctx: Ctx) -> None:
         reasons = await wait_for(refused, 20, "the till's refusals")
         for reason in reasons:
             say(f"till-2 refused a scan: {reason}")
-        sold = any(t == "basket" and d.get("device") == "till-2"
-                   and "checkout" in orjson.dumps(d).decode() for t, d in watch.events)
-        say("till-2: the good tea is sold" if sold else
-            "till-2: the good tea went into the basket")
+
+        async def sold() -> dict[str, Any] | None:
+            return next((d for t, d in watch.events if t == "basket"
+                         and "T2" in (d.get("terminal"), d.get("device"))
+                         and d.get("action") == "checkout"),
+                        None)
+
+        sale = await wait_for(sold, 20, "the good tea's sale")
+        say(f"till-2: the good tea is sold (total {sale.get('total')}); the expired and the "
+            "recalled packs stay off the receipt")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
