@@ -117,9 +117,9 @@ class Api:
             except (ValueError, AttributeError):
                 detail = response.text
             hint = (f"give the admin token with --token-file or ${TOKEN_ENV} (edge-central "
-                    "writes it beside its SQLite database, e.g. {DEFAULT_TOKEN_FILE})"
+                    f"writes it beside its SQLite database, e.g. {DEFAULT_TOKEN_FILE})"
                     if response.status_code in (401, 403) else "")
-            raise Failure(f"central refused ({response.status_code}): {detail}", hint=hint)
+            raise Failure(f"central refused (HTTP {response.status_code}): {detail}", hint=hint)
         return response.json()
 
 
@@ -154,14 +154,23 @@ class CentralGroup(click.Group):
     group_class = type
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        opts = {opt for param in cmd.params for opt in param.opts}
-        if "--url" not in opts:
-            _url_option(cmd)
-        if "--token-file" not in opts:
-            _token_option(cmd)
-        if "--json" not in opts:
-            _json_option(cmd)
+        _shared_options(cmd)
         super().add_command(cmd, name)
+
+
+def _shared_options(cmd: click.Command) -> None:
+    """--url, --token-file and --json on a command and, for a plain click group added
+    whole (recall, atp, orders, customers), on each of its commands."""
+    opts = {opt for param in cmd.params for opt in param.opts}
+    if "--url" not in opts:
+        _url_option(cmd)
+    if "--token-file" not in opts:
+        _token_option(cmd)
+    if "--json" not in opts:
+        _json_option(cmd)
+    if isinstance(cmd, click.Group) and not isinstance(cmd, CentralGroup):
+        for sub in cmd.commands.values():
+            _shared_options(sub)
 
 
 @click.group(cls=CentralGroup,

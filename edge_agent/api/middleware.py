@@ -41,11 +41,13 @@ class BodyLimit:
     """Refuse request bodies above ``max_bytes`` with 413 ``body_too_large``, and a
     non-empty body that is not declared JSON (``Content-Type: application/json``) with 415
     ``unsupported_media_type``: every body of this API is JSON, and a ``text/plain`` or
-    form body must not be read as JSON by chance.
+    form body must not be read as JSON by chance (the login form alone posts a form).
 
     The body is read from the stream and counted (a missing or lying Content-Length does
     not get past it), then handed to the app in one piece; bodies are small (256 KiB by
     default), so buffering them costs nothing worth streaming for."""
+
+    FORM_PATHS = frozenset({"/login"})  # the store page's login form posts a form
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -88,7 +90,8 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        if size and (content_type is None or not _json_media_type(content_type)):
+        if size and (content_type is None or not _json_media_type(content_type)) \
+                and scope.get("path") not in self.FORM_PATHS:
             given = "no Content-Type" if content_type is None else \
                 f"Content-Type {content_type.decode('latin-1')[:60]!r}"
             await send_error(send, 415, "unsupported_media_type",
