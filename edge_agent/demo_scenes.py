@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
 from drivers.simulator import Simulator
 from edge_agent import demo_scenes_floor as floor
@@ -167,37 +168,49 @@ async def online_order(ctx: Ctx) -> None:
 
 # -- 3. the customer at the till ----------------------------------------------------------
 async def customer_at_till(ctx: Ctx) -> None:
-    ref = f"C-DEMO-{ctx.run}"
+    ref = "C-DEMO-NINA"  # one customer across runs: central keeps her between them
+    order_ref = f"WEB-N{ctx.run}"
     r = await ctx.central.post("/v1/customers", json={
         "ref": ref, "name": "Nina Berg", "phone": PHONE, "region": "SE",
         "consent": {"recognition": True}, "loyalty": {"tier": "gold", "points": 1200},
         "wishlist": ["COFFEE-1KG"]})
-    floor.check(r, "central refused the customer")
+    if r.status_code == 409:  # registered by an earlier run of the demo
+        listed = (await ctx.central.get("/v1/customers", params={"limit": 10_000})).json()
+        known = [str(c["ref"]) for c in listed.get("customers", [])
+                 if c.get("name") == "Nina Berg"]
+        ref = ref if ref in known or not known else known[-1]
+        say(f"central: customer {ref} is already registered (an earlier demo run)")
+    else:
+        floor.check(r, "central refused the customer")
+        say(f"central: customer {ref} registered (consent to be recognised, gold, "
+            "1200 points)")
     r = await ctx.central.post(f"/v1/customers/{ref}/online-orders", json={
-        "order_ref": f"WEB-N{ctx.run}", "total": "29.80", "currency": "EUR",
+        "order_ref": order_ref, "total": "29.80", "currency": "EUR",
         "status": "ready", "lines": [{"sku": "COFFEE-1KG", "qty": 2}]})
     floor.check(r, "central refused the customer's online order")
-    say(f"central: customer {ref} registered (consent to be recognised, gold, 1200 points) "
-        "with an online order waiting")
+    say(f"central: an online order {order_ref} of {ref} is waiting for her")
 
     async def found() -> dict[str, Any] | None:
         got = await ctx.agent.post("/v1/customers/lookup", json={"phone": PHONE})
         data: dict[str, Any] = got.json() if got.status_code == 200 else {}
-        if data.get("found") and data.get("customer", {}).get("open_orders"):
+        orders = data.get("customer", {}).get("open_orders") or [] if data.get("found") \
+            else []
+        if order_ref in orjson.dumps(orders).decode():
             return data
-        return None  # not yet shared, or shared before its online order
+        return None  # not yet shared, or shared before this online order
 
     answer = await wait_for(found, 45, "the store to know the customer and the order")
     c = answer.get("customer", {})
     loyalty = c.get("loyalty") or {}
-    orders = c.get("open_orders") or []
+    orders = [o for o in c.get("open_orders") or [] if order_ref in str(o)] or \
+        c.get("open_orders") or []
     value = c.get("value") or {}
     index = value.get("index", value) if isinstance(value, dict) else value
     say(f"till: customer found: {c.get('name')}, {loyalty.get('tier')} with "
         f"{loyalty.get('points')} points, wishlist {', '.join(c.get('wishlist') or []) or '-'}, "
         f"open order {', '.join(str(o.get('order_ref', o)) for o in orders) or '-'}, "
         f"value index {index}, context {answer.get('context', {}).get('age_s')} s old")
-    r = await ctx.agent.post("/v1/sales", headers={"Idempotency-Key": f"sale-{ref}"}, json={
+    r = await ctx.agent.post("/v1/sales", headers={"Idempotency-Key": f"sale-{order_ref}"}, json={
         "terminal": "T2", "customer": ref, "lines": [{"sku": "TEA-GREEN", "qty": 1}],
         "payments": [{"method": "card", "amount": "4.50"}]})
     floor.check(r, "the customer's sale was refused")
