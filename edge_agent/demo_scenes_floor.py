@@ -84,6 +84,10 @@ class Watch:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the agent went away: nothing more to see
+            await self._follow()
+
+    async def _follow(self) -> None:
         async with self.agent.stream("GET", "/v1/events/stream", params={"topics": self.topics},
                                      timeout=None) as stream:
             self.ready.set()
@@ -230,8 +234,7 @@ async def scanning(ctx: Ctx) -> None:
             "recalled packs stay off the receipt")
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-            await task
+        await asyncio.wait([task])  # its end (cancelled or failed) is not this scene's
 
     async def found_at() -> list[dict[str, Any]] | None:
         got = (await ctx.central.get("/v1/recalls")).json()

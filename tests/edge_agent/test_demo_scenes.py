@@ -60,6 +60,14 @@ def test_demo_tells_every_scene(tmp_path: Path) -> None:
         stopped = [ln for ln in run.lines if re.search(r"scene '.*' stopped", ln)]
         assert not stopped, stopped
         assert run.proc.poll() is None  # the shop day goes on
+    # A second run on the same state (ledger, central database, registered customer):
+    # every scene plays again, with its own ids.
+    with demo(state) as again:
+        again.wait_for(r"scenes: all told", within_s=180)
+        stopped = [ln for ln in again.lines if re.search(r"scene '.*' stopped", ln)]
+        assert not stopped, stopped
+        assert any("till: customer found: Nina Berg" in ln for ln in again.lines)
+        assert any("RFID: exactly 1 exit alert" in ln for ln in again.lines)
 
 
 def test_a_failing_scene_is_told_and_the_demo_goes_on(capsys: pytest.CaptureFixture[str]
