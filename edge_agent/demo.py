@@ -122,10 +122,7 @@ class Demo:
         if port_open(self.central_port):
             old, self.central_port = self.central_port, free_port()
             say(f"port {old} is taken by another program: central uses {self.central_port}")
-        if port_open(self.agent_http_port):
-            old, self.agent_http_port = self.agent_http_port, free_port()
-            say(f"port {old} is taken by another program: the store page uses "
-                f"{self.agent_http_port}")
+        self.agent_http_port = demo_scenes.page_port(self.agent_http_port)
 
     async def start_broker(self) -> None:
         if not self.want_broker:
@@ -147,11 +144,6 @@ class Demo:
             say(f"broker: a private mosquitto on 127.0.0.1:{self.mqtt_port}")
         else:
             say("mosquitto did not start (see demo-state/logs/mosquitto.log); running offline")
-
-    def central_headers(self) -> dict[str, str]:
-        """The operator token edge-central generated beside its database at first start."""
-        path = self.state / "admin.token"
-        return {"Authorization": f"Bearer {path.read_text().strip()}"} if path.exists() else {}
 
     async def start_central(self, token: str) -> None:
         if not self.broker_running:
@@ -175,7 +167,7 @@ class Demo:
             return
         self.central_running = True
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.central_port}",
-                                     headers=self.central_headers()) as http:
+                                     headers=demo_scenes.central_headers(self.state)) as http:
             # Idempotent: the same catalog again on a restart changes nothing.
             await http.post(f"/v1/stores/{STORE}/catalog", json={"items": DEMO_CATALOG})
         say(f"central: edge-central on http://127.0.0.1:{self.central_port} "
@@ -239,7 +231,7 @@ class Demo:
                 with contextlib.suppress(httpx.HTTPError):
                     async with httpx.AsyncClient(
                             base_url=f"http://127.0.0.1:{self.central_port}",
-                            headers=self.central_headers()) as central:
+                            headers=demo_scenes.central_headers(self.state)) as central:
                         await central.post(f"/v1/stores/{STORE}/adjust", json={
                             "reason": "replenishment", "ref": f"DEMO-WH-{int(time.time())}",
                             "lines": [{"sku": sku, "delta": DELIVERY}]})

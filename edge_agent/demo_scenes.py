@@ -45,8 +45,6 @@ class DemoLike(Protocol):
     agent_http_port: int
     central_running: bool
 
-    def central_headers(self) -> dict[str, str]: ...
-
 
 def prepare(state: Path) -> Path:
     """The store page's API token (0600), written once; returns its path."""
@@ -55,6 +53,23 @@ def prepare(state: Path) -> Path:
         path.write_text(secrets.token_urlsafe(24))
     path.chmod(0o600)
     return path
+
+
+def central_headers(state: Path) -> dict[str, str]:
+    """The operator token edge-central generated beside its database at first start."""
+    path = state / "admin.token"
+    return {"Authorization": f"Bearer {path.read_text().strip()}"} if path.exists() else {}
+
+
+def page_port(port: int) -> int:
+    """config/demo.toml's store page port, unless another program holds it (then say so)."""
+    from edge_agent.demo import free_port, port_open  # noqa: PLC0415 - demo.py imports us
+
+    if not port_open(port):
+        return port
+    other = free_port()
+    say(f"port {port} is taken by another program: the store page uses {other}")
+    return other
 
 
 def add_devices(sim: Simulator) -> None:
@@ -74,7 +89,7 @@ async def play(demo: DemoLike, sim: Simulator, agent: httpx.AsyncClient) -> None
             "RFID and recall scenes are skipped")
         return
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{demo.central_port}",
-                                 headers=demo.central_headers(), timeout=10) as central:
+                                 headers=central_headers(demo.state), timeout=10) as central:
         ctx = Ctx(sim=sim, agent=agent, central=central, run=run)
         await _scene("online order", lambda: online_order(ctx))
         await _scene("customer at the till", lambda: customer_at_till(ctx))
