@@ -70,6 +70,16 @@ def test_demo_tells_every_scene(tmp_path: Path) -> None:
         assert any("RFID: exactly 1 exit alert" in ln for ln in again.lines)
 
 
+@pytest.mark.timeout(200)
+def test_offline_demo_shows_the_store_page_and_skips_the_central_scenes(tmp_path: Path
+                                                                         ) -> None:
+    with demo(tmp_path / "demo-state", "--offline") as run:
+        run.wait_for(r"store page:   http://127\.0\.0\.1:\d+/")
+        run.wait_for(r"scenes: central is not running \(offline demo\)")
+        run.wait_for(r"till T1: SALE recorded")  # and the shop day goes on
+        assert not [ln for ln in run.lines if "central page:" in ln]
+
+
 def test_a_failing_scene_is_told_and_the_demo_goes_on(capsys: pytest.CaptureFixture[str]
                                                      ) -> None:
     async def refused() -> None:
