@@ -139,7 +139,14 @@ async def online_order(ctx: Ctx) -> None:
             "pickup_code_hash": hashlib.sha256(PICKUP_CODE.encode()).hexdigest()}
     r = await ctx.central.post("/v1/orders", json=body)
     floor.check(r, f"central refused the order {order_id}")
-    say(f"online order {order_id} (2 x green tea, pickup) brokered to {STORE}")
+
+    async def brokered() -> str | None:
+        got = (await ctx.central.get(f"/v1/orders/{order_id}")).json()
+        stores = [str(a.get("store")) for a in got.get("assignments") or []]
+        return stores[-1] if stores else None
+
+    store = await wait_for(brokered, 30, f"central to broker {order_id}")
+    say(f"online order {order_id} (2 x green tea, pickup) brokered to {store}")
 
     async def incoming() -> dict[str, Any] | None:
         r = await ctx.agent.get(f"/v1/orders/{order_id}")
