@@ -16,12 +16,16 @@ UV         := $(LOCK_TOOLS)/bin/uv
 
 venv: $(VENV)/.installed
 
+# The first run takes a minute or two: say what is installed instead of staying silent.
 $(VENV)/.installed: pyproject.toml $(LOCK)
+	@echo "setting up $(VENV): a Python virtualenv with edge-agent and its dependencies"
+	@echo "(FastAPI, uvicorn, aiomqtt/paho, pydantic, biip, pyserial, rich, click, and the test"
+	@echo " tools pytest, hypothesis, ruff, mypy), pinned by $(LOCK); first run only, 1-2 minutes"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --progress-bar off --require-hashes -r $(LOCK) | { grep -E '^(Collecting|Successfully installed)' | sed -u 's/^Collecting /  installing /' || true; }
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/python scripts/check_lock.py
+	$(BIN)/python scripts/check_lock.py  # also fails when the install above did
 	touch $@
 
 # uv resolves from PyPI in its own small environment (never the project's .venv, which may

@@ -139,7 +139,21 @@ def create_app(service: "CentralService") -> FastAPI:
 
     admin = [Depends(admin_auth)]
 
+    def require_known(store: str) -> None:
+        """Commands go to stores central knows: one that has connected, or has a token
+        (so a new store can be prepared before its first connection). A typo is refused
+        instead of queueing commands for a store that will never exist."""
+        if tokens.store_token(store) is not None:
+            return
+        with db.reading() as conn:
+            if conn.execute("SELECT 1 FROM stores WHERE store = ?", (store,)):
+                return
+        raise HTTPException(404, f"unknown store {store!r}: it has never connected and has "
+                                 "no token in http.store_tokens_dir")
+
     def issue(store: str, specs: list[dict[str, Any]]) -> dict[str, Any]:
+        require_known(store)
+
         def job(core: Core) -> tuple[list[dict[str, Any]], list[Publish]]:
             return core.issue(store, specs)
 

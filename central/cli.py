@@ -8,39 +8,96 @@ import io
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import httpx
 import orjson
 
+from central.cli_output import Failure, Unreachable, UsageFailure, show
 from central.customer_cli import customers
 from central.errors import CentralError
 from sync.files import restrict_umask
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 DEFAULT_URL = "http://127.0.0.1:8480"
 # where `edge-central serve` generates the operator token with the default database_url
 DEFAULT_TOKEN_FILE = Path("/var/lib/edge-central/admin.token")
+URL_ENV = "EDGE_CENTRAL_URL"
+TOKEN_ENV = "EDGE_CENTRAL_ADMIN_TOKEN"  # noqa: S105 - the variable's name
 
 
-def _echo_json(data: Any) -> None:
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+def _version() -> str:
+    try:
+        return metadata.version("edge-agent")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class Options:
+    """Options given before or after the command (``ctx.obj``), as edge-agent takes them."""
+
+    url: str | None = None
+    token_file: Path | None = None
+    json: bool = False
+
+
+def _options() -> Options:
+    ctx = click.get_current_context()
+    return ctx.find_object(Options) or ctx.ensure_object(Options)
+
+
+def _set(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value not in (None, False):
+            setattr(ctx.find_object(Options) or ctx.ensure_object(Options), name, value)
+        return value
+    return callback
+
+
+def _url_option(f: F) -> F:
+    return click.option("--url", default=None, expose_value=False, is_eager=True,
+                        callback=_set("url"),
+                        help=f"Base URL of a running edge-central (default: ${URL_ENV}, "
+                             f"else {DEFAULT_URL}).")(f)
+
+
+def _token_option(f: F) -> F:
+    return click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+                        default=None, expose_value=False, is_eager=True,
+                        callback=_set("token_file"),
+                        help=f"File with the admin token (or set ${TOKEN_ENV}).")(f)
+
+
+def _json_option(f: F) -> F:
+    return click.option("--json", "json_", is_flag=True, expose_value=False, is_eager=True,
+                        callback=_set("json"),
+                        help="Print machine-readable JSON instead of tables.")(f)
+
+
+def out(data: Any, title: str | None = None) -> None:
+    show(data, as_json=_options().json, title=title)
 
 
 class Api:
     """Tiny client of the central's operator API."""
 
     def __init__(self, url: str, token_file: Path | None) -> None:
-        token = os.environ.get("EDGE_CENTRAL_ADMIN_TOKEN")
+        token = os.environ.get(TOKEN_ENV)
         if token_file is None and not token and DEFAULT_TOKEN_FILE.exists():
             token_file = DEFAULT_TOKEN_FILE
         if token_file is not None:
             try:
                 token = token_file.read_text().strip()
             except OSError as exc:
-                raise click.ClickException(f"cannot read the admin token {token_file}: "
-                                           f"{exc.strerror}") from exc
+                raise UsageFailure(f"cannot read the token file {token_file}: "
+                                   f"{exc.strerror}") from exc
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
 
@@ -49,7 +106,9 @@ class Api:
             with httpx.Client(base_url=self.url, headers=self.headers, timeout=60) as client:
                 response = client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach central: {exc}") from exc
+            raise Unreachable(f"cannot reach central at {self.url}: {exc}",
+                          hint=f"is edge-central serve running there? --url or ${URL_ENV} "
+                               "names another") from exc
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -57,27 +116,80 @@ class Api:
                           else body.get("detail"))
             except (ValueError, AttributeError):
                 detail = response.text
-            hint = (" (give --token-file: edge-central writes its operator token beside its "
-                    "SQLite database, e.g. /var/lib/edge-central/admin.token)"
-                    if response.status_code == 401 else "")
-            raise click.ClickException(f"HTTP {response.status_code}: {detail}{hint}")
+            hint = (f"give the admin token with --token-file or ${TOKEN_ENV} (edge-central "
+                    f"writes it beside its SQLite database, e.g. {DEFAULT_TOKEN_FILE})"
+                    if response.status_code in (401, 403) else "")
+            raise Failure(f"central refused (HTTP {response.status_code}): {detail}", hint=hint)
         return response.json()
 
 
-_url = click.option("--url", envvar="EDGE_CENTRAL_URL", default=DEFAULT_URL, show_default=True,
+def api() -> Api:
+    options = _options()
+    url = options.url or os.environ.get(URL_ENV) or DEFAULT_URL
+    token_file = options.token_file
+    if token_file is None and os.environ.get("EDGE_CENTRAL_ADMIN_TOKEN_FILE"):
+        token_file = Path(os.environ["EDGE_CENTRAL_ADMIN_TOKEN_FILE"])
+    return Api(url, token_file)
+
+
+# the options of the commands that take them as parameters (recall, omni, customers)
+_url = click.option("--url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True,
                     help="Base URL of a running edge-central.")
 _token = click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
                       default=None, envvar="EDGE_CENTRAL_ADMIN_TOKEN_FILE",
                       help="File with the admin token (or EDGE_CENTRAL_ADMIN_TOKEN_FILE, or "
                       "the token in EDGE_CENTRAL_ADMIN_TOKEN); default "
-                      "/var/lib/edge-central/admin.token when readable.")
+                      f"{DEFAULT_TOKEN_FILE} when readable.")
 _store = click.option("--store", required=True, help="Store id, e.g. S001.")
 
 
-@click.group()
-def main() -> None:
-    """Reference central service of the edge-agent sync protocol (PROTOCOL v1)."""
+def _echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+class CentralGroup(click.Group):
+    """Every command and sub-group also takes --url, --token-file and --json after its
+    name; sub-groups are CentralGroups too."""
+
+    group_class = type
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        _shared_options(cmd)
+        super().add_command(cmd, name)
+
+
+def _shared_options(cmd: click.Command) -> None:
+    """--url, --token-file and --json on a command and, for a plain click group added
+    whole (recall, atp, orders, customers), on each of its commands."""
+    opts = {opt for param in cmd.params for opt in param.opts}
+    if "--url" not in opts:
+        _url_option(cmd)
+    if "--token-file" not in opts:
+        _token_option(cmd)
+    if "--json" not in opts:
+        _json_option(cmd)
+    if isinstance(cmd, click.Group) and not isinstance(cmd, CentralGroup):
+        for sub in cmd.commands.values():
+            _shared_options(sub)
+
+
+@click.group(cls=CentralGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="Exit codes: 0 ok; 1 refused or failed; 2 usage or configuration error; "
+                    "3 central unreachable.")
+@_url_option
+@_token_option
+@_json_option
+@click.version_option(_version(), "-V", "--version", prog_name="edge-central")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Reference central service of the edge-agent sync protocol (PROTOCOL v1).
+
+    `serve` runs it; the other commands operate a running central over its HTTP API and
+    print tables (--json for machines).
+    """
     restrict_umask()  # files 0640, directories 0750 or stricter, whatever the caller's umask
+    ctx.ensure_object(Options)
 
 
 @main.command()
@@ -94,9 +206,13 @@ def serve(config_path: Path | None, database_url: str | None, log_level: str) ->
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = load_config(config_path, {"database_url": database_url})
+    except CentralError as exc:
+        raise UsageFailure(str(exc), hint="`edge-central check-config --config FILE` "
+                                          "checks a file") from exc
+    try:
         asyncio.run(run(config))
     except CentralError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Failure(str(exc)) from exc
 
 
 @main.command("check-config")
@@ -107,39 +223,35 @@ def check_config(config_path: Path) -> None:
     from central.config import load_config  # noqa: PLC0415
 
     try:
-        _echo_json(load_config(config_path).redacted())
+        data = load_config(config_path).redacted()
     except CentralError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise UsageFailure(str(exc)) from exc
+    out(data, title=f"{config_path}: valid")
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("docs/schemas"), show_default=True)
-def schemas(out: Path) -> None:
+def schemas(out_dir: Path) -> None:
     """Write the JSON Schemas of every protocol message."""
     from central.schemas import write_schemas  # noqa: PLC0415
 
-    for path in write_schemas(out):
+    for path in write_schemas(out_dir):
         click.echo(str(path))
 
 
 @main.command()
-@_url
-@_token
 @click.option("--store", default=None, help="One store in detail.")
-def status(url: str, token_file: Path | None, store: str | None) -> None:
+def status(store: str | None) -> None:
     """Central counters and every store's status (or one store in detail)."""
-    api = Api(url, token_file)
-    _echo_json(api.call("GET", f"/v1/stores/{store}" if store else "/v1/status"))
+    out(api().call("GET", f"/v1/stores/{store}" if store else "/v1/status"))
 
 
 @main.command()
-@_url
-@_token
 @click.option("--store", default=None)
 @click.option("--kind", default=None)
 @click.option("--limit", default=100, show_default=True)
-def alerts(url: str, token_file: Path | None, store: str | None, kind: str | None,
+def alerts(store: str | None, kind: str | None,
            limit: int) -> None:
     """Recent alerts, newest first."""
     params: dict[str, Any] = {"limit": limit}
@@ -147,18 +259,16 @@ def alerts(url: str, token_file: Path | None, store: str | None, kind: str | Non
         params["store"] = store
     if kind:
         params["kind"] = kind
-    _echo_json(Api(url, token_file).call("GET", "/v1/alerts", params=params))
+    out(api().call("GET", "/v1/alerts", params=params))
 
 
 @main.command()
-@_url
-@_token
 @_store
 @click.option("--sku", multiple=True)
-def stock(url: str, token_file: Path | None, store: str, sku: tuple[str, ...]) -> None:
+def stock(store: str, sku: tuple[str, ...]) -> None:
     """Central's stock for a store (on hand, reserved, available)."""
     params = [("sku", s) for s in sku]
-    _echo_json(Api(url, token_file).call("GET", f"/v1/stores/{store}/stock", params=params))
+    out(api().call("GET", f"/v1/stores/{store}/stock", params=params))
 
 
 @main.group()
@@ -180,15 +290,13 @@ def _lines(pairs: tuple[str, ...], key: str) -> list[dict[str, Any]]:
 
 
 @command.command("adjust")
-@_url
-@_token
 @_store
 @click.option("--sku", default=None)
 @click.option("--delta", type=int, default=None)
 @click.option("--line", "lines", multiple=True, help="SKU=DELTA, repeatable.")
 @click.option("--reason", default="replenishment", show_default=True)
 @click.option("--ref", default=None)
-def adjust(url: str, token_file: Path | None, store: str, *, sku: str | None,
+def adjust(store: str, *, sku: str | None,
            delta: int | None, lines: tuple[str, ...], reason: str, ref: str | None) -> None:
     """Adjust stock (replenishment, transfer.in, correction …)."""
     body_lines = _lines(lines, "delta")
@@ -199,29 +307,25 @@ def adjust(url: str, token_file: Path | None, store: str, *, sku: str | None,
     if not body_lines:
         raise click.UsageError("give --sku/--delta or --line")
     body = {"lines": body_lines, "reason": reason, "ref": ref}
-    _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/adjust", json=body))
+    out(api().call("POST", f"/v1/stores/{store}/adjust", json=body))
 
 
 @command.command("count")
-@_url
-@_token
 @_store
 @click.option("--sku", "skus", multiple=True, required=True)
 @click.option("--count-id", default=None)
-def count(url: str, token_file: Path | None, store: str, skus: tuple[str, ...],
+def count(store: str, skus: tuple[str, ...],
           count_id: str | None) -> None:
     """Ask the store to count SKUs."""
     body = {"skus": list(skus), "count_id": count_id}
-    _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/counts", json=body))
+    out(api().call("POST", f"/v1/stores/{store}/counts", json=body))
 
 
 @command.command("resync")
-@_url
-@_token
 @_store
-def resync(url: str, token_file: Path | None, store: str) -> None:
+def resync(store: str) -> None:
     """Tell the store to replace its state with central's snapshot."""
-    _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/resync"))
+    out(api().call("POST", f"/v1/stores/{store}/resync"))
 
 
 @main.group()
@@ -230,28 +334,28 @@ def reserve() -> None:
 
 
 @reserve.command("create")
-@_url
-@_token
 @_store
 @click.option("--order-ref", required=True)
 @click.option("--line", "lines", multiple=True, required=True, help="SKU=QTY, repeatable.")
 @click.option("--reservation-id", default=None)
 @click.option("--expires-at", default=None, help="RFC 3339 UTC timestamp.")
-def reserve_create(url: str, token_file: Path | None, store: str, *, order_ref: str,
+def reserve_create(store: str, *, order_ref: str,
                    lines: tuple[str, ...], reservation_id: str | None,
                    expires_at: str | None) -> None:
+    """Reserve stock at a store for a web order (click-and-collect); the store holds it
+    until it is fulfilled, cancelled or expires."""
     body = {"order_ref": order_ref, "lines": _lines(lines, "qty"),
             "reservation_id": reservation_id, "expires_at": expires_at}
-    _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/reservations", json=body))
+    out(api().call("POST", f"/v1/stores/{store}/reservations", json=body))
 
 
 @reserve.command("cancel")
-@_url
-@_token
 @_store
 @click.argument("reservation_id")
-def reserve_cancel(url: str, token_file: Path | None, store: str, reservation_id: str) -> None:
-    _echo_json(Api(url, token_file).call(
+def reserve_cancel(store: str, reservation_id: str) -> None:
+    """Ask the store to release a reservation (it answers with a reservation.released
+    event)."""
+    out(api().call(
         "DELETE", f"/v1/stores/{store}/reservations/{reservation_id}"))
 
 
@@ -268,7 +372,7 @@ def read_catalog(path: Path) -> list[dict[str, Any]]:
         data = orjson.loads(text)
         items = data.get("items") if isinstance(data, dict) else data
         if not isinstance(items, list):
-            raise click.ClickException(f"{path}: expected a list of items")
+            raise UsageFailure(f"{path}: expected a list of items")
         return items
     items = []
     for row in csv.DictReader(io.StringIO(text)):
@@ -281,14 +385,12 @@ def read_catalog(path: Path) -> list[dict[str, Any]]:
 
 
 @catalog.command("import")
-@_url
-@_token
 @_store
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-def catalog_import(url: str, token_file: Path | None, store: str, file: Path) -> None:
+def catalog_import(store: str, file: Path) -> None:
     """Import a catalog file (CSV or JSON) as catalog.upsert commands ≤ 64 KiB each."""
     items = read_catalog(file)
-    _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/catalog",
+    out(api().call("POST", f"/v1/stores/{store}/catalog",
                                          json={"items": items}))
 
 
@@ -298,23 +400,20 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@_url
-@_token
 @_store
-def quarantine_list(url: str, token_file: Path | None, store: str) -> None:
-    _echo_json(Api(url, token_file).call("GET", f"/v1/stores/{store}/quarantine"))
+def quarantine_list(store: str) -> None:
+    """Quarantined events of a store (malformed stock lists), unresolved first."""
+    out(api().call("GET", f"/v1/stores/{store}/quarantine"))
 
 
 @quarantine.command("resolve")
-@_url
-@_token
 @_store
 @click.option("--epoch", required=True)
 @click.option("--seq", type=int, required=True)
-def quarantine_resolve(url: str, token_file: Path | None, store: str, epoch: str,
+def quarantine_resolve(store: str, epoch: str,
                        seq: int) -> None:
     """Mark a quarantined event as dealt with (re-enables automatic resync)."""
-    _echo_json(Api(url, token_file).call("POST", f"/v1/stores/{store}/quarantine/resolve",
+    out(api().call("POST", f"/v1/stores/{store}/quarantine/resolve",
                                          json={"epoch": epoch, "seq": seq}))
 
 

@@ -75,6 +75,9 @@ from sync.wire import (
 
 log = logging.getLogger("central")
 
+_READ_TYPES = CLOSING_TYPES | {"alert"}
+"""Event types whose ``data`` central reads: closing ones (§5.3) and the store's alerts."""
+
 COMMAND_WINDOW = 2000
 """Commands sent beyond the store's acknowledged watermark before waiting for its ack."""
 
@@ -206,7 +209,7 @@ class Core:
         self.clock = clock
         self.owns = owns or (lambda _store: True)
         self.watcher = watcher
-        self._watched = (CLOSING_TYPES | {RECALL_BLOCKED}
+        self._watched = (_READ_TYPES | {RECALL_BLOCKED}
                          | (watcher.types if watcher is not None else frozenset()))
         self.applied: dict[tuple[str, str], int] = {}
         self.max_seen: dict[tuple[str, str], int] = {}
@@ -591,7 +594,7 @@ class Core:
 
     def _watched_event(self, group: _Group, store: str, kind: str,
                        event: dict[str, Any]) -> None:
-        if kind in CLOSING_TYPES or kind == RECALL_BLOCKED:
+        if kind in _READ_TYPES or kind == RECALL_BLOCKED:
             self._closing(group, store, kind, event)
         if self.watcher is not None and kind in self.watcher.types:
             # handled now, inside the message's own dispatch: a failure is that message's
@@ -606,6 +609,9 @@ class Core:
             return
         data = event.get("data")
         if not isinstance(data, dict):
+            return
+        if kind == "alert":
+            self._store_alert(group, store, event, data)
             return
         if kind == "count":
             count_id = data.get("count_id")
@@ -623,6 +629,21 @@ class Core:
         row = history_row(store, event)  # a sale, return or visit of a known customer
         if row is not None:
             group.history.append(row)
+
+    def _store_alert(self, group: _Group, store: str, event: dict[str, Any],
+                     data: dict[str, Any]) -> None:
+        """A store's own ``alert`` fact (oversold, lost_history, command_quarantined …)
+        becomes one of central's alerts, under the store's kind (applied once: resends
+        are duplicates and never reach here)."""
+        kind = data.get("kind")
+        if not isinstance(kind, str) or not kind or len(kind) > 64:
+            kind = "store_alert"
+        severity = data.get("severity")
+        if severity not in ("info", "warning", "critical"):
+            severity = "warning"
+        detail = {"source": "store", "seq": event.get("seq"), "event_ts": event.get("ts"),
+                  **{k: v for k, v in data.items() if k not in ("kind", "severity")}}
+        self._alert(group, store, kind, str(severity), detail)
 
     def _check_duplicates(self, group: _Group, store: str, epoch: str, first: int,
                           raws: list[Any]) -> None:

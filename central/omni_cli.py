@@ -76,6 +76,7 @@ def orders() -> None:
 @click.option("--state", default=None, help="queued, brokered, accepted, … cancelled.")
 @click.option("--limit", default=100, show_default=True)
 def orders_list(url: str, token_file: Path | None, state: str | None, limit: int) -> None:
+    """The latest online orders, optionally in one state."""
     params: dict[str, Any] = {"limit": limit}
     if state:
         params["state"] = state
@@ -112,5 +113,6 @@ def orders_create(url: str, token_file: Path | None, file: Any) -> None:
 @click.option("--reason", type=click.Choice(["customer", "operator"]), default="operator",
               show_default=True)
 def orders_cancel(url: str, token_file: Path | None, order_id: str, reason: str) -> None:
+    """Cancel an order (its reservations are released at the store)."""
     _echo_json(Api(url, token_file).call("POST", f"/v1/orders/{order_id}/cancel",
                                          json={"reason": reason}))

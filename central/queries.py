@@ -64,6 +64,11 @@ def store_status(conn: Connection, store: str) -> dict[str, Any] | None:
         for e, a, m in conn.execute(
             "SELECT epoch, applied_seq, max_seen_seq FROM epochs WHERE store = ? "
             "ORDER BY first_seen, epoch", (store,))]
+    # last_seq: what central has applied of the store's current epoch, as the digest
+    # counts it; the store's own figure at its last birth stays as birth_last_seq.
+    out["birth_last_seq"] = out["last_seq"]
+    current = [e["applied_seq"] for e in out["epochs"] if e["epoch"] == out["epoch"]]
+    out["last_seq"] = current[0] if current else out["last_seq"]
     out["devices"] = [orjson.loads(b) for (b,) in conn.execute(
         "SELECT body FROM devices WHERE store = ? ORDER BY device", (store,))]
     out["drops"] = {r: int(n) for r, n in conn.execute(

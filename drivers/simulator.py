@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -502,7 +503,10 @@ async def _amain(args: argparse.Namespace) -> None:
     text = sim.config_toml()
     if args.config_out:
         await asyncio.to_thread(Path(args.config_out).write_text, text, encoding="utf-8")
-    else:
+    if args.json:
+        print(json.dumps({"dir": str(args.dir), "config_out": args.config_out,  # noqa: T201 -- CLI output
+                          "devices": sim.config_entries()}, default=str), flush=True)
+    elif not args.config_out:
         print(text, flush=True)  # noqa: T201 -- CLI output
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -524,13 +528,16 @@ async def _amain(args: argparse.Namespace) -> None:
         await sim.aclose()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Simulate store devices on pseudo-terminals.")
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog,
+                                     description="Simulate store devices on pseudo-terminals.")
     parser.add_argument("--dir", default="/tmp/edge-agent-sim", help="directory for the symlinks")  # noqa: S108
     parser.add_argument("--config-out", help="write the [[devices]] TOML snippet here")
     parser.add_argument("--codes", nargs="*", help="catalog codes to scan in the demo")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between demo rounds")
     parser.add_argument("--no-demo", action="store_true", help="only keep the ptys alive")
+    parser.add_argument("--json", action="store_true",
+                        help="print the devices as one JSON object instead of TOML")
     asyncio.run(_amain(parser.parse_args(argv)))
 
 

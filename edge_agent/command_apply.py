@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -357,6 +358,21 @@ def _count_request(tx: Tx, data: Mapping[str, Any], ts: str) -> str | None:
         (count_id, json.dumps([s for s in skus if isinstance(s, str)]), ts),
     )
     return None
+
+
+def next_reservation_expiry(conn: sqlite3.Connection, now: datetime | None = None
+                            ) -> float | None:
+    """Seconds until the earliest open reservation expires (0 if one is due), or None."""
+    moment = now or utc_now()
+    soonest: float | None = None
+    for (text,) in conn.execute("SELECT expires_at FROM reservations "
+                                "WHERE status = 'open' AND expires_at IS NOT NULL"):
+        try:
+            left = max(0.0, (parse_ts(str(text)) - moment).total_seconds())
+        except WireFormatError:
+            continue
+        soonest = left if soonest is None else min(soonest, left)
+    return soonest
 
 
 def expire_reservations(tx: Tx, now: datetime | None = None) -> int:

@@ -423,14 +423,50 @@ def load_config(path: Path | str | None = None) -> Config:
     return parse_config(raw, source)
 
 
+# Secrets that must never be inline, by section path: (section keys, key, where it goes).
+_INLINE_SECRETS = ((("mqtt",), "password", "password_file"),
+                   (("central",), "token", "token_file"),
+                   (("api", "tcp"), "token", "token_file"))
+
+
+def _strip_inline_secrets(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A copy of ``raw`` without inline secrets, and one problem line for each.
+
+    Refused here rather than in the section's own validator, which would stop at the
+    secret and hide every other error of the same section.
+    """
+    problems: list[str] = []
+    out = dict(raw)
+    for keys, key, file_key in _INLINE_SECRETS:
+        parent: dict[str, Any] = out
+        parents: list[dict[str, Any]] = []
+        for name in keys:
+            child = parent.get(name)
+            if not isinstance(child, dict):
+                break
+            child = dict(child)
+            parent[name] = child
+            parents.append(child)
+            parent = child
+        else:
+            if key in parent:
+                del parent[key]
+                problems.append(
+                    f"{'.'.join(keys)}.{key}: do not write the {key} in the configuration; "
+                    f"put it in a file ({file_key}) or a systemd credential (LoadCredential=)")
+    return out, problems
+
+
 def parse_config(raw: dict[str, Any], source: Path) -> Config:
+    cleaned, problems = _strip_inline_secrets(raw)
+    config: Config | None = None
     try:
-        config = Config.model_validate(raw)
+        config = Config.model_validate(cleaned)
     except ValidationError as exc:
-        raise ConfigError(
-            f"{source}: {exc.error_count()} problem(s) in the configuration",
-            [_describe(error) for error in exc.errors()],
-        ) from None
+        problems += [_describe(error) for error in exc.errors()]
+    if problems or config is None:
+        raise ConfigError(f"{source}: {len(problems)} problem(s) in the configuration",
+                          problems)
     return config.model_copy(update={"source": source})
 
 

@@ -120,6 +120,7 @@ class SyncHandle:
         counters = self._sync.counters
         return {
             "connected": self._sync.connected,
+            "stalled_s": round(self._sync.stalled_for, 1),
             "last_ack_at": self._sync.last_ack_at,
             "reconnects": counters.reconnects,
             "clock_offset_ms": self._sync.clock_offset_ms,

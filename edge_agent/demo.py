@@ -5,9 +5,14 @@ Starts, under ``demo-state/``:
   pseudo-terminals speaking their real wire formats;
 - a private mosquitto and the reference central, when mosquitto is installed (else the
   agent runs offline and queues — the point of an offline-first store);
-- the agent itself (``edge-agent run``) on an embedded SQLite ledger;
-and then plays a shop day: shoppers walk in, items are scanned and checked out,
-deliveries received in the back room, while it prints what the store and central see.
+- the agent itself (``edge-agent run``) on an embedded SQLite ledger, seeded on its first
+  start with the demo catalog and an opening delivery, so it sells from the first scan
+  with or without central;
+and then plays a shop day: shoppers walk in, items are scanned and checked out, the back
+room receives a delivery when an item runs low and central sends replenishment, while it
+tells in plain words what the store and central do (each scan, sale, sync batch and
+ack, each command from central). Ports and paths are those of ``config/demo.toml``, so
+``edge-agent doctor --config config/demo.toml`` checks the running demo.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -23,26 +31,30 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiomqtt
 import httpx
 
 from drivers.simulator import Simulator
+from edge_agent import demo_scenes, demo_story
+from edge_agent.demo_seed import (
+    DELIVERY,
+    DEMO_CATALOG,
+    GTIN_OF,
+    LOW_STOCK,
+    OPENING_STOCK,
+    SCANNABLE,
+    STORE,
+    TAGS,
+    seed_ledger,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_CATALOG = [
-    {"sku": "COFFEE-1KG", "name": "Coffee beans 1 kg", "gtins": ["5901234123457"],
-     "price": "14.90", "currency": "EUR", "uom": "unit", "active": True},
-    {"sku": "TEA-GREEN", "name": "Green tea 100 g", "gtins": ["4006381333931"],
-     "price": "4.50", "currency": "EUR", "uom": "unit", "active": True},
-    {"sku": "SODA-330", "name": "Soda can 330 ml", "gtins": ["036000291452"],
-     "price": "1.20", "currency": "EUR", "uom": "unit", "active": True},
-    {"sku": "GUM-MINT", "name": "Mint gum", "gtins": ["96385074"],
-     "price": "0.99", "currency": "EUR", "uom": "unit", "active": True},
-]
-SCANNABLE = [item["gtins"][0] for item in DEMO_CATALOG]  # type: ignore[index]
-TAGS = ["0A1B2C3D4E", "1122334455", "00FFEE9988"]
+DEMO_CONFIG = REPO / "config" / "demo.toml"
 
 
 def free_port() -> int:
@@ -66,87 +78,124 @@ async def wait_port(port: int, within_s: float = 15.0) -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the demo dies, even by SIGKILL (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def say(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
+
+
 class Demo:
-    def __init__(self, state: Path, duration: float | None) -> None:
+    def __init__(self, state: Path, duration: float | None, *, broker: bool = True,
+                 opening: int = OPENING_STOCK) -> None:
         self.state = state.resolve()
+        self.opening = opening
         self.duration = duration
+        self.want_broker = broker
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.broker_port: int | None = None
-        self.central_port = free_port()
         self.logs = self.state / "logs"
+        settings = tomllib.loads(DEMO_CONFIG.read_text())
+        self.mqtt_port = urlsplit(settings["mqtt"]["url"]).port or 1883
+        self.central_port = urlsplit(settings["central"]["url"]).port or 8720
+        self.agent_http_port = int(settings["api"]["tcp"]["port"])  # the store page
+        self.broker_running = False
+        self.central_running = False
+        self.config_path = DEMO_CONFIG
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own programs
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603 - our own programs
+                                preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only
         log.close()
         self.children.append((name, proc))
         return proc
 
     # -- parts ---------------------------------------------------------------------
+    def choose_ports(self) -> None:
+        """config/demo.toml's ports, unless something else holds them (then say so)."""
+        if port_open(self.mqtt_port):
+            old, self.mqtt_port = self.mqtt_port, free_port()
+            say(f"port {old} is taken by another program: the demo broker uses {self.mqtt_port}")
+        if port_open(self.central_port):
+            old, self.central_port = self.central_port, free_port()
+            say(f"port {old} is taken by another program: central uses {self.central_port}")
+        self.agent_http_port = demo_scenes.page_port(self.agent_http_port)
+
     async def start_broker(self) -> None:
+        if not self.want_broker:
+            say(f"no broker (--offline): the agent queues; start one on 127.0.0.1:"
+                f"{self.mqtt_port} and it drains")
+            return
         # Debian puts the broker in /usr/sbin, which a user's PATH may lack.
         mosquitto = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
         if mosquitto is None:
-            print("mosquitto is not installed: the agent runs offline and queues "
-                  "(sudo apt-get install mosquitto to see the whole loop)")
+            say("mosquitto is not installed: the agent runs offline and queues "
+                "(sudo apt-get install mosquitto to see the whole loop)")
             return
-        port = free_port()
         conf = self.state / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        conf.write_text(f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\n"
                         "set_tcp_nodelay true\npersistence false\n")
         self.spawn("mosquitto", [mosquitto, "-c", str(conf)])
-        if await wait_port(port):
-            self.broker_port = port
-            print(f"broker: a private mosquitto on 127.0.0.1:{port}")
+        if await wait_port(self.mqtt_port):
+            self.broker_running = True
+            say(f"broker: a private mosquitto on 127.0.0.1:{self.mqtt_port}")
         else:
-            print("mosquitto did not start (see demo-state/logs/mosquitto.log); running offline")
-
-    def central_headers(self) -> dict[str, str]:
-        """The operator token edge-central generated beside its database at first start."""
-        path = self.state / "admin.token"
-        return {"Authorization": f"Bearer {path.read_text().strip()}"} if path.exists() else {}
+            say("mosquitto did not start (see demo-state/logs/mosquitto.log); running offline")
 
     async def start_central(self, token: str) -> None:
-        if self.broker_port is None:
+        if not self.broker_running:
             return
         tokens = self.state / "store-tokens"
         tokens.mkdir(exist_ok=True)
-        (tokens / "DEMO1.token").write_text(token)
+        (tokens / f"{STORE}.token").write_text(token)
         conf = self.state / "central.toml"
         conf.write_text(
             f'root = "retail"\ndatabase_url = "sqlite:///{self.state / "central.db"}"\n'
             "resend_after = 5\n\n"
-            f'[broker]\nurl = "mqtt://127.0.0.1:{self.broker_port}"\nusername = "central"\n'
+            f'[broker]\nurl = "mqtt://127.0.0.1:{self.mqtt_port}"\nusername = "central"\n'
             'client_id = "edge-central-demo"\n\n'
             f'[http]\nlisten = "127.0.0.1:{self.central_port}"\nstore_tokens_dir = "{tokens}"\n'
+            + demo_scenes.CENTRAL_CONFIG
         )
         self.spawn("central", [sys.executable, "-m", "central", "serve", "--config",
                                str(conf)])
         if not await wait_port(self.central_port):
-            print("central did not start (see demo-state/logs/central.log)")
+            say("central did not start (see demo-state/logs/central.log)")
             return
+        self.central_running = True
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.central_port}",
-                                     headers=self.central_headers()) as http:
-            await http.post("/v1/stores/DEMO1/catalog", json={"items": DEMO_CATALOG})
-            await http.post("/v1/stores/DEMO1/adjust", json={
-                "reason": "replenishment", "ref": "DEMO-OPENING",
-                "lines": [{"sku": item["sku"], "delta": 20} for item in DEMO_CATALOG]})
-        print(f"central: edge-central on http://127.0.0.1:{self.central_port}, demo catalog "
-              "and opening stock issued as commands")
+                                     headers=demo_scenes.central_headers(self.state)) as http:
+            # Idempotent: the same catalog again on a restart changes nothing.
+            await http.post(f"/v1/stores/{STORE}/catalog", json={"items": DEMO_CATALOG})
+        say(f"central: edge-central on http://127.0.0.1:{self.central_port} "
+            "(it knows the demo catalog)")
 
     def agent_config(self) -> Path:
-        text = (REPO / "config" / "demo.toml").read_text()
+        """config/demo.toml itself when the demo runs with its paths and ports; else a
+        copy with this run's, written to the state directory (and said)."""
+        text = DEMO_CONFIG.read_text()
+        default_state = (REPO / "demo-state").resolve()
+        settings = tomllib.loads(text)
+        same_ports = (urlsplit(settings["mqtt"]["url"]).port == self.mqtt_port and
+                      urlsplit(settings["central"]["url"]).port == self.central_port and
+                      settings["api"]["tcp"]["port"] == self.agent_http_port)
+        if self.state == default_state and same_ports:
+            return DEMO_CONFIG
         text = text.replace('"demo-state/', f'"{self.state}/')
-        if self.broker_port is not None:
-            text = text.replace("mqtt://127.0.0.1:1883", f"mqtt://127.0.0.1:{self.broker_port}")
-        text = text.replace("http://127.0.0.1:8720", f"http://127.0.0.1:{self.central_port}")
+        text = text.replace(settings["mqtt"]["url"], f"mqtt://127.0.0.1:{self.mqtt_port}")
+        text = text.replace(settings["central"]["url"], f"http://127.0.0.1:{self.central_port}")
+        text = text.replace(f'port = {settings["api"]["tcp"]["port"]}',
+                            f"port = {self.agent_http_port}")
         path = self.state / "agent.toml"
         path.write_text(text)
         return path
 
     # -- the shop day ------------------------------------------------------------------------
     async def shop(self, sim: Simulator) -> None:
-        rng = __import__("random").Random(42)
+        rng = random.Random(42)  # noqa: S311 - a demo, not security
         tick = 0
         while True:
             tick += 1
@@ -157,81 +206,159 @@ class Demo:
                 sim.scan("till-1", rng.choice(SCANNABLE))
                 await asyncio.sleep(0.3)
             sim.scan("till-1", "CTL-CHECKOUT")
-            if tick % 4 == 0:
-                for _ in range(3):
-                    sim.scan("backroom", rng.choice(SCANNABLE))
-                    await asyncio.sleep(0.2)
-                sim.scan("backroom", "CTL-CLOSE")
             if tick % 7 == 0:
                 sim.corrupt("till-1")  # a garbled frame: counted, never a crash
             await asyncio.sleep(2.0)
             sim.door("door-main", "out")
             sim.tag_gone("entrance-rfid", tag)
 
-    async def report(self, socket_path: Path) -> None:
-        transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
-        async with httpx.AsyncClient(transport=transport, base_url="http://agent",
-                                     timeout=5) as agent, \
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.central_port}",
-                                  headers=self.central_headers(), timeout=5) as central:
-            while True:
-                await asyncio.sleep(5)
-                line = await self._agent_line(agent)
-                if self.broker_port is not None:
-                    line += " | " + await self._central_line(central)
-                print(line, flush=True)
+    async def replenish(self, sim: Simulator, agent: httpx.AsyncClient) -> None:
+        """Like a store: the back room receives a delivery of what runs low, and, when
+        central is there, central sends a replenishment from the warehouse now and then."""
+        last_central = time.monotonic()
+        while True:
+            await asyncio.sleep(3)
+            try:
+                low = (await agent.get("/v1/stock/low", params={"threshold": LOW_STOCK})).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            items = [i for i in low.get("items", []) if i.get("sku") in GTIN_OF]
+            if self.central_running and items and time.monotonic() - last_central > 20:
+                last_central = time.monotonic()
+                sku = items.pop(0)["sku"]
+                say(f"central ops: replenishment of {DELIVERY} x {demo_story.NAMES[sku]} "
+                    "from the warehouse")
+                with contextlib.suppress(httpx.HTTPError):
+                    async with httpx.AsyncClient(
+                            base_url=f"http://127.0.0.1:{self.central_port}",
+                            headers=demo_scenes.central_headers(self.state)) as central:
+                        await central.post(f"/v1/stores/{STORE}/adjust", json={
+                            "reason": "replenishment", "ref": f"DEMO-WH-{int(time.time())}",
+                            "lines": [{"sku": sku, "delta": DELIVERY}]})
+            for item in items[:1]:
+                sim.scan("backroom", f"CTL-QTY-{DELIVERY}")
+                await asyncio.sleep(0.2)
+                sim.scan("backroom", GTIN_OF[item["sku"]])
+                await asyncio.sleep(0.2)
+                sim.scan("backroom", "CTL-CLOSE")
+                await asyncio.sleep(2)  # the delivery is recorded before stock is read again
+
+    async def narrate_store(self, agent: httpx.AsyncClient) -> None:
+        topics = "basket,session,scan_rejected,rejected,door,device,customer_arrived"
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                async with agent.stream("GET", "/v1/events/stream",
+                                        params={"topics": topics}, timeout=None) as stream:
+                    topic = ""
+                    async for line in stream.aiter_lines():
+                        if line.startswith("event: "):
+                            topic = line[7:]
+                        elif line.startswith("data: "):
+                            with contextlib.suppress(ValueError):
+                                text = demo_story.store_event(topic, json.loads(line[6:]))
+                                if text:
+                                    say(text)
+            await asyncio.sleep(1)
+
+    async def narrate_sync(self, listening: asyncio.Event) -> None:
+        if not self.broker_running:
+            listening.set()
+            return
+        while True:
+            with contextlib.suppress(aiomqtt.MqttError):
+                async with aiomqtt.Client("127.0.0.1", self.mqtt_port,
+                                          identifier=f"demo-narrator-{os.getpid()}") as client:
+                    await client.subscribe(f"retail/v1/stores/{STORE}/#")
+                    listening.set()
+                    async for message in client.messages:
+                        payload = message.payload
+                        if isinstance(payload, bytes):
+                            text = demo_story.mqtt_message(str(message.topic), payload)
+                            if text:
+                                for line in text.splitlines():
+                                    say(line)
+            await asyncio.sleep(1)
+
+    async def report(self, agent: httpx.AsyncClient) -> None:
+        while True:
+            await asyncio.sleep(10)
+            say(await self._agent_line(agent))
 
     async def _agent_line(self, agent: httpx.AsyncClient) -> str:
         try:
             status: dict[str, Any] = (await agent.get("/v1/status")).json()
+            stock = (await agent.get("/v1/stock")).json()
         except (httpx.HTTPError, ValueError):
             return "agent: starting…"
         outbox = status.get("outbox", {})
         broker = status.get("broker", {})
         devices = status.get("devices", {})
-        return (f"store: seq {status.get('last_seq')} pending {outbox.get('pending')} "
-                f"{'online' if broker.get('connected') else 'offline'} "
-                f"cseq {status.get('applied_cseq')} devices "
-                f"{devices.get('connected')}/{devices.get('total')}")
-
-    async def _central_line(self, central: httpx.AsyncClient) -> str:
-        try:
-            body = (await central.get("/v1/stores/DEMO1/stock")).json()
-        except (httpx.HTTPError, ValueError):
-            return "central: starting…"
-        rows = body.get("stock", body) if isinstance(body, dict) else body
-        shown = ", ".join(f"{r.get('sku')}={r.get('on_hand')}" for r in rows[:4]
-                          if isinstance(r, dict))
-        return f"central stock: {shown or '—'}"
+        link = ("online" if broker.get("connected") else
+                "OFFLINE: facts are queued in the ledger and sent when the broker is back")
+        shown = ", ".join(f"{i.get('sku')}={i.get('on_hand')}" for i in stock.get("items", [])
+                          if isinstance(i, dict))
+        return (f"store: seq {status.get('last_seq')} pending {outbox.get('pending')} {link}; "
+                f"cseq {status.get('applied_cseq')}; devices "
+                f"{devices.get('connected')}/{devices.get('total')}; stock: {shown or '—'}")
 
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None  # noqa: S101 - inside asyncio.run
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, main.cancel)
         self.state.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         token_file = self.state / "central-token"
         if not token_file.exists():
             token_file.write_text(secrets.token_urlsafe(24))
             token_file.chmod(0o600)
+        demo_scenes.prepare(self.state)
+        if seed_ledger(self.state / "ledger.db", self.opening):
+            say(f"new store database: demo catalog ({len(DEMO_CATALOG)} items) and an "
+                f"opening delivery of {self.opening} each recorded locally")
         async with Simulator(self.state / "dev") as sim:
             sim.add_scanner("till-1", suffix="CR")
             sim.add_scanner("backroom", suffix="CRLF")
             sim.add_door("door-main")
             sim.add_em4100("entrance-rfid")
+            demo_scenes.add_devices(sim)
             await sim.start()
+            self.choose_ports()
             await self.start_broker()
             await self.start_central(token_file.read_text().strip())
-            config = self.agent_config()
-            self.spawn("agent", [sys.executable, "-m", "edge_agent", "--config", str(config),
-                                 "run"])
-            print(f"agent: edge-agent run --config {config} (logs in {self.logs}/agent.log)")
-            print("playing a shop day; Ctrl-C to stop\n")
-            async with asyncio.TaskGroup() as tg:
-                shop = tg.create_task(self.shop(sim), name="demo.shop")
-                report = tg.create_task(self.report(self.state / "api.sock"), name="demo.report")
+            self.config_path = self.agent_config()
+            transport = httpx.AsyncHTTPTransport(uds=str(self.state / "api.sock"))
+            async with httpx.AsyncClient(transport=transport, base_url="http://agent",
+                                         timeout=5) as agent, asyncio.TaskGroup() as tg:
+                listening = asyncio.Event()
+                tasks = [tg.create_task(self.narrate_sync(listening), name="demo.narrate_sync")]
+                await listening.wait()  # central's first commands are told too
+                self.spawn("agent", [sys.executable, "-m", "edge_agent", "--config",
+                                     str(self.config_path), "run"])
+                say(f"agent: edge-agent run --config {self.config_path} "
+                    f"(logs in {self.logs}/agent.log)")
+                say(f"try:   edge-agent status --config {self.config_path}   "
+                    f"(and doctor, outbox, devices tail)")
+                say("playing a shop day; Ctrl-C to stop\n")
+                for _ in range(100):
+                    with contextlib.suppress(httpx.HTTPError):
+                        await agent.get("/v1/status")
+                        break
+                    await asyncio.sleep(0.2)
+                tasks += [
+                    tg.create_task(self.narrate_store(agent), name="demo.narrate_store"),
+                    tg.create_task(self.shop(sim), name="demo.shop"),
+                    tg.create_task(self.replenish(sim, agent), name="demo.replenish"),
+                    tg.create_task(self.report(agent), name="demo.report"),
+                    tg.create_task(demo_scenes.play(self, sim, agent), name="demo.scenes"),
+                ]
                 if self.duration is not None:
                     await asyncio.sleep(self.duration)
-                    shop.cancel()
-                    report.cancel()
+                    say(await self._agent_line(agent))
+                    for task in tasks:
+                        task.cancel()
         return 0
 
     def stop_children(self) -> None:
@@ -247,17 +374,24 @@ class Demo:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edge-agent-demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="edge-agent-demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state-dir", default=os.environ.get("EDGE_AGENT_DEMO_DIR",
                                                               "demo-state"))
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument("--offline", action="store_true",
+                        help="start no broker or central: the store sells and queues; "
+                             "a broker started later on the demo port is drained to")
+    parser.add_argument("--opening-stock", type=int, default=OPENING_STOCK,
+                        help="units of each item in a new store's opening delivery")
     args = parser.parse_args(argv)
-    demo = Demo(Path(args.state_dir), args.duration)
+    demo = Demo(Path(args.state_dir), args.duration, broker=not args.offline,
+                opening=args.opening_stock)
     try:
         return asyncio.run(demo.run())
-    except KeyboardInterrupt:
-        print("\nstopping")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\nstopping: agent, central and broker", flush=True)
         return 0
     finally:
         demo.stop_children()

@@ -169,6 +169,9 @@ class LedgerStorePort:
     async def expire_reservations(self) -> int:
         return await self.ledger.write(cmds.expire_reservations)
 
+    async def next_reservation_expiry(self) -> float | None:
+        return await self.ledger.read(cmds.next_reservation_expiry)
+
     # -- digest, health, devices ------------------------------------------------------------------
     async def digest_state(self) -> DigestFigures:
         return await self.ledger.digest_state()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import socket
+import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -106,6 +108,16 @@ class LinkSession:
         self._incoming: asyncio.Queue[aiomqtt.Message | aiomqtt.MqttError] = asyncio.Queue()
         self._lost_reason: BaseException | None = None
         self.lost = asyncio.Event()
+        self._waiting: dict[int, float] = {}  # id of an operation -> when it was sent
+        self._ids = itertools.count()
+
+    def unanswered_for(self) -> float:
+        """Seconds the oldest publish or subscribe has waited for the broker's answer (0
+        when none waits): a stalled broker keeps the TCP connection open and says nothing,
+        so this, not the socket, tells whether the link really works."""
+        if not self._waiting:
+            return 0.0
+        return time.monotonic() - min(self._waiting.values())
 
     async def pump(self) -> None:
         """Until the connection ends: aiomqtt's messages into our queue, then ``lost``."""
@@ -128,6 +140,8 @@ class LinkSession:
             operation.close()
             raise LinkError(f"{what}: not connected", operation=what)
         task = asyncio.ensure_future(operation)
+        ident = next(self._ids)
+        self._waiting[ident] = time.monotonic()
         gone = asyncio.ensure_future(self.lost.wait())
         try:
             done, _ = await asyncio.wait((task, gone), timeout=within,
@@ -137,6 +151,7 @@ class LinkSession:
             raise
         finally:
             gone.cancel()
+            del self._waiting[ident]
         if task in done:
             return task.result()
         task.cancel()
@@ -227,7 +242,13 @@ class Link:
             identifier=cfg.client_id,
             will=aiomqtt.Will(will_topic, will_payload, qos=1, retain=True),
             keepalive=cfg.keepalive,
-            timeout=_NO_TIMEOUT,
+            # The CONNACK wait is aiomqtt's own, bounded: when it times out aiomqtt
+            # replaces its connection future, whereas cancelling __aenter__ would leave
+            # it cancelled, and a late DISCONNECT of that half-open connection (a stalled
+            # broker waking up) then raised CancelledError inside aiomqtt's socket
+            # callback: "Exception in callback ..." at error level. Publish and
+            # subscribe pass _NO_TIMEOUT themselves.
+            timeout=cfg.connect_timeout,
             tls_context=self._tls,
             max_inflight_messages=20,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -239,11 +260,22 @@ class Link:
         pump = asyncio.create_task(session.pump(), name=f"link.pump.{cfg.client_id}")
         try:
             try:
+                # aiomqtt's own CONNACK timeout fires first (see timeout= above); ours is
+                # the backstop, and the race ends the wait early on a lost connection
                 await session.race(
-                    client.__aenter__(), f"connect to {where}", within=cfg.connect_timeout,
+                    client.__aenter__(), f"connect to {where}",
+                    within=cfg.connect_timeout + 5.0,
                     lost="connection lost ({reason})",
                     late=f"no CONNACK within {cfg.connect_timeout} s")
             except aiomqtt.MqttError as exc:
+                if str(exc) == "Operation timed out":
+                    # The TCP connection is open (a stalled broker's kernel accepted it):
+                    # close it now, so the broker waking up finds nothing of ours to answer.
+                    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            await client.__aexit__(None, None, None)
+                    raise LinkError(f"connect to {where}: no CONNACK within "
+                                    f"{cfg.connect_timeout} s") from exc
                 raise map_mqtt_error(exc, f"connect to {where}", connecting=True) from exc
             try:
                 yield session

@@ -219,11 +219,12 @@ class OutboxMachine:
             return [ForeignAck(epoch, through_seq)]
         if state.lost:
             return []
-        if through_seq > state.last_seq:
-            # The caller refreshed on_epochs() before deciding this (events may be newer
-            # than our last read), so this is a rolled-back history.
-            state.lost = True
-            actions: list[Action] = [LostHistory(epoch, through_seq, state.last_seq)]
+        actions: list[Action] = []
+        if through_seq > state.last_seq and epoch != self._order[-1]:
+            # A closed epoch that central holds further than this database: the store was
+            # restored from a backup, which already started a new epoch and asked for a
+            # resync (PROTOCOL §4.1). Nothing of it is left to send; no new facts will
+            # ever take its seqs, so this is no lost history (no alert, no other epoch).
             if state.last_seq > state.stored:
                 state.stored = state.last_seq
                 actions.append(MarkAcked(epoch, state.last_seq))
@@ -232,7 +233,19 @@ class OutboxMachine:
                 self.sending = None
                 self.sent = 0
             return actions
-        actions = []
+        if through_seq > state.last_seq:
+            # The caller refreshed on_epochs() before deciding this (events may be newer
+            # than our last read), so this is a rolled-back history.
+            state.lost = True
+            actions.append(LostHistory(epoch, through_seq, state.last_seq))
+            if state.last_seq > state.stored:
+                state.stored = state.last_seq
+                actions.append(MarkAcked(epoch, state.last_seq))
+            state.base = state.last_seq
+            if self.sending == epoch:
+                self.sending = None
+                self.sent = 0
+            return actions
         if through_seq > state.base:
             state.base = through_seq
             if through_seq > state.stored:

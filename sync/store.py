@@ -55,6 +55,9 @@ from sync.wire import (
 
 log = logging.getLogger(__name__)
 
+STALL_AFTER_S = 10.0
+"""A publish unanswered this long: the link is reported down (``connected`` false)."""
+
 
 class SyncSettings(BaseModel):
     """Everything StoreSync needs; the agent maps its ``mqtt``, ``central`` and ``sync``
@@ -70,6 +73,7 @@ class SyncSettings(BaseModel):
     client_key: Path | None = None
     ca_file: Path | None = None
     keepalive: int = Field(30, ge=5, le=3600)
+    connect_timeout: float = Field(15.0, gt=0, le=300)
     client_id: str | None = None  # default: the store id (brokers bind it to the username)
     mqtt_protocol: Literal["5", "3.1.1"] = "5"  # 3.1.1: brokers without MQTT 5 (NATS)
     root_topic: str = Field("retail", pattern=r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*$")
@@ -147,7 +151,7 @@ class StoreSync:
         self.store = port.store_id
         self.boot_id = boot_id or str(uuid.uuid4())
         self.topics = Topics(settings.root_topic, self.store)
-        self.connected = False
+        self._link_up = False
         self.last_ack_at: str | None = None
         self.last_error: str | None = None
         self._clock = clock
@@ -163,6 +167,7 @@ class StoreSync:
                 key_file=settings.client_key,
                 keepalive=settings.keepalive,
                 protocol=settings.mqtt_protocol,
+                connect_timeout=settings.connect_timeout,
             )
         )
         self._snapshots = (
@@ -203,11 +208,24 @@ class StoreSync:
         self._resync_idle = asyncio.Event()
         self._digest_due = asyncio.Event()
         self._devices_changed = asyncio.Event()
+        self._reservations_changed = asyncio.Event()
         self._offsets: deque[int] = deque(maxlen=15)
         self._dropped: Counter[str] = Counter()
         self._n = Counter[str]()
 
     # -- public ----------------------------------------------------------------------------
+    @property
+    def stalled_for(self) -> float:
+        """Seconds the broker has left a publish or subscribe unanswered (0: none waits)."""
+        session = self._session
+        return session.unanswered_for() if session is not None and self._link_up else 0.0
+
+    @property
+    def connected(self) -> bool:
+        """Connected, and the broker answers: a stalled broker keeps the TCP connection
+        up for up to 1.5 keepalives before paho gives up, but it stops answering."""
+        return self._link_up and self.stalled_for < STALL_AFTER_S
+
     @property
     def counters(self) -> SyncCounters:
         o, i, n = self.outbox.counters, self.inbox.counters, self._n
@@ -303,7 +321,10 @@ class StoreSync:
                 if not _only_link_errors(exc):
                     log.exception("sync: connection ended by an error; retrying in %.1f s", delay)
                 else:
-                    log.warning("sync: connection lost (%s); retrying in %.1f s", exc, delay)
+                    # name the link errors themselves, not "unhandled errors in a TaskGroup"
+                    self.last_error = "; ".join(_leaf_messages(exc))
+                    log.warning("sync: connection lost (%s); retrying in %.1f s",
+                                self.last_error, delay)
             first = False
             self._n["reconnects"] += 1
             await self._wait_to_reconnect(delay)
@@ -347,7 +368,7 @@ class StoreSync:
                     # a resync may have completed while we were offline: tell central now
                     await self._publish_commands_ack(session, await self.port.applied_cseq())
                 self._session = session
-                self.connected = True
+                self._link_up = True
                 self.last_error = None
                 self._link_backoff.reset()
                 log.info("sync: connected to %s (%s)", self.settings.broker_url,
@@ -369,7 +390,7 @@ class StoreSync:
                         )
                 raise
             finally:
-                self.connected = False
+                self._link_up = False
                 self._session = None
 
     async def _dispatch(self, session: LinkSession) -> None:
@@ -451,6 +472,7 @@ class StoreSync:
             if result.resync is not None:
                 self._resync_idle.clear()
                 self._resync_wanted.set()
+            self._reservations_changed.set()  # a new reservation may expire soonest
             if result.ack is not None:
                 await self._publish_commands_ack(session, result.ack)
 
@@ -571,11 +593,26 @@ class StoreSync:
                     log.info("sync: pruned %d acknowledged events older than %s", pruned, cutoff)
                 next_prune = now + self.settings.prune_interval
             if now >= next_expiry:
+                self._reservations_changed.clear()
                 expired = await self.port.expire_reservations()
                 if expired:
                     log.info("sync: released %d expired reservations", expired)
-                next_expiry = now + self.settings.reservation_check_interval
-            await asyncio.sleep(max(0.0, min(next_prune, next_expiry) - self._clock()))
+                # At the earliest expires_at, not at the next poll: a web order's stock
+                # comes back on time (the interval bounds a clock step).
+                due = await self.port.next_reservation_expiry()
+                wait = self.settings.reservation_check_interval
+                next_expiry = self._clock() + (wait if due is None else min(wait, due + 0.01))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(next_prune, next_expiry)
+                                               - self._clock())):
+                    await self._reservations_changed.wait()
+                    next_expiry = 0.0  # commands applied: look again at once
+
+
+def _leaf_messages(exc: BaseException) -> list[str]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [m for e in exc.exceptions for m in _leaf_messages(e)]
+    return [str(exc) or type(exc).__name__]
 
 
 def _only_link_errors(exc: BaseException) -> bool:

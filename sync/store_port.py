@@ -177,6 +177,11 @@ class StorePort(Protocol):
         """Release open reservations whose ``expires_at`` passed by the store's clock."""
         ...
 
+    async def next_reservation_expiry(self) -> float | None:
+        """Seconds until the earliest open reservation's ``expires_at`` (0 when one is
+        due), or None when no open reservation expires."""
+        ...
+
     # -- digest, health, devices (§7, §8) ------------------------------------------------
     async def digest_state(self) -> DigestFigures: ...
 

@@ -165,6 +165,9 @@ def validation_parts(errors: list[dict[str, Any]]) -> dict[str, Any]:
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"])
     card = any(CARD_DATA_MESSAGE in str(e["msg"]) for e in errors)
+    if not card and any(e.get("type") == "json_invalid" for e in errors):
+        return {"code": "invalid_json", "message": "the body is not valid JSON "
+                f"({first['msg']})", "errors": errors}
     return {"code": "card_data_rejected" if card else "validation_error",
             "message": f"{where}: {first['msg']}", "errors": errors}
 
@@ -185,9 +188,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return FastJSONResponse(validation_parts(_error_list(exc.errors())), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return JSONResponse({"code": code, "message": str(exc.detail)},
+        message = str(exc.detail)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no endpoint {where}; every endpoint is listed at /docs"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("allow", "")
+            message = f"{request.url.path} does not take {request.method}" + \
+                (f" (allowed: {allowed})" if allowed else "")
+        return JSONResponse({"code": code, "message": message},
                             status_code=exc.status_code, headers=exc.headers)
 
 
@@ -326,7 +337,8 @@ def create_app(services: AgentServices, *, retail: RetailService | None = None) 
     app.add_middleware(SalesFastPath, retail=retail)
     app.add_middleware(LastResort)
     app.add_middleware(BodyLimit, max_bytes=services.config.api.max_body_bytes)
-    app.add_middleware(RequestMetrics, requests=metrics.requests, latency=metrics.latency)
+    app.add_middleware(RequestMetrics, requests=metrics.requests, latency=metrics.latency,
+                       routes=lambda: app.router.routes)
 
     # -- retail writes ------------------------------------------------------------------------
     @app.post("/v1/sales", status_code=201, tags=["retail"])
@@ -613,6 +625,8 @@ async def _status(services: AgentServices) -> dict[str, Any]:
             "connected": bool(services.sync.connected) if services.sync is not None else False,
             "last_ack_at": figures.get("last_ack_at"),
             "reconnects": figures.get("reconnects", 0),
+            "stalled_s": figures.get("stalled_s", 0.0),
+            "last_error": figures.get("last_error"),
         },
         "outbox": {"pending": stats.outbox_pending, "oldest_ts": stats.outbox_oldest_ts,
                    "oldest_age_s": oldest_age},
@@ -629,20 +643,28 @@ def _pending_events(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]
         if info.last_seq <= info.acked_seq or len(out) >= limit:
             continue
         rows = conn.execute(
-            "SELECT seq, type, ts FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            "SELECT seq, event_id, type, ts, length(payload) FROM events "
+            "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
             (event_key(info.ordinal, info.acked_seq), event_key(info.ordinal, info.last_seq),
              limit - len(out)),
         )
-        out.extend({"epoch": info.epoch, "seq": int(r[0]), "type": r[1], "ts": r[2]}
-                   for r in rows)
+        out.extend({"epoch": info.epoch, "seq": int(r[0]), "id": r[1], "type": r[2],
+                    "ts": r[3], "bytes": int(r[4])} for r in rows)
     return out
+
+
+def _epoch_marks(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Each epoch's watermarks: last seq recorded, acknowledged by central, pending."""
+    return [{"epoch": e.epoch, "last_seq": e.last_seq, "acked_seq": e.acked_seq,
+             "pending": max(0, e.last_seq - e.acked_seq)} for e in read_epochs(conn)]
 
 
 async def _outbox(services: AgentServices, limit: int) -> dict[str, Any]:
     stats = await services.ledger.stats()
     events = await services.ledger.read(lambda conn: _pending_events(conn, limit))
+    epochs = await services.ledger.read(_epoch_marks)
     return {"pending": stats.outbox_pending, "oldest_ts": stats.outbox_oldest_ts,
-            "events": events}
+            "epochs": epochs, "events": events}
 
 
 async def _refresh_metrics(services: AgentServices, metrics: _Metrics) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from starlette.routing import Match
 
 from edge_agent.web.session import session_value, valid_session
 from sync.wire import canonical_json
@@ -30,12 +31,23 @@ async def send_error(send: Send, status: int, code: str, message: str,
     await send({"type": "http.response.body", "body": body})
 
 
+def _json_media_type(value: bytes) -> bool:
+    media = value.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/")
+                                            and media.endswith(b"+json"))
+
+
 class BodyLimit:
-    """Refuse request bodies above ``max_bytes`` with 413 ``body_too_large``.
+    """Refuse request bodies above ``max_bytes`` with 413 ``body_too_large``, and a
+    non-empty body that is not declared JSON (``Content-Type: application/json``) with 415
+    ``unsupported_media_type``: every body of this API is JSON, and a ``text/plain`` or
+    form body must not be read as JSON by chance (the login form alone posts a form).
 
     The body is read from the stream and counted (a missing or lying Content-Length does
     not get past it), then handed to the app in one piece; bodies are small (256 KiB by
     default), so buffering them costs nothing worth streaming for."""
+
+    FORM_PATHS = frozenset({"/login"})  # the store page's login form posts a form
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -49,7 +61,10 @@ class BodyLimit:
             f"the request body is larger than the limit of {self.max_bytes} bytes "
             "(api.max_body_bytes)"
         )
+        content_type: bytes | None = None
         for name, value in scope.get("headers", []):
+            if name == b"content-type":
+                content_type = value
             if name == b"content-length":
                 try:
                     declared = int(value)
@@ -75,6 +90,14 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        if size and (content_type is None or not _json_media_type(content_type)) \
+                and scope.get("path") not in self.FORM_PATHS:
+            given = "no Content-Type" if content_type is None else \
+                f"Content-Type {content_type.decode('latin-1')[:60]!r}"
+            await send_error(send, 415, "unsupported_media_type",
+                             f"request bodies are JSON: send Content-Type: application/json "
+                             f"(got {given})")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -113,6 +136,14 @@ class BearerToken:
         path = str(scope.get("path", ""))
         return path in self.PUBLIC_PATHS or path.startswith(self.PUBLIC_PREFIXES)
 
+    @staticmethod
+    def _bearer_given(scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                return scheme.lower() == b"bearer" and bool(token.strip())
+        return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self._authorized(scope):
             if scope.get("method") == "GET" and _wants_html(scope):
@@ -120,8 +151,15 @@ class BearerToken:
                     (b"location", b"/login"), (b"content-length", b"0")]})
                 await send({"type": "http.response.body", "body": b""})
                 return
+            if self._bearer_given(scope):
+                await send_error(send, 401, "invalid_token",
+                                 "the bearer token is not this agent's: use the token of "
+                                 "api.tcp.token_file (or the api-token credential)",
+                                 [(b"www-authenticate", b'Bearer error="invalid_token"')])
+                return
             await send_error(send, 401, "unauthorized",
-                             "a bearer token is required on the TCP listener",
+                             "a bearer token is required on the TCP listener "
+                             "(Authorization: Bearer <the token of api.tcp.token_file>)",
                              [(b"www-authenticate", b"Bearer")])
             return
         await self.app(scope, receive, send)
@@ -137,10 +175,12 @@ def _wants_html(scope: Scope) -> bool:
 class RequestMetrics:
     """Count requests and time them per route template (never per raw path)."""
 
-    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram,
+                 routes: Callable[[], Sequence[Any]] = tuple) -> None:
         self.app = app
         self.requests = requests
         self.latency = latency
+        self.routes = routes
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -159,7 +199,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, observe)
         finally:
-            route = scope.get("route")
+            route = scope.get("route") or self._match(scope)
             template = getattr(route, "path", None) or "unmatched"
             key = (str(scope.get("method", "?")), template, str(status))
             children = self._children.get(key)
@@ -168,3 +208,11 @@ class RequestMetrics:
                 self._children[key] = children
             children[0].inc()
             children[1].observe(time.perf_counter() - started)
+
+    def _match(self, scope: Scope) -> Any:
+        """The route a request refused before routing (413, 415) was meant for."""
+        for route in self.routes():
+            matches = getattr(route, "matches", None)
+            if matches is not None and matches(scope)[0] != Match.NONE:
+                return route
+        return None

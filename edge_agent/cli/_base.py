@@ -70,8 +70,7 @@ def error_for(exc: BaseException) -> CliError:
         return exc
     if isinstance(exc, ConfigError):
         first, *rest = str(exc).splitlines()
-        hint = "" if "no such configuration file" in first else \
-            "`edge-agent config check` lists every problem"
+        hint = "" if "no such configuration file" in first else _config_hint()
         return CliError(first + ("".join(f"\n{line}" for line in rest)), code=EXIT_USAGE,
                         hint=hint)
     if isinstance(exc, DatabaseLocked):
@@ -82,6 +81,26 @@ def error_for(exc: BaseException) -> CliError:
     if isinstance(exc, EdgeAgentError):
         return CliError(str(exc), code=EXIT_FAILED)
     return CliError(f"{type(exc).__name__}: {exc}", code=EXIT_FAILED)
+
+
+def _config_hint() -> str:
+    """What to do about an invalid configuration (``config check`` has its own)."""
+    return "fix the keys listed above; `edge-agent config check` validates the file alone"
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    if value is not None:
+        obj = ctx.find_object(State) or ctx.ensure_object(State)
+        obj.config_path = value
+        obj._config = None
+    return value
+
+
+def config_option(f: F) -> F:
+    """``--config PATH`` after the command too (same as the global option)."""
+    return click.option("--config", "config_path_", type=click.Path(path_type=Path),
+                        expose_value=False, is_eager=True, callback=_set_config,
+                        help=env_config_help())(f)
 
 
 @dataclass
@@ -157,7 +176,9 @@ def kv_table(title: str | None, items: Iterable[tuple[str, Any]]) -> None:
     t.add_column("key", style="bold")
     t.add_column("value", overflow="fold")
     for key, value in items:
-        t.add_row(Text(str(key)), Text("—" if value is None else str(value)))
+        shown = "—" if value is None else ("yes" if value else "no") \
+            if isinstance(value, bool) else str(value)
+        t.add_row(Text(str(key).replace("_", " ")), Text(shown))
     console().print(t)
 
 

@@ -13,8 +13,10 @@ from edge_agent.cli._base import (
     EXIT_USAGE,
     CliError,
     State,
+    config_option,
     env_config_help,
     error_for,
+    json_option,
 )
 from edge_agent.config import CONFIG_ENV
 from edge_agent.errors import EdgeAgentError
@@ -34,7 +36,22 @@ def report_error(err: CliError) -> None:
 
 
 class AgentGroup(click.Group):
-    """Maps every error to one clear line, a hint and a documented exit code."""
+    """Maps every error to one clear line, a hint and a documented exit code.
+
+    Every command and sub-group added to it also takes ``--config`` and ``--json`` after
+    its name (``edge-agent config check --config bad.toml``), as git and docker accept
+    their options in either place.
+    """
+
+    group_class = type  # sub-groups are AgentGroups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        opts = {opt for param in cmd.params for opt in param.opts}
+        if "--config" not in opts:
+            config_option(cmd)
+        if "--json" not in opts and not isinstance(cmd, click.Group):
+            json_option(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -27,6 +27,7 @@ from edge_agent.cli._base import (
 )
 from edge_agent.cli.app import cli
 from edge_agent.cli.client import DaemonClient
+from edge_agent.cli.human import iso
 from edge_agent.cli.init_config import render_config, validate, write_private
 from edge_agent.config import Config
 from edge_agent.doctor import check_config_permissions, check_state_dir, run_checks, worst
@@ -157,28 +158,40 @@ def status() -> None:
     devices = data.get("devices") or {}
     db = data.get("db") or {}
     epoch = str(data.get("epoch") or "")
+    link = "connected" if broker.get("connected") else "NOT connected"
+    if broker.get("stalled_s"):
+        link += f" (the broker has not answered for {broker['stalled_s']:g} s)"
+    if broker.get("reconnects"):
+        link += f", {broker.get('reconnects')} reconnects"
+    free = db.get("disk_free_bytes")
     kv_table(f"edge-agent {data.get('version', '')} — store {data.get('store')}", [
         ("state", data.get("state")),
+        ("source", "the running agent" if live else "the database (agent not running)"),
         ("uptime", _age(data.get("uptime_s"))),
+        ("boot id", data.get("boot_id")),
         ("epoch", f"{epoch} (last seq {data.get('last_seq')})"),
-        ("broker", ("connected" if broker.get("connected") else "NOT connected")
-         + (f", {broker.get('reconnects')} reconnects" if broker.get("reconnects") else "")),
-        ("last ack", broker.get("last_ack_at")),
+        ("broker", link),
+        ("last broker error", broker.get("last_error")),
+        ("last ack", iso(broker.get("last_ack_at"))),
         ("outbox pending", outbox.get("pending")),
         ("oldest pending", (_age(outbox.get("oldest_age_s")) or "—")
-         + (f" ({outbox.get('oldest_ts')})" if outbox.get("oldest_ts") else "")),
+         + (f" ({iso(outbox.get('oldest_ts'))})" if outbox.get("oldest_ts") else "")),
         ("applied cseq", data.get("applied_cseq")),
         ("resync needed", "yes" if data.get("resync_needed") else "no"),
         ("devices", f"{devices.get('connected', 0)}/{devices.get('total', 0)} connected"),
         ("clock offset", f"{data['clock_offset_ms']} ms"
          if data.get("clock_offset_ms") is not None else None),
         ("database", f"{db.get('bytes', 0)} B, WAL {db.get('wal_bytes', 0)} B, "
-                     f"{db.get('disk_free_bytes', 0) // (1024 * 1024)} MiB free"),
+                     + (f"{free // (1024 * 1024)} MiB free" if free is not None
+                        else "free space unknown")),
     ])
     items = devices.get("items") or []
     if items:
         table("devices", ["name", "kind", "state", "detail"],
               [(d.get("name"), d.get("kind"), d.get("state"), d.get("detail")) for d in items])
+    counters = data.get("counters") or {}
+    if counters:
+        table("counters", ["name", "value"], sorted(counters.items()))
 
 
 # -- doctor -------------------------------------------------------------------------------------
@@ -227,11 +240,14 @@ def doctor(offline: bool, timeout: float) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@json_option
 def simulate(args: tuple[str, ...]) -> None:
     """Simulated store devices on pseudo-terminals (demo and tests). Arguments go to the
-    simulator: --dir, --config-out, --codes, --interval, --no-demo; `simulate --help`."""
+    simulator: --dir, --config-out, --codes, --interval, --no-demo; `simulate --help`.
+    With --json the devices are printed as one JSON object instead of TOML."""
     simulator = importlib.import_module("drivers.simulator")
-    simulator.main(list(args))
+    extra = ["--json"] if state().json else []
+    simulator.main([*args, *extra], prog="edge-agent simulate")
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -253,7 +269,9 @@ def config_check() -> None:
             emit_json({"config": str(path), "valid": False,
                        "problems": exc.problems or [str(exc)]})
             sys.exit(EXIT_USAGE)
-        raise
+        raise CliError(str(exc), code=EXIT_USAGE,
+                       hint="fix the keys listed above and run it again; every key is "
+                            "explained in config/agent.example.toml") from exc
     if st.json:
         emit_json({"config": str(path), "valid": True, "store": config.store.id,
                    "devices": len(config.devices)})

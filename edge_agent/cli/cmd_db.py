@@ -10,6 +10,7 @@ import click
 
 from edge_agent.cli._base import (
     EXIT_DATABASE,
+    CliError,
     emit_json,
     json_option,
     kv_table,
@@ -60,10 +61,16 @@ def db_check(full: bool) -> None:
 
 @db_group.command(name="backup")
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite PATH when it is an existing file.")
 @json_option
-def db_backup(path: Path) -> None:
-    """Consistent online copy to PATH (file or directory), safe while the agent runs."""
+def db_backup(path: Path, force: bool) -> None:
+    """Consistent online copy to PATH (file or directory), safe while the agent runs.
+    An existing file is kept unless --force (a directory gets a new timestamped file)."""
     st = state()
+    if path.exists() and not path.is_dir() and not force:
+        raise CliError(f"{path} already exists; nothing written",
+                       hint="use --force to overwrite it, or give a directory for a new "
+                            "timestamped file")
     result = backup_database(st.config().database.path, path)
     if st.json:
         emit_json(asdict(result))

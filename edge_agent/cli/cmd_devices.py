@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import sys
@@ -28,6 +29,7 @@ from edge_agent.cli._base import (
 )
 from edge_agent.cli.app import cli
 from edge_agent.cli.cmd_core import client_for
+from edge_agent.cli.human import event_line, iso, now_iso
 from edge_agent.config import Config
 from edge_agent.doctor import check_device, device_path
 from edge_agent.ledger import is_locked
@@ -98,38 +100,59 @@ def devices_list() -> None:
 
 
 def _since(value: Any) -> str | None:
-    if isinstance(value, int | float):
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-    return None if value is None else str(value)
+    return iso(value)
+
+
+TAIL_TOPICS = ("scan", "scan_rejected", "basket", "session", "lookup", "tag", "device",
+               "door", "presence", "rejected", "customer_arrived")
+"""Topics of the agent's live stream (``GET /v1/events/stream``)."""
+
+
+def _topics(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    wanted = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in wanted if t not in TAIL_TOPICS]
+    if unknown or not wanted:
+        raise click.BadParameter(f"unknown topic(s) {', '.join(unknown) or '(none)'}; "
+                                 f"choose from {','.join(TAIL_TOPICS)}")
+    return ",".join(wanted)
 
 
 @devices_group.command(name="tail")
 @click.argument("name", required=False)
-@click.option("--topics", default="scan,scan_rejected,tag,device,door,presence,rejected",
-              show_default=True,
-              help="Event topics to follow.")
-@click.option("--duration", type=float, default=None,
-              help="Stop after this many seconds without events (default: until Ctrl-C).")
+@click.option("--topics", default=",".join(TAIL_TOPICS), show_default=True,
+              callback=_topics,
+              help="Comma-separated topics: scan, scan_rejected, basket (scan-only tills: "
+                   "add, quantity, void, checkout), session (receiving and counts: open, "
+                   "add, close), lookup, tag, device, door, presence, rejected, "
+                   "customer_arrived.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds, events or not (default: until Ctrl-C).")
 @json_option
 def devices_tail(name: str | None, topics: str, duration: float | None) -> None:
-    """Live decoded events from the running agent (all devices, or NAME); card data masked."""
+    """Live decoded events from the running agent (all devices, or NAME); card data
+    masked. One line per event (with --json: one JSON object per line)."""
     st = state()
     config = st.config()
     if name is not None:
         _find(config, name)
     client = client_for(config)
-    for event, data in client.stream("/v1/events/stream", params={"topics": topics},
-                                      timeout=duration):
-        if name is not None and isinstance(data, dict) and \
-                name not in (data.get("device"), data.get("name")):
-            continue
-        shown = mask(data)
-        if st.json:
-            emit_json({"event": event, "data": shown})
-        else:
-            body = (" ".join(f"{k}={v}" for k, v in shown.items())
-                    if isinstance(shown, dict) else str(shown))
-            click.echo(f"{time.strftime('%H:%M:%S')} {event:<7} {body}")
+    deadline = None if duration is None else time.monotonic() + duration
+    while deadline is None or time.monotonic() < deadline:
+        # Short reads while a deadline runs, so it ends on time even when events flow.
+        window = None if deadline is None else max(0.05, min(1.0, deadline - time.monotonic()))
+        for event, data in client.stream("/v1/events/stream", params={"topics": topics},
+                                          timeout=window):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if name is not None and isinstance(data, dict) and \
+                    name not in (data.get("device"), data.get("name"), data.get("terminal")):
+                continue
+            shown = mask(data)
+            if st.json:
+                click.echo(json.dumps({"ts": now_iso(), "event": event, "data": shown},
+                                      separators=(",", ":"), ensure_ascii=False, default=str))
+            else:
+                click.echo(event_line(event, shown))
 
 
 def port_holder(db: Path, port: str | None) -> int | bool:
@@ -214,8 +237,8 @@ def devices_test(name: str, seconds: float) -> None:
 
     def show(data: dict[str, Any]) -> None:
         if not st.json:
-            body = " ".join(f"{k}={v}" for k, v in data.items() if k not in ("type", "device"))
-            click.echo(f"{time.strftime('%H:%M:%S')} {data['type']}: {body}")
+            click.echo(event_line(str(data["type"]),
+                                  {k: v for k, v in data.items() if k != "type"}))
 
     if not st.json:
         click.echo(f"reading {name} ({settings.kind}) for {seconds:g} s — scan or present "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import date, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from edge_agent.cli._base import (
 )
 from edge_agent.cli.app import cli
 from edge_agent.cli.cmd_core import _age, client_for, daemon_or_db
+from edge_agent.cli.human import event_line, iso, now_iso
 
 
 # -- outbox -------------------------------------------------------------------------------------
@@ -40,17 +42,19 @@ def outbox(limit: int) -> None:
         return
     kv_table("outbox", [
         ("pending", data.get("pending")),
-        ("oldest", data.get("oldest_ts")),
+        ("oldest", iso(data.get("oldest_ts"))),
         ("oldest age", _age(data.get("oldest_age_s"))),
     ])
     epochs = data.get("epochs") or []
     if epochs:
-        table("epochs", ["epoch", "last seq", "acked seq"],
-              [(e.get("epoch"), e.get("last_seq"), e.get("acked_seq")) for e in epochs])
+        table("per-epoch watermarks", ["epoch", "last seq", "acked seq", "pending"],
+              [(e.get("epoch"), e.get("last_seq"), e.get("acked_seq"),
+                e.get("pending", max(0, (e.get("last_seq") or 0) - (e.get("acked_seq") or 0))))
+               for e in epochs])
     items = data.get("items") or []
     if items:
         table(f"first {len(items)} pending", ["epoch", "seq", "type", "ts", "bytes"],
-              [(str(i.get("epoch", ""))[:8], i.get("seq"), i.get("type"), i.get("ts"),
+              [(str(i.get("epoch", ""))[:8], i.get("seq"), i.get("type"), iso(i.get("ts")),
                 i.get("bytes")) for i in items])
 
 
@@ -125,10 +129,12 @@ def sync_watch(interval: float, duration: float | None) -> None:
 
 
 def _print_event(event: str, data: Any, as_json: bool) -> None:
+    """One line per change; --json: one JSON object per line (as devices tail)."""
     if as_json:
-        emit_json({"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": event, "data": data})
+        click.echo(json.dumps({"ts": now_iso(), "event": event, "data": data},
+                              separators=(",", ":"), ensure_ascii=False, default=str))
     else:
-        click.echo(f"{time.strftime('%H:%M:%S')} {event}: {_short(data)}")
+        click.echo(event_line(event, data))
 
 
 # -- stock --------------------------------------------------------------------------------------

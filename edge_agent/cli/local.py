@@ -129,8 +129,8 @@ def outbox(config: Config, limit: int) -> dict[str, Any]:
                                   "type": kind, "ts": ts, "bytes": int(size)})
         return {
             "pending": pending, "oldest_ts": oldest, "oldest_age_s": age_s(oldest),
-            "epochs": [{"epoch": e.epoch, "last_seq": e.last_seq, "acked_seq": e.acked_seq}
-                       for e in epochs],
+            "epochs": [{"epoch": e.epoch, "last_seq": e.last_seq, "acked_seq": e.acked_seq,
+                        "pending": max(0, e.last_seq - e.acked_seq)} for e in epochs],
             "items": items,
         }
 
@@ -143,6 +143,9 @@ def stock(config: Config, sku: str) -> dict[str, Any]:
                            (sku,)).fetchone()
         cat = conn.execute("SELECT name, price, currency, active FROM catalog WHERE sku = ?",
                            (sku,)).fetchone()
+        if row is None and cat is None:  # as the API's 404 sku_not_found
+            raise CliError(f"no catalog item or stock for SKU {sku!r}",
+                           hint="`edge-agent stock low --threshold 1000000` lists every SKU")
         on_hand = int(row[0]) if row else 0
         reserved = int(row[1]) if row else 0
         return {

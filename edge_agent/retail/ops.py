@@ -128,6 +128,14 @@ def sale_fact(
             raise OperationError("invalid_payment", "a payment amount must not be negative",
                                  status=422)
         paid += amount
+    not_cash = sum((a for m, a in payments if m not in CHANGE_METHODS), Decimal(0))
+    if not_cash > total:
+        raise OperationError(
+            "overpayment",
+            f"non-cash payments of {format_money(not_cash, currency)} {currency} exceed the "
+            f"total of {format_money(total, currency)} {currency}: only cash gives change",
+            status=422,
+        )
     if paid < total:
         raise OperationError(
             "payment_short",
@@ -247,6 +255,9 @@ def receipt_fact(lines: Sequence[tuple[str, int]], ref: str | None = None) -> Fa
         data["ref"] = ref
     return Fact("receipt", data, tuple(lines))
 
+
+CHANGE_METHODS = frozenset({"cash"})
+"""Payment methods that can give change; a card (or voucher) pays at most the total."""
 
 ADJUSTMENT_REASONS = frozenset({"damage", "shrink", "found", "correction"})
 

@@ -85,7 +85,10 @@ class PaymentIn(_Model):
 class SaleRequest(_Model):
     terminal: Terminal
     lines: Annotated[list[SaleLineIn], Field(min_length=1, max_length=500)]
-    payments: Annotated[list[PaymentIn], Field(max_length=20)] = []
+    payments: Annotated[list[PaymentIn], Field(
+        min_length=1, max_length=20,
+        description="Must cover the total; only `cash` may exceed it (the excess is "
+                    "change).")]
     currency: Currency | None = None
     customer: Ident | None = None
     sale_id: Ident | None = None

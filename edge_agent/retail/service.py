@@ -468,10 +468,15 @@ class RetailService:
             row = conn.execute("SELECT on_hand, reserved FROM stock WHERE sku = ?",
                                (sku,)).fetchone()
             item = CatalogView(conn_query(conn)).item(sku)
+            if item is None and row is None:
+                raise OperationError("sku_not_found", f"no catalog item or stock for SKU "
+                                     f"{sku!r}", status=404)
             on_hand, reserved = (int(row[0]), int(row[1])) if row else (0, 0)
             return {"sku": sku, "on_hand": on_hand, "reserved": reserved,
                     "available": on_hand - reserved, "in_catalog": item is not None,
-                    "name": item.name if item else None}
+                    "name": item.name if item else None,
+                    "price": format_price(item.price) if item else None,
+                    "currency": item.currency if item else None}
 
         return await self.ledger.read(read)
 

@@ -169,7 +169,8 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
 def test_cli_over_http(central_process: CentralProcess, broker: Broker,
                        tmp_path: Path) -> None:
     runner = CliRunner()
-    base = ["--url", central_process.url, "--token-file", str(central_process.admin_file)]
+    base = ["--json", "--url", central_process.url, "--token-file",
+            str(central_process.admin_file)]
     store = FakeStore(broker.port, "S001")
     try:
         store.birth(applied_cseq=0)

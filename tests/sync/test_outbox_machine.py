@@ -234,3 +234,19 @@ def test_encode_range_splices_events_verbatim() -> None:
         "events": [{"id": "a", "seq": 1}, {"id": "b", "seq": 2}],
     }
     assert b'{"id":"a","seq":1},{"id":"b","seq":2}' in payload
+
+
+def test_an_ack_beyond_a_closed_epoch_is_no_lost_history() -> None:
+    """A restored backup's epoch is behind central; the newest epoch carries new facts."""
+    m = OutboxMachine(window=100, batch_events=10)
+    m.on_epochs([EpochMark(E1, 5, 3), EpochMark("e2", 1, 0)])
+    m.on_connect(0.0)
+    actions = m.on_ack(E1, 10, live=False, now=0.0)
+    assert not any(isinstance(a, LostHistory) for a in actions)
+    assert actions == [MarkAcked(E1, 5)]
+    assert not m.older_epoch_pending()
+    batch = m.next_batch()
+    assert batch is not None
+    assert batch.epoch == "e2"
+    # the newest epoch behind central's ack is still a lost history
+    assert any(isinstance(a, LostHistory) for a in m.on_ack("e2", 9, live=True, now=0.0))

@@ -209,7 +209,7 @@ async def test_malformed_bodies_get_422_with_field_paths(
 ) -> None:
     r = await post(api, "/v1/sales", body)
     error = assert_error(r, 422, "validation_error")
-    assert error["errors"][0]["loc"] == loc
+    assert loc in [e["loc"] for e in error["errors"]]  # (payments, required, may come first)
     assert event_payloads(api.ledger) == []
 
 
@@ -263,7 +263,7 @@ async def test_body_size_limit_by_length_and_by_stream(api: Api) -> None:
         **key(), "content-type": "application/json"})
     assert r.status_code == 201
     assert_error(await api.client.post("/v1/receipts", content="{nope", headers={
-        **key(), "content-type": "application/json"}), 422, "validation_error")
+        **key(), "content-type": "application/json"}), 422, "invalid_json")
 
 
 async def test_unknown_routes_and_methods(api: Api) -> None:
@@ -388,7 +388,8 @@ async def test_status_outbox_devices_and_sync(api: Api) -> None:
     assert_error(await api.client.post("/v1/sync/now"), 503, "sync_not_configured")
     assert_error(await api.client.post("/v1/sync/resync"), 503, "sync_not_configured")
     status = (await api.client.get("/v1/status")).json()
-    assert status["broker"] == {"connected": False, "last_ack_at": None, "reconnects": 0}
+    assert status["broker"] == {"connected": False, "last_ack_at": None, "reconnects": 0,
+                                "stalled_s": 0.0, "last_error": None}
     await post(api, "/v1/receipts", {"lines": [{"sku": "A-100", "qty": 1}]})
     await post(api, "/v1/sales", {"terminal": "t", "lines": [{"sku": "B-200"}], "payments": PAY})
     sync = _Sync()
@@ -410,7 +411,7 @@ async def test_status_outbox_devices_and_sync(api: Api) -> None:
     assert status["outbox"]["pending"] == 3
     assert status["outbox"]["oldest_age_s"] >= 0
     assert status["broker"] == {"connected": True, "last_ack_at": "2026-11-25T10:00:00.000Z",
-                                "reconnects": 3}
+                                "reconnects": 3, "stalled_s": 0.0, "last_error": None}
     assert status["clock_offset_ms"] == -12
     assert status["devices"]["connected"] == 1
     assert status["devices"]["total"] == 2
@@ -497,7 +498,7 @@ async def test_socket_mode_stale_file_and_tcp_token(short_dir: Path) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as tcp:
             assert_error(await tcp.get("/v1/status"), 401, "unauthorized")
             assert_error(await tcp.get("/v1/status", headers={
-                "Authorization": "Bearer wrong"}), 401, "unauthorized")
+                "Authorization": "Bearer wrong"}), 401, "invalid_token")
             ok = await tcp.get("/v1/status", headers={"Authorization": "Bearer s3cret-token"})
             assert ok.status_code == 200
             r = await tcp.post("/v1/receipts", json={"lines": [{"sku": "A-100", "qty": 1}]},

@@ -17,8 +17,8 @@ CASES: list[tuple[bytes, dict[str, str]]] = [
      {"Idempotency-Key": "same"}),
     (b'{"terminal":"t","lines":[{"sku":"A-100"}],"payments":[{"method":"cash","amount":"9"}]}',
      {"Idempotency-Key": "same"}),
-    (b'{"terminal":"t","lines":[{"sku":"A-100","qty":2}],"payments":[]}',
-     {"Idempotency-Key": "same"}),
+    (b'{"terminal":"t","lines":[{"sku":"A-100","qty":2}],"payments":[{"method":"cash",'
+     b'"amount":"99"}]}', {"Idempotency-Key": "same"}),
     (b'{"terminal":"t","lines":[{"sku":"A-100","qty":1.0}]}', {"Idempotency-Key": "k2"}),
     (b'{"terminal":"t","lines":[{"sku":"NOPE"}]}', {"Idempotency-Key": "k3"}),
     (b'{"terminal":"t","lines":[{"sku":"A-100"}],"payments":[{"method":"cash","amount":"1"}]}',

@@ -196,8 +196,9 @@ def test_stock_and_low_stock_from_the_database(config_path: Path, seeded: str) -
                             "available": 8}
     low = invoke(config_path, "stock", "low", "--json")
     assert [i["sku"] for i in as_json(low)["items"]] == ["B-2"]
-    unknown = as_json(invoke(config_path, "stock", "Z-9", "--json"))
-    assert (unknown["in_catalog"], unknown["on_hand"]) == (False, 0)
+    unknown = invoke(config_path, "stock", "Z-9", "--json")
+    assert unknown.exit_code == 1
+    assert "no catalog item or stock for SKU 'Z-9'" in unknown.stderr
 
 
 def test_sales_today_from_the_database(config_path: Path, seeded: str) -> None:
@@ -306,8 +307,8 @@ def test_sync_watch_prints_changes(config_path: Path, fake_daemon: FakeDaemon) -
     result = invoke(config_path, "sync", "watch", "--interval", "0.1", "--duration", "0.6",
                     "--json")
     assert result.exit_code == 0, result.output
-    changes = [json.loads(chunk + "}") for chunk in result.stdout.split("\n}")
-               if chunk.strip()]
+    changes = [json.loads(line) for line in result.stdout.splitlines()
+               if line.strip()]  # one JSON object per line
     assert changes[0]["data"]["applied_cseq"] == 7
     assert changes[0]["data"]["last_ack_at"] == "2026-11-25T09:15:02.123Z"
     assert changes[1]["data"] == {"applied_cseq": 8, "last_seq": 58}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -123,3 +125,74 @@ def test_devices_tail_over_the_live_stream_masks_card_data(live_api: LiveApi) ->
     assert "4006381333931" in result.stdout
     assert "scan_rejected" in result.stdout
     assert CARD not in result.stdout
+
+
+def test_devices_tail_ends_on_time_while_events_flow(live_api: LiveApi) -> None:
+    """--duration is a duration, not "seconds without events"; basket and session events
+    are followed by default; humans get ISO times and readable fields, --json one object
+    per line."""
+    stop = threading.Event()
+
+    def publisher() -> None:
+        while not stop.wait(0.05):
+            live_api.publish("scan", {"device": "till-1", "code": "4006381333931",
+                                      "symbology": None, "ts": 1796408716.916855})
+            live_api.publish("basket", {"action": "add", "terminal": "T1", "total": "12.90",
+                                        "lines": [{"line_no": 1, "sku": "A-1", "qty": 1}]})
+            live_api.publish("session", {"action": "close", "kind": "receive",
+                                         "terminal": "BR", "lines": [{"sku": "B-2", "qty": 3}]})
+
+    thread = threading.Thread(target=publisher, daemon=True)
+    thread.start()
+    try:
+        human = invoke(live_api.config, "devices", "tail", "--duration", "2")
+        machine = invoke(live_api.config, "devices", "tail", "--duration", "2", "--json")
+    finally:  # without a bounded duration the invokes above would never return
+        stop.set()
+        thread.join(5)
+    assert human.exit_code == 0, human.output
+    out = human.stdout
+    assert "2026-12-04T18:25:16Z  scan" in out
+    assert "1796408716" not in out
+    assert "symbology" not in out  # fields without a value are left out
+    assert "[1xA-1]" in out
+    assert "{'line_no'" not in out
+    assert "session" in out
+    assert "[3xB-2]" in out
+    assert machine.exit_code == 0, machine.output
+    lines = [ln for ln in machine.stdout.splitlines() if ln.strip()]
+    assert len(lines) > 3
+    events = [json.loads(ln) for ln in lines]  # every line is one whole event
+    assert {e["event"] for e in events} >= {"scan", "basket", "session"}
+
+
+def test_devices_tail_refuses_an_unknown_topic(live_api: LiveApi) -> None:
+    result = invoke(live_api.config, "devices", "tail", "--topics", "scan,bogus",
+                    "--duration", "1")
+    assert result.exit_code == 2
+    assert "bogus" in result.stderr
+    assert "basket" in result.stderr  # the valid topics are named
+
+
+def test_outbox_shows_bytes_and_per_epoch_watermarks(live_api: LiveApi) -> None:
+    for source in ("daemon", "database"):
+        if source == "database":  # the same answer when the agent is not running
+            live_api.config.with_name("api.sock").unlink(missing_ok=True)
+        machine = as_json(invoke(live_api.config, "outbox", "--json"))
+        assert all(isinstance(i["bytes"], int) and i["bytes"] > 0 for i in machine["items"])
+        assert [(e["last_seq"], e["acked_seq"], e["pending"]) for e in machine["epochs"]] \
+            == [(4, 1, 3)], source
+        human = invoke(live_api.config, "outbox").stdout
+        assert "per-epoch watermarks" in human
+        row = next(ln for ln in human.splitlines() if "receipt" in ln)
+        assert re.search(r"\b\d{2,}\s*│?\s*$", row.rstrip("│ ").rstrip()), row  # bytes filled
+
+
+def test_text_status_shows_what_json_shows(live_api: LiveApi) -> None:
+    live_api.services.count("scans")
+    data = as_json(invoke(live_api.config, "status", "--json"))
+    text = invoke(live_api.config, "status").stdout
+    for name, value in data["counters"].items():
+        assert re.search(rf"{re.escape(name)}\s*│\s*{value}\b", text), (name, text)
+    assert data["boot_id"] in text
+    assert "last broker error" in text

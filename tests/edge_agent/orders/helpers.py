@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from edge_agent.commands import apply_command
+from edge_agent.command_apply import apply_command
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.orders.machine import hash_pickup_code
 from sync.wire import now_ts

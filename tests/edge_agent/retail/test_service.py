@@ -245,7 +245,8 @@ async def test_stock_views_and_movements(retail: RetailService, ledger: Ledger) 
     add_reservation(ledger, "R1", {"A-100": 3})
     item = await retail.stock_item("A-100")
     assert item == {"sku": "A-100", "on_hand": 7, "reserved": 3, "available": 4,
-                    "in_catalog": True, "name": "Apple juice 1l"}
+                    "in_catalog": True, "name": "Apple juice 1l",
+                    "price": "2.50", "currency": "EUR"}
     listing = await retail.stock_list()
     assert listing["totals"] == {"skus": 2, "on_hand": 8, "reserved": 3, "available": 5}
     low = await retail.low_stock(threshold=1)
