@@ -183,15 +183,29 @@ def open_ptys(pid: int) -> int:
     return count
 
 
+def cpu_ns(pid: int) -> float:
+    """CPU seconds of every thread of ``pid``, to the nanosecond (``schedstat``); the
+    clock-tick figure of ``/proc/<pid>/stat`` (10 ms) is too coarse for 0.3 % of 15 s."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += int((task / "schedstat").read_text().split()[0])
+    except OSError:
+        return proc_cpu_seconds(pid)
+    # threads that ended are in the process's stat, not in task/: take the larger
+    return max(total / 1e9, proc_cpu_seconds(pid))
+
+
 async def sample(pid: int, seconds: float, every: float = 1.0) -> dict[str, float]:
     """RSS samples and CPU share of a live process over ``seconds``."""
-    cpu0, wall0 = proc_cpu_seconds(pid), time.perf_counter()
+    cpu0, wall0 = cpu_ns(pid), time.perf_counter()
     rss: list[int] = [proc_rss_bytes(pid)]
     while time.perf_counter() - wall0 < seconds:
         await asyncio.sleep(min(every, max(0.0, seconds - (time.perf_counter() - wall0))))
         rss.append(proc_rss_bytes(pid))
     wall = time.perf_counter() - wall0
-    cpu = proc_cpu_seconds(pid) - cpu0
+    cpu = cpu_ns(pid) - cpu0
     ttys = open_ptys(pid)
     return {"rss_mib": rss[-1] / MIB, "rss_max_mib": max(rss) / MIB,
             "hwm_mib": proc_rss_bytes(pid, "VmHWM") / MIB,
