@@ -50,6 +50,7 @@ from bench.common import (
     running_broker,
     scratch_dir,
 )
+from bench.cpubudget import cpu_budget
 from bench.sync import reference_central
 from drivers.simulator import Simulator
 from tests.helpers.mosquitto import Broker
@@ -60,6 +61,7 @@ STORE = "S001"
 RSS_TARGET_MIB = 40.0  # issue 18
 CPU_TARGET_PCT = 0.3  # issue 18
 READY_TARGET_S = 0.5  # issue 18: CPU seconds from start to READY
+BUDGET_SHARE = 0.25  # issue 18: "one core at 25 %"
 BACKLOG_SLACK_MIB = 5.0  # the backlog lives on disk: RSS may not grow with it
 
 BARE_READY = (
@@ -263,6 +265,36 @@ async def idle_phase(work: Path, sim: Simulator, sizes: dict[str, Any]) -> dict[
     return out
 
 
+async def budget_phase(work: Path, sim: Simulator, sizes: dict[str, Any]) -> dict[str, Any]:
+    """The same start and idle, inside a budget of one core at 25 % (bench.cpubudget)."""
+    with cpu_budget(f"bench-footprint-{os.getpid()}", BUDGET_SHARE) as budget:
+        if budget.how is None:
+            return {"how": None, "why_not": budget.why_not}
+        with running_broker(work / "broker-budget") as broker:
+            config = agent_config(work, work / "budget" / "ledger.db", broker.url, sim)
+            agent = Notified(work, budget.wrap(agent_argv(config)))
+            try:
+                ready = await asyncio.to_thread(agent.wait_ready)
+                ready_cpu = agent.ready_cpu_s
+                await asyncio.sleep(sizes["settle_s"])
+                before = budget.throttled()
+                idle = await sample(agent.proc.pid, sizes["idle_s"])
+                during = budget.throttled()
+            finally:
+                agent.stop()
+        bare = Notified(work, budget.wrap([sys.executable, "-c", BARE_READY]),
+                        {"BENCH_LINGER": "0.5"}, "bare.log")
+        try:
+            bare_ready = await asyncio.to_thread(bare.wait_ready, 20)
+        finally:
+            bare.stop()
+    return {"how": budget.how, "ready_s": ready, "ready_cpu_s": ready_cpu,
+            "bare_ready_s": bare_ready, "idle": idle,
+            "idle_throttled_periods": during.get("nr_throttled", 0)
+            - before.get("nr_throttled", 0),
+            "idle_periods": during.get("nr_periods", 0) - before.get("nr_periods", 0)}
+
+
 def outbox_pending(db: Path) -> int:
     """Events not yet acked by central, read from the ledger file (read-only, WAL)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as c:
@@ -335,6 +367,7 @@ async def _run(quick: bool, tiny: bool) -> dict[str, Any]:
             out: dict[str, Any] = await idle_phase(work, sim, sizes)
             out["bare"] = await bare_ceiling(work, sizes["starts"])
             out["backlog"] = await backlog_phase(work, sim, sizes)
+            out["budget"] = await budget_phase(work, sim, sizes)
     out["idle_seconds"] = sizes["idle_s"]
     return out
 
@@ -391,8 +424,31 @@ def rows(f: dict[str, Any]) -> list[Row]:
             f["ready_cpu_s"], "empty ledger", f"≤ {READY_TARGET_S:g} s",
             _le(backlog.get("ready_cpu_s"), READY_TARGET_S),
             note=f"wall {backlog['ready_s']:.2f} s"),
+        *budget_rows(f),
         Row(g, "backlog build (ledger batched ops, 1000/op)", backlog["build_events_per_s"],
             "ev/s"),
+    ]
+
+
+def budget_rows(f: dict[str, Any]) -> list[Row]:
+    g, b = "footprint", f["budget"]
+    share = f"{BUDGET_SHARE:.0%} of one core"
+    if b["how"] is None:
+        return [Row(g, f"under a CPU budget of {share}", None, "", note=f"not run: {b['why_not']}")]
+    idle = b["idle"]
+    return [
+        Row(g, f"start → READY=1 under {share} (wall time)", b["ready_s"], "s",
+            b["bare_ready_s"], "bare interpreter, same budget",
+            note=f"{b['how']}; CPU {b['ready_cpu_s']:.2f} s"),
+        Row(g, f"CPU time to READY=1 under {share}", b["ready_cpu_s"], "s", f["ready_cpu_s"],
+            "no budget", f"≤ {READY_TARGET_S:g} s", _le(b["ready_cpu_s"], READY_TARGET_S)),
+        Row(g, f"idle RSS under {share}", idle["rss_max_mib"], "MiB", None, "",
+            f"≤ {RSS_TARGET_MIB:g} MiB", idle["rss_max_mib"] <= RSS_TARGET_MIB),
+        Row(g, f"idle CPU under {share}, {f['idle_seconds']:g} s", idle["cpu_pct"], "%",
+            f["idle"]["cpu_pct"], "no budget", f"≤ {CPU_TARGET_PCT:g} % of a core",
+            idle["cpu_pct"] <= CPU_TARGET_PCT,
+            note=f"throttled in {b['idle_throttled_periods']} of {b['idle_periods']} "
+                 "100 ms periods"),
     ]
 
 
