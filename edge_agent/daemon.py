@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import signal
 import time
@@ -40,6 +39,7 @@ from edge_agent.config import Config, DeviceConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Ledger
 from edge_agent.logs import configure_logging
+from edge_agent.memory import trim_heap
 from edge_agent.notify import SystemdNotifier, watchdog_interval_s
 from edge_agent.retail.scanmodes import ScanModes
 from edge_agent.retail.service import RetailService
@@ -376,8 +376,7 @@ def release_startup_garbage() -> None:
     the long-lived start-up objects out of the collector's way."""
     gc.collect()
     gc.freeze()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()
 
 
 def run_daemon(config: Config) -> int:
