@@ -81,6 +81,12 @@ BARE_READY = (
     "time.sleep(float(os.environ.get('BENCH_LINGER', '0')))\n"
 )
 
+STACK = ("asyncio", "sqlite3", "structlog", "pydantic", "fastapi", "uvicorn", "aiomqtt",
+         "serial_asyncio_fast")
+"""The libraries the agent needs before READY (its API answers at READY, its devices and
+sync run): importing only them is the floor any start with this stack pays."""
+STACK_READY = "import " + ", ".join(STACK) + "\n" + BARE_READY
+
 ROUTING = {"till-1": {"mode": "sale", "terminal": "T1"},
            "backroom": {"mode": "receive", "terminal": "BR"},
            "door-main": {"role": "door"},
@@ -225,11 +231,13 @@ async def sample(pid: int, seconds: float, every: float = 1.0) -> dict[str, floa
             "device_ptys_open": ttys}
 
 
-async def bare_ceiling(work: Path, starts: int) -> dict[str, float | None]:
-    """The floor: an interpreter that only says READY=1 (spawn cost and bare RSS)."""
+async def bare_ceiling(work: Path, starts: int, script: str = BARE_READY
+                       ) -> dict[str, float | None]:
+    """The floor: an interpreter that only says READY=1 (spawn cost and bare RSS); with
+    ``STACK_READY``, one that imports the agent's libraries first."""
     times, rss, cpus = [], [], []
     for _ in range(starts):
-        bare = Notified(work, [sys.executable, "-c", BARE_READY], {"BENCH_LINGER": "2"},
+        bare = Notified(work, [sys.executable, "-c", script], {"BENCH_LINGER": "2"},
                         "bare.log")
         try:
             times.append(await asyncio.to_thread(bare.wait_ready, 20))
@@ -376,6 +384,7 @@ async def _run(quick: bool, tiny: bool) -> dict[str, Any]:
             await sim.start()
             out: dict[str, Any] = await idle_phase(work, sim, sizes)
             out["bare"] = await bare_ceiling(work, sizes["starts"])
+            out["stack"] = await bare_ceiling(work, sizes["starts"], STACK_READY)
             out["backlog"] = await backlog_phase(work, sim, sizes)
             out["budget"] = await budget_phase(work, sim, sizes)
     out["idle_seconds"] = sizes["idle_s"]
@@ -409,6 +418,7 @@ def rows(f: dict[str, Any]) -> list[Row]:
             "MiB", bare["rss_mib"], "bare interpreter", f"≤ {RSS_TARGET_MIB:g} MiB",
             idle["rss_max_mib"] <= RSS_TARGET_MIB,
             note=f"{idle['device_ptys_open']} device ptys open"),
+        *stack_rows(f),
         Row(g, f"idle CPU, {f['idle_seconds']:g} s", idle["cpu_pct"], "%", None, "",
             f"≤ {CPU_TARGET_PCT:g} % of a core", idle["cpu_pct"] <= CPU_TARGET_PCT),
         Row(g, f"RSS with a {backlog['events']:,}-event offline backlog", backlog["rss_max_mib"],
@@ -437,6 +447,20 @@ def rows(f: dict[str, Any]) -> list[Row]:
         *budget_rows(f),
         Row(g, "backlog build (ledger batched ops, 1000/op)", backlog["build_events_per_s"],
             "ev/s"),
+    ]
+
+
+def stack_rows(f: dict[str, Any]) -> list[Row]:
+    """What the libraries alone cost (an interpreter importing them, then READY)."""
+    stack = f.get("stack")
+    if not stack:
+        return []
+    g, what = "footprint", "interpreter importing only the libraries (" + ", ".join(STACK) + ")"
+    return [
+        Row(g, "CPU time to READY=1 against the libraries' floor", f["ready_cpu_s"], "s",
+            stack["ready_cpu_s"], what),
+        Row(g, "idle RSS against the libraries' floor", f["idle"]["rss_max_mib"], "MiB",
+            stack["rss_mib"], what),
     ]
 
 
