@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from collections.abc import Callable
@@ -69,6 +70,7 @@ def run() -> None:
         config = config.model_copy(
             update={"logging": config.logging.model_copy(update={"format": "json"})})
     # Imported when used: the daemon pulls in everything (drivers, sync, API server).
+    gc.disable()  # until READY: the daemon collects once then (release_startup_garbage)
     daemon = importlib.import_module("edge_agent.daemon")
     code = daemon.run_daemon(config)
     sys.exit(int(code))
