@@ -46,3 +46,19 @@ def test_a_store_region_is_checked_without_biip() -> None:
         "rules = TillRules.from_store(StoreSection(id='S1', rcn_region='SWEDEN'))\n"
         "assert rules.region == 'se'")
     assert "biip" not in loaded
+
+
+def test_the_collector_is_back_on_once_the_daemon_is_ready() -> None:
+    """`edge-agent run` imports with the collector off; READY turns it back on."""
+    loaded = _modules_after(
+        "import gc\n"
+        "gc.disable()\n"
+        "from edge_agent.daemon import release_startup_garbage\n"
+        "release_startup_garbage()\n"
+        "assert gc.isenabled()")
+    assert "edge_agent.daemon" in loaded
+
+
+def test_the_cli_imports_with_the_collector_off_and_leaves_it_on() -> None:
+    loaded = _modules_after("import gc, edge_agent.cli\nassert gc.isenabled()")
+    assert "edge_agent.cli" in loaded
