@@ -11,10 +11,12 @@ import gc
 # imports find nothing and cost ~10 % of start-up CPU (issue 18). Off while importing.
 gc.disable()
 try:
-    from edge_agent.cli import commands as _commands  # registers every command on ``cli``
+    # ``run`` (the daemon) registers itself; every other command's module is imported when
+    # a command other than ``run`` is asked for (edge_agent.cli.app.AgentGroup)
+    from edge_agent.cli import cmd_run as _run
     from edge_agent.cli.app import cli, main
 finally:
     gc.enable()
 
 __all__ = ["cli", "main"]
-del _commands
+del _run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ EPILOG = ("Exit codes: 0 ok; 1 check failed or operation refused; 2 usage or con
           "error; 3 daemon unreachable; 4 database problem.")
 
 
+def _load_commands() -> None:
+    """Each command module registers its commands on :data:`cli` when imported."""
+    importlib.import_module("edge_agent.cli.commands")
+
+
 def report_error(err: CliError) -> None:
     first, *rest = err.message.splitlines() or [""]
     click.echo(f"error: {first}", err=True)
@@ -34,7 +40,21 @@ def report_error(err: CliError) -> None:
 
 
 class AgentGroup(click.Group):
-    """Maps every error to one clear line, a hint and a documented exit code."""
+    """Maps every error to one clear line, a hint and a documented exit code.
+
+    Command modules are imported when first needed (click's lazy-group pattern): ``run``
+    registers itself, so ``edge-agent run`` imports no other command's module; any other
+    name, and the command list (``--help``), import them all (edge_agent.cli.commands).
+    """
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            _load_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _load_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

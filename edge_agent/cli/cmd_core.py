@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib
 import sys
 from collections.abc import Callable
@@ -56,24 +55,7 @@ def daemon_or_db(api: Callable[[DaemonClient], T], db: Callable[[Config], T]) ->
         return db(config), False
 
 
-# -- run ----------------------------------------------------------------------------------------
-@cli.command()
-@json_option
-def run() -> None:
-    """Run the agent in the foreground (what the systemd service starts).
-
-    With --json, logs are JSON lines whatever logging.format says.
-    """
-    st = state()
-    config = st.config()
-    if st.json:
-        config = config.model_copy(
-            update={"logging": config.logging.model_copy(update={"format": "json"})})
-    # Imported when used: the daemon pulls in everything (drivers, sync, API server).
-    gc.disable()  # until READY: the daemon collects once then (release_startup_garbage)
-    daemon = importlib.import_module("edge_agent.daemon")
-    code = daemon.run_daemon(config)
-    sys.exit(int(code))
+# -- run: edge_agent/cli/cmd_run.py (light to import) -------------------------------------------
 
 
 # -- init ---------------------------------------------------------------------------------------

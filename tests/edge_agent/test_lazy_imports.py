@@ -62,3 +62,20 @@ def test_the_collector_is_back_on_once_the_daemon_is_ready() -> None:
 def test_the_cli_imports_with_the_collector_off_and_leaves_it_on() -> None:
     loaded = _modules_after("import gc, edge_agent.cli\nassert gc.isenabled()")
     assert "edge_agent.cli" in loaded
+
+
+def test_edge_agent_run_imports_no_other_command() -> None:
+    """`edge-agent run` parses its options without loading the other commands' modules
+    (doctor, db, devices...); any other command, or --help, loads them."""
+    loaded = _modules_after(
+        "import sys\n"
+        "from edge_agent.cli import cli\n"
+        "cmd = cli.get_command(None, 'run')\n"
+        "assert cmd is not None and cmd.name == 'run'")
+    assert "edge_agent.cli.cmd_run" in loaded
+    others = {m for m in loaded if m.startswith(("edge_agent.cli.cmd_", "edge_agent.doctor"))}
+    assert others == {"edge_agent.cli.cmd_run"}
+    loaded = _modules_after(
+        "from edge_agent.cli import cli\n"
+        "assert cli.get_command(None, 'doctor') is not None")
+    assert "edge_agent.doctor" in loaded
