@@ -290,16 +290,22 @@ async def budget_phase(work: Path, sim: Simulator, sizes: dict[str, Any]) -> dic
             return {"how": None, "why_not": budget.why_not}
         with running_broker(work / "broker-budget") as broker:
             config = agent_config(work, work / "budget" / "ledger.db", broker.url, sim)
-            agent = Notified(work, budget.wrap(agent_argv(config)))
-            try:
-                ready = await asyncio.to_thread(agent.wait_ready)
-                ready_cpu = agent.ready_cpu_s
-                await asyncio.sleep(sizes["settle_s"])
-                before = budget.throttled()
-                idle = await sample(agent.proc.pid, sizes["idle_s"])
-                during = budget.throttled()
-            finally:
-                agent.stop()
+            readies, cpus = [], []
+            for i in range(sizes["starts"]):
+                agent = Notified(work, budget.wrap(agent_argv(config)))
+                try:
+                    readies.append(await asyncio.to_thread(agent.wait_ready))
+                    if agent.ready_cpu_s is not None:
+                        cpus.append(agent.ready_cpu_s)
+                    if i == 0:
+                        await asyncio.sleep(sizes["settle_s"])
+                        before = budget.throttled()
+                        idle = await sample(agent.proc.pid, sizes["idle_s"])
+                        during = budget.throttled()
+                finally:
+                    agent.stop()
+            ready = statistics.median(readies)
+            ready_cpu = statistics.median(cpus) if cpus else None
         bare = Notified(work, budget.wrap([sys.executable, "-c", BARE_READY]),
                         {"BENCH_LINGER": "0.5"}, "bare.log")
         try:
@@ -434,8 +440,8 @@ def rows(f: dict[str, Any]) -> list[Row]:
             idle["rss_max_mib"], "idle RSS, empty ledger",
             f"≤ idle + {BACKLOG_SLACK_MIB:g} MiB",
             after["rss_max_mib"] <= idle["rss_max_mib"] + BACKLOG_SLACK_MIB,
-            note=f"broker back → drained in {backlog['drain_s']:.1f} s, "
-                 f"{backlog['drain_events_per_s'] / 1000:.0f}k ev/s; "
+            note=f"broker back → all acked in {backlog['drain_s']:.1f} s (reconnect "
+                 "included; a drain figure is bench.sync's, the return bench.reconnect's); "
                  f"peak (VmHWM) {after['hwm_mib']:.0f} MiB"),
         Row(g, "idle CPU after the drain (online)", after["cpu_pct"], "%", idle["cpu_pct"],
             "idle CPU, empty ledger", f"≤ {CPU_TARGET_PCT:g} % of a core",
@@ -471,9 +477,8 @@ def budget_rows(f: dict[str, Any]) -> list[Row]:
         return [Row(g, f"under a CPU budget of {share}", None, "", note=f"not run: {b['why_not']}")]
     idle = b["idle"]
     return [
-        Row(g, f"start → READY=1 under {share} (wall time)", b["ready_s"], "s",
-            b["bare_ready_s"], "bare interpreter, same budget",
-            note=f"{b['how']}; CPU {b['ready_cpu_s']:.2f} s"),
+        Row(g, f"start → READY=1 under {share} (median wall time)", b["ready_s"], "s",
+            b["bare_ready_s"], "bare interpreter, same budget", note=b["how"]),
         Row(g, f"CPU time to READY=1 under {share}", b["ready_cpu_s"], "s", f["ready_cpu_s"],
             "no budget", f"≤ {READY_TARGET_S:g} s", _le(b["ready_cpu_s"], READY_TARGET_S)),
         Row(g, f"idle RSS under {share}", idle["rss_max_mib"], "MiB", None, "",
