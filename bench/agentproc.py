@@ -188,9 +188,10 @@ def outbox_pending(db: Path) -> int:
     return int(row[0])
 
 
-async def drained(db: Path, agent: Notified, stalled_after: float = 120.0) -> float:
-    """Seconds until the ledger holds central's ack of every event (progress-driven)."""
-    started = time.perf_counter()
+async def drained(db: Path, agent: Notified, started: float,
+                  stalled_after: float = 120.0) -> float:
+    """Seconds from ``started`` (perf_counter) until the ledger holds central's ack of
+    every event (progress-driven: gives up only after ``stalled_after`` s without any)."""
     last, last_change = outbox_pending(db), time.perf_counter()
     while last > 0:
         if agent.proc.poll() is not None:

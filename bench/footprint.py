@@ -41,6 +41,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,10 +204,11 @@ async def backlog_phase(work: Path, sim: Simulator, sizes: dict[str, Any]) -> di
         broker = Broker(workdir=work / "broker-back", port=port)
         (work / "broker-back").mkdir(parents=True, exist_ok=True)
         (work / "central").mkdir(parents=True, exist_ok=True)
+        back = time.perf_counter()
         broker.start()
         try:
             with reference_central(work / "central", port):
-                drain_s = await drained(db, agent)
+                drain_s = await drained(db, agent, back)
                 await asyncio.sleep(settle_s)
                 after = await sample(agent.proc.pid, sizes["idle_s"])
         finally:
