@@ -233,6 +233,10 @@ class SerialReader(DeviceReader):
     def port(self) -> str:
         return self._port
 
+    def _next_tick(self) -> float | None:
+        """Seconds the next read may wait before :meth:`_on_tick`; None: no tick needed."""
+        return self.tick_s
+
     async def _session(self) -> None:
         try:
             reader, writer = await serial_asyncio_fast.open_serial_connection(
@@ -243,8 +247,8 @@ class SerialReader(DeviceReader):
         try:
             self._connected()
             self._on_open(writer)
-            tick = self.tick_s
             while True:
+                tick = self._next_tick()
                 try:
                     if tick is None:
                         data = await reader.read(READ_SIZE)
@@ -355,6 +359,10 @@ class _PresenceMixin(DeviceReader):
 
 class Em4100Reader(SerialReader, _PresenceMixin):
     kind = "em4100"
+
+    def _next_tick(self) -> float | None:
+        # a tick only expires tags in the field: with none, wait for bytes (idle CPU)
+        return self.tick_s if len(self._tracker) else None
 
     def __init__(
         self, settings: Em4100Settings, emit: Emit, *, card_filter: CardFilter | None = None
@@ -565,6 +573,9 @@ class BleBeaconReader(SerialReader, _PresenceMixin):
                     ts=now,
                 )
             )
+
+    def _next_tick(self) -> float | None:
+        return self.tick_s if len(self._tracker) else None  # as the EM4100's
 
     def _on_tick(self, writer: asyncio.StreamWriter, now: float) -> None:
         self._expire(now)

@@ -25,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,6 +40,9 @@ from edge_agent.maintenance import check_database
 from sync.broker import BrokerAddress, parse_broker_url, tls_context
 from sync.errors import LinkError, WireFormatError
 from sync.wire import canonical_json, now_ts, parse_ts
+
+if TYPE_CHECKING:
+    import httpx
 
 log = structlog.get_logger("edge_agent.doctor")
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -476,6 +478,8 @@ def check_central(config: Config, timeout: float = 10.0,
                   transport: httpx.BaseTransport | None = None
                   ) -> tuple[CheckResult, CheckResult]:
     """GET the snapshot URL with the token (headers only) and compare the Date header."""
+    import httpx  # noqa: PLC0415 -- not loaded by `edge-agent run` (the daemon)
+
     name, clock = "central snapshot", "clock"
     if config.central.url is None:
         return (CheckResult(name, "warn", "central.url is not set: the store cannot resync",

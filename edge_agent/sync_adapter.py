@@ -37,6 +37,10 @@ from sync.store_port import (
 
 log = structlog.get_logger("edge_agent.sync_adapter")
 
+RELEASE_AFTER_EVENTS = 10_000
+"""Once this many events were acked since the last release and central holds them all,
+the ledger gives back its caches (issue 18: RSS after a drained backlog ≈ idle RSS)."""
+
 
 class LedgerStorePort:
     """``LedgerStorePort(ledger)`` — a StorePort over the agent's ledger."""
@@ -47,6 +51,8 @@ class LedgerStorePort:
         self.ledger = ledger
         self._devices: dict[str, DeviceReport] = {d.device: d for d in devices}
         self._device_listeners: list[Callable[[], None]] = []
+        self._acked: dict[str, int] = {}
+        self._acked_burst = 0
 
     # -- identity ------------------------------------------------------------------------
     @property
@@ -71,6 +77,16 @@ class LedgerStorePort:
 
     async def mark_acked(self, epoch: str, through_seq: int) -> None:
         await self.ledger.mark_acked(epoch, through_seq)
+        before = self._acked.get(epoch)
+        self._acked[epoch] = through_seq
+        if before is not None:
+            self._acked_burst += max(0, through_seq - before)
+        if self._acked_burst >= RELEASE_AFTER_EVENTS and await self._caught_up():
+            self._acked_burst = 0
+            await self.ledger.release_memory()  # a backlog drained: its pages are cached
+
+    async def _caught_up(self) -> bool:
+        return all(e.acked_seq >= e.last_seq for e in await self.ledger.epochs())
 
     async def lost_history(self, epoch: str, central_seq: int, local_last_seq: int) -> str:
         def op(tx: Tx) -> str:

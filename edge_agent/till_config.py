@@ -11,7 +11,7 @@ from typing import Annotated, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drivers.barcode import RCN_REGIONS, RcnLayout, region_from_name
+from drivers.barcode import RCN_REGIONS, RcnLayout, region_code
 
 __all__ = ["CUSTOM_REGION", "ExpiryPolicy", "RcnLayoutEntry", "check_rcn_region"]
 
@@ -51,11 +51,11 @@ def check_rcn_region(value: str) -> str:
     if value.lower() == CUSTOM_REGION:
         return CUSTOM_REGION
     try:
-        region = region_from_name(value)
+        region = region_code(value)
     except ValueError:
         region = None
     if region is None:
         raise ValueError(f"{value!r} is not a variable-measure region the barcode library "
                          f"supports; use one of {ALLOWED_TEXT} ('custom' needs "
                          "[[store.rcn_layouts]])")
-    return str(region.value)
+    return region

@@ -19,6 +19,22 @@ __all__ = ["Backoff", "wait_to_reconnect"]
 log = logging.getLogger(__name__)
 
 
+def probe_interval(outage_s: float, base: float, *, fast_for: float, cap: float) -> float:
+    """The reachability probe's interval once the broker has been away ``outage_s`` s.
+
+    ``base`` for the first ``fast_for`` seconds (a broker that returns within minutes is
+    noticed within about ``base``), then doubling with every further ``fast_for`` seconds
+    away, up to ``cap``: a store offline for hours probes every ``cap/2..cap`` seconds
+    instead of every second (each probe is a TCP connect: idle CPU, and SYNs at a broker
+    or firewall that is not there), at the price of noticing the return that much later.
+    Never below ``base``.
+    """
+    if outage_s <= fast_for:
+        return base
+    grown: float = base * 2.0 ** ((outage_s - fast_for) / fast_for)
+    return max(base, min(cap, grown))
+
+
 async def wait_to_reconnect(
     delay: float,
     reachable: Callable[[], Awaitable[bool]],

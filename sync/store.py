@@ -34,7 +34,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from sync.backoff import Backoff, wait_to_reconnect
+from sync.backoff import Backoff, probe_interval, wait_to_reconnect
 from sync.errors import AuthenticationFailed, LinkError, SnapshotError, WireFormatError
 from sync.inbox import CommandInbox
 from sync.link import Link, LinkConfig, LinkSession
@@ -102,6 +102,10 @@ class SyncSettings(BaseModel):
     # seconds (a thousand stores returning at once spread their connects over that window).
     probe_interval: float = Field(1.0, gt=0)
     reconnect_spread: float = Field(0.5, ge=0)
+    # After probe_fast_for seconds away, the probe interval doubles with every further
+    # probe_fast_for seconds, up to probe_max (sync.backoff.probe_interval).
+    probe_fast_for: float = Field(300.0, gt=0)
+    probe_max: float = Field(15.0, gt=0)
     agent: str = "edge-agent"
 
 
@@ -152,6 +156,7 @@ class StoreSync:
         self.boot_id = boot_id or str(uuid.uuid4())
         self.topics = Topics(settings.root_topic, self.store)
         self._link_up = False
+        self._offline_since: float | None = None  # monotonic; None while connected
         self.last_ack_at: str | None = None
         self.last_error: str | None = None
         self._clock = clock
@@ -331,9 +336,14 @@ class StoreSync:
 
     async def _wait_to_reconnect(self, delay: float) -> None:
         settings = self.settings
+        now = self._clock()
+        if self._offline_since is None:
+            self._offline_since = now
+        interval = probe_interval(now - self._offline_since, settings.probe_interval,
+                                  fast_for=settings.probe_fast_for, cap=settings.probe_max)
         if await wait_to_reconnect(
             delay, lambda: self._link.reachable(within=min(2.0, settings.probe_interval)),
-            probe_interval=settings.probe_interval, spread=settings.reconnect_spread,
+            probe_interval=interval, spread=settings.reconnect_spread,
             rng=self._link_backoff.rng,
         ):
             self._link_backoff.reset()
@@ -369,6 +379,7 @@ class StoreSync:
                     await self._publish_commands_ack(session, await self.port.applied_cseq())
                 self._session = session
                 self._link_up = True
+                self._offline_since = None
                 self.last_error = None
                 self._link_backoff.reset()
                 log.info("sync: connected to %s (%s)", self.settings.broker_url,

@@ -29,6 +29,8 @@ from sync.http_limits import MAX_CONNECTIONS, HeadDeadlineProtocol
 log = structlog.get_logger("edge_agent.api.server")
 
 GRACE_S: Final = 2.0
+TICK_S: Final = 1.0
+"""How often the idle server wakes (its Date header has a one-second resolution)."""
 
 
 class ApiServerError(EdgeAgentError):
@@ -36,12 +38,31 @@ class ApiServerError(EdgeAgentError):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers (the daemon owns SIGTERM/SIGINT), and with an
-    event for "listening" instead of a ``started`` flag to poll."""
+    """uvicorn without its signal handlers (the daemon owns SIGTERM/SIGINT), with an event
+    for "listening" instead of a ``started`` flag to poll, and without its 0.1 s tick:
+    uvicorn's main loop wakes ten times a second to refresh its Date header and to look at
+    ``should_exit``; this one wakes once a second for the header, and at once when
+    ``should_exit`` is set (an event, not a polled flag)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
+        self._exit = asyncio.Event()  # before uvicorn's __init__ sets should_exit
         super().__init__(config)
         self.listening = asyncio.Event()
+    @property  # uvicorn declares a plain attribute; this one is an event
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
+
+    async def main_loop(self) -> None:
+        while not await self.on_tick(0):  # tick 0: uvicorn refreshes its Date header
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), TICK_S)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

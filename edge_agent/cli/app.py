@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ EPILOG = ("Exit codes: 0 ok; 1 check failed or operation refused; 2 usage or con
           "error; 3 daemon unreachable; 4 database problem.")
 
 
+def _load_commands() -> None:
+    """Each command module registers its commands on :data:`cli` when imported."""
+    importlib.import_module("edge_agent.cli.commands")
+
+
 def report_error(err: CliError) -> None:
     first, *rest = err.message.splitlines() or [""]
     click.echo(f"error: {first}", err=True)
@@ -41,6 +47,10 @@ class AgentGroup(click.Group):
     Every command and sub-group added to it also takes ``--config`` and ``--json`` after
     its name (``edge-agent config check --config bad.toml``), as git and docker accept
     their options in either place.
+
+    Command modules are imported when first needed (click's lazy-group pattern): ``run``
+    registers itself, so ``edge-agent run`` imports no other command's module; any other
+    name, and the command list (``--help``), import them all (edge_agent.cli.commands).
     """
 
     group_class = type  # sub-groups are AgentGroups too
@@ -52,6 +62,15 @@ class AgentGroup(click.Group):
         if "--json" not in opts and not isinstance(cmd, click.Group):
             json_option(cmd)
         super().add_command(cmd, name)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            _load_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _load_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.cli._base import CliError, DaemonUnreachable
+
+if TYPE_CHECKING:
+    import httpx
 
 BASE_URL = "http://edge-agent"
 PERMISSION_HINT = ("run it with sudo, or join the edge-agent group: "
@@ -31,6 +32,8 @@ class DaemonClient:
         self.timeout = timeout
 
     def _client(self, timeout: float | None = None) -> httpx.Client:
+        import httpx  # noqa: PLC0415 -- not loaded by `edge-agent run` (the daemon)
+
         return httpx.Client(
             transport=httpx.HTTPTransport(uds=str(self.socket_path)),
             base_url=BASE_URL,
@@ -48,6 +51,8 @@ class DaemonClient:
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 body: Any = None) -> Any:
+        import httpx  # noqa: PLC0415 -- not loaded by `edge-agent run` (the daemon)
+
         if not self.socket_path.exists():
             raise DaemonUnreachable(f"daemon not running (no socket at {self.socket_path})")
         try:
@@ -67,6 +72,8 @@ class DaemonClient:
     def stream(self, path: str, *, params: dict[str, Any] | None = None,
                timeout: float | None = None) -> Iterator[tuple[str, Any]]:
         """Server-sent events as ``(event, data)``; ``data`` decoded from JSON when it is."""
+        import httpx  # noqa: PLC0415 -- not loaded by `edge-agent run` (the daemon)
+
         if not self.socket_path.exists():
             raise DaemonUnreachable(f"daemon not running (no socket at {self.socket_path})")
         try:

@@ -56,23 +56,7 @@ def daemon_or_db(api: Callable[[DaemonClient], T], db: Callable[[Config], T]) ->
         return db(config), False
 
 
-# -- run ----------------------------------------------------------------------------------------
-@cli.command()
-@json_option
-def run() -> None:
-    """Run the agent in the foreground (what the systemd service starts).
-
-    With --json, logs are JSON lines whatever logging.format says.
-    """
-    st = state()
-    config = st.config()
-    if st.json:
-        config = config.model_copy(
-            update={"logging": config.logging.model_copy(update={"format": "json"})})
-    # Imported when used: the daemon pulls in everything (drivers, sync, API server).
-    daemon = importlib.import_module("edge_agent.daemon")
-    code = daemon.run_daemon(config)
-    sys.exit(int(code))
+# -- run: edge_agent/cli/cmd_run.py (light to import) -------------------------------------------
 
 
 # -- init ---------------------------------------------------------------------------------------

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from edge_agent.cli import cmd_core, cmd_db, cmd_devices, cmd_ops, cmd_orders, cmd_rfid
+from edge_agent.cli import (
+    cmd_core,
+    cmd_db,
+    cmd_devices,
+    cmd_ops,
+    cmd_orders,
+    cmd_rfid,
+    cmd_run,
+)
 
-__all__ = ["cmd_core", "cmd_db", "cmd_devices", "cmd_ops", "cmd_orders", "cmd_rfid"]
+__all__ = ["cmd_core", "cmd_db", "cmd_devices", "cmd_ops", "cmd_orders", "cmd_rfid", "cmd_run"]

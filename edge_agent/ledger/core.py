@@ -39,6 +39,7 @@ from edge_agent.errors import (
     LedgerError,
 )
 from edge_agent.ledger import schema
+from edge_agent.memory import trim_heap
 from sync.errors import WireFormatError
 from sync.files import FILE_MODE, private_database, private_dir, tighten
 from sync.store_port import DigestFigures, EpochMark
@@ -370,6 +371,7 @@ class Ledger:
         self._listeners: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
         self._reader_local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self.memory_releases = 0  # times release_memory() gave caches back
         self._readers_lock = threading.Lock()
         self._read_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="ledger-read"
@@ -587,6 +589,29 @@ class Ledger:
         if self._closed:
             raise LedgerClosed("the ledger is closed")
         return self._read_pool.submit(self._read_in_thread, fn).result()
+
+    async def release_memory(self) -> None:
+        """Give back what a burst of reads or writes left cached (a drained backlog, a
+        resync): SQLite keeps up to ``cache_size`` of pages per connection (2 MiB by
+        default; a writer and up to two readers), glibc the pages Python freed."""
+        if self._closed:
+            return
+
+        def shrink(tx: Tx) -> None:
+            tx.conn.execute("PRAGMA shrink_memory")
+
+        await self.write(shrink)
+
+        def readers() -> None:
+            # sqlite3.threadsafety is 3 (serialized): a connection may be used from any
+            # thread; shrink_memory frees only pages no statement holds
+            with self._readers_lock:
+                for conn in self._readers:
+                    conn.execute("PRAGMA shrink_memory")
+            trim_heap()
+
+        await asyncio.to_thread(readers)
+        self.memory_releases += 1
 
     # -- outbox and sync -----------------------------------------------------------------
     async def epochs(self) -> list[EpochInfo]:

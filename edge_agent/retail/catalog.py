@@ -7,15 +7,18 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drivers.barcode import BarcodeInfo, RcnRegion, interpret, resolve
+from drivers.barcode import BarcodeInfo, interpret, resolve
 from drivers.carddata import is_card_data
 from edge_agent.errors import OperationError
 from edge_agent.retail.ops import CatalogItem
 from edge_agent.retail.recalls import find_recall
 from edge_agent.retail.requests import CARD_DATA_MESSAGE
 from edge_agent.retail.till import Purpose, TillRules, check_item
+
+if TYPE_CHECKING:
+    from drivers.barcode import RcnRegion
 
 QueryFn = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
 
@@ -101,7 +104,7 @@ class ScannedItem:
         return self.info.gtin if self.via == "gtin" else None
 
 
-def scan_code(view: CatalogView, code: str, rules: TillRules | RcnRegion | None,
+def scan_code(view: CatalogView, code: str, rules: TillRules | RcnRegion | str | None,
               purpose: Purpose = "sale") -> ScannedItem:
     """Resolve a scanned or typed code: the one path of every scanner mode, basket, session
     and API field that takes a code.  OperationError ``card_data_rejected``,

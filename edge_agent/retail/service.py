@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from pydantic import BaseModel
 
-from drivers.barcode import RcnRegion
 from edge_agent.config import ControlBarcodes, StoreSection
 from edge_agent.errors import OperationError
 from edge_agent.hub import EventHub
@@ -44,6 +43,9 @@ from edge_agent.rfid import store as rfid_store
 from edge_agent.rfid import till as rfid_till
 from edge_agent.rfid.serials import parse_epc
 from sync.wire import canonical_json, loads, new_uuid, now_ts, sha256_hex
+
+if TYPE_CHECKING:
+    from drivers.barcode import RcnRegion
 
 log = structlog.get_logger("edge_agent.retail")
 
@@ -136,7 +138,7 @@ class RetailService:
         self.controls = controls or ControlBarcodes()
         self.hub = hub
         self.rules = TillRules.from_store(store)
-        self.region: RcnRegion | None = self.rules.region
+        self.region: RcnRegion | str | None = self.rules.region
 
     # -- idempotency --------------------------------------------------------------------------
     def _idempotent(

@@ -22,14 +22,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from drivers.barcode import BarcodeInfo, RcnLayout, RcnRegion, region_from_name
+from drivers.barcode import BarcodeInfo, RcnLayout, region_code
 from edge_agent.config import StoreSection
 from edge_agent.errors import OperationError
 from edge_agent.till_config import CUSTOM_REGION, ExpiryPolicy
 from sync.recalls import RECALL_BLOCKED
+
+if TYPE_CHECKING:
+    from drivers.barcode import RcnRegion
 
 Purpose = Literal["sale", "lookup", "receive", "count"]
 RecallFinder = Callable[[str, str | None, str | None], dict[str, Any] | None]
@@ -51,7 +54,8 @@ class TillRefused(OperationError):
 class TillRules:
     """How this store reads codes and which dates/recalls it enforces."""
 
-    region: RcnRegion | None = None
+    region: RcnRegion | str | None = None
+    """biip's region, or its code (``"se"``): a code until the first read loads biip."""
     layouts: tuple[RcnLayout, ...] = ()
     timezone: str = "UTC"
     expiry_policy: ExpiryPolicy = "block"
@@ -62,8 +66,7 @@ class TillRules:
 
     @classmethod
     def from_store(cls, store: StoreSection) -> TillRules:
-        region = None if store.rcn_region == CUSTOM_REGION else region_from_name(
-            store.rcn_region)
+        region = None if store.rcn_region == CUSTOM_REGION else region_code(store.rcn_region)
         return cls(region=region, layouts=tuple(e.layout() for e in store.rcn_layouts),
                    timezone=store.timezone, expiry_policy=store.expiry_policy,
                    best_before_policy=store.best_before_policy or store.expiry_policy,

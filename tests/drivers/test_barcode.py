@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.barcode import RcnLayout, RcnRegion, interpret, region_from_name, resolve
+from drivers import barcode
+from drivers.barcode import (
+    RcnLayout,
+    RcnRegion,
+    interpret,
+    region_code,
+    region_from_name,
+    resolve,
+)
 
 
 @pytest.mark.parametrize(
@@ -145,3 +153,13 @@ def test_a_store_layout() -> None:
     p = interpret("2812345012345", "se", layouts)  # the layout wins over Sweden's rule
     assert (p.kind, p.price, p.lookup_gtin) == ("variable_price", Decimal("12.34"),
                                                 "02812345000007")
+
+
+def test_the_region_table_is_biips() -> None:
+    """drivers.barcode spells biip's regions out (so a config check does not load biip)."""
+    assert {r.value: r.name for r in RcnRegion} == barcode._RCN_REGION_NAMES
+    assert region_code("SWEDEN") == "se"
+    assert region_code("Great_Britain") == "gb"
+    assert region_code("") is None
+    with pytest.raises(ValueError, match="unknown RCN region"):
+        region_code("atlantis")

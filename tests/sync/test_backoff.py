@@ -7,7 +7,7 @@ import asyncio
 import random
 import socket
 
-from sync.backoff import Backoff, wait_to_reconnect
+from sync.backoff import Backoff, probe_interval, wait_to_reconnect
 from sync.link import Link, LinkConfig
 from tests.helpers.ports import free_port
 
@@ -69,3 +69,18 @@ def test_backoff_is_full_jitter_and_resets() -> None:
     backoff.reset()
     assert backoff.attempt == 0
     assert backoff.next_delay() <= 1.0
+
+
+def test_the_probe_slows_down_only_after_a_long_outage() -> None:
+    """First minutes: the base interval (a returning broker noticed within ~1 s); then it
+    doubles with each further fast_for seconds, never past the cap, never below base."""
+    def interval(outage: float) -> float:
+        return probe_interval(outage, 1.0, fast_for=300.0, cap=15.0)
+
+    assert [interval(t) for t in (0.0, 60.0, 299.0, 300.0)] == [1.0] * 4
+    assert interval(600.0) == 2.0
+    assert interval(900.0) == 4.0
+    grown = [interval(t) for t in range(300, 4000, 50)]
+    assert grown == sorted(grown)
+    assert interval(3600.0) == interval(86_400.0) == 15.0
+    assert probe_interval(10_000.0, 20.0, fast_for=300.0, cap=15.0) == 20.0

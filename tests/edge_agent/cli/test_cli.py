@@ -39,7 +39,10 @@ ROOT = Path(__file__).resolve().parents[3]
 def command_paths(group: click.Group, prefix: str = "edge-agent"
                   ) -> list[tuple[str, click.Command]]:
     out: list[tuple[str, click.Command]] = []
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)  # the group loads command modules when asked (lazy)
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix} {name}"
         out.append((path, command))
         if isinstance(command, click.Group):
