@@ -15,7 +15,8 @@ import pytest
 from edge_agent.maintenance import backup_database, restore_database
 from sync.wire import format_ts, utc_now
 from tests.helpers.mosquitto import Broker
-from tests.sync.conftest import STORE, running_peer, running_store, settings_for
+from tests.helpers.peer_central import STORE, running_peer
+from tests.helpers.running_store import running_store, settings_for
 
 
 async def test_a_reservation_is_released_at_its_expires_at(broker: Broker,
