@@ -387,7 +387,8 @@ def render(json_path: Path) -> str:
 
 def readme_block(json_path: Path = LAST_RUN) -> str:
     """The README's generated part: the rendered table of a saved run, between markers."""
-    return f"{BEGIN}\n{render(json_path).strip()}\n{END}"
+    table = render(json_path).strip().replace("## Benchmarks", "### Benchmarks", 1)
+    return f"{BEGIN}\n{table}\n{END}"
 
 
 def write_readme(json_path: Path = LAST_RUN, readme: Path = README) -> None:
