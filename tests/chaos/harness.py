@@ -376,7 +376,9 @@ class ChaosRun:
     def _converged(self) -> bool:
         for store, agent in self.agents.items():
             if not agent.alive():
-                raise AssertionError(f"agent {store} died during quiescence; see {agent.log}")
+                code = agent.proc.returncode if agent.proc is not None else None
+                raise AssertionError(f"agent {store} died during quiescence (exit {code}); "
+                                     f"see {agent.log}")
             epochs = agent.query(
                 "SELECT epoch, last_seq, acked_seq FROM epochs ORDER BY ordinal")
             if any(last != acked for _, last, acked in epochs):

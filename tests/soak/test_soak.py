@@ -149,6 +149,9 @@ def test_store_week(tmp_path: Path, broker: Broker, request: pytest.FixtureReque
     finally:
         run.stop_sampling.set()
         sampler.join(5)
+        (tmp_path / "samples.json").write_text(json.dumps(run.samples))
+        if run.samples:
+            plot(run.samples, tmp_path / "soak-week.png", "store week (this run)")
     figures: dict[str, Any] = run.reads("S001")
     rss = [s["rss_mb"] for s in run.samples if s["rss_mb"]]
     size = [s["db_mb"] for s in run.samples]
