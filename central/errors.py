@@ -4,6 +4,7 @@
 
     CentralError
     ├── StorageError          the database failed (sqlite3 / psycopg mapped here)  .backend
+    │   └── Fenced            this worker lost the store's lease (central.fencing)
     ├── ConfigError           the configuration file is invalid (all problems)     .problems
     │                         (also a sync.errors.ConfigError, the one definition)
     ├── InvalidCommandError   an operator command is invalid (unknown store, bad lines, …)

@@ -11,7 +11,6 @@ from typing import Any
 
 import structlog
 
-from drivers.barcode import RcnRegion, region_from_name
 from edge_agent.config import StoreSection
 from edge_agent.errors import OperationError
 from edge_agent.hub import EventHub
@@ -19,6 +18,7 @@ from edge_agent.ledger import Ledger, Tx
 from edge_agent.orders import machine, store
 from edge_agent.retail.catalog import CatalogView, conn_query, scan_code
 from edge_agent.retail.service import WriteResult
+from edge_agent.retail.till import TillRules
 from sync.wire import canonical_json, loads, now_ts, sha256_hex
 
 log = structlog.get_logger("edge_agent.orders")
@@ -60,10 +60,9 @@ class OrderService:
                  hub: EventHub | None = None) -> None:
         self.ledger = ledger
         self.hub = hub
-        try:
-            self.region: RcnRegion | None = region_from_name(store_section.rcn_region)
-        except ValueError:
-            self.region = None
+        # the store's layouts and region, as the till reads codes; biip loads on the first
+        # code read, not at start (edge_agent.retail.till.TillRules keeps a region code)
+        self.region: TillRules = TillRules.from_store(store_section)
 
     # -- reads ------------------------------------------------------------------------------
     async def orders(self, status: str | None = store.OPEN,

@@ -36,7 +36,9 @@ def no_card_data(value: str) -> str:
     return value
 
 
-Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")]
+Sku = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,64}$"), AfterValidator(no_card_data)
+]
 Money = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}(\.[0-9]{1,6})?$")]
 Qty = Annotated[int, Field(gt=0, le=MAX_SAFE_INT)]
 SignedQty = Annotated[int, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
