@@ -36,6 +36,7 @@ def test_demo_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo-state").mkdir()
     (tmp_path / "demo-state" / "central-token").write_text("demo-token")
+    (tmp_path / "demo-state" / "api-token").write_text("demo-api-token")  # the demo writes it
     config = load_config(REPO / "config" / "demo.toml")
     assert config.store.id == "DEMO1"
     assert config.mqtt.password is None
