@@ -61,9 +61,11 @@ def test_restore_is_announced_and_the_store_goes_back(
     assert detail["store_seq"] == 10
     assert detail["central_applied"] == 5
     assert detail["backup_taken"] == taken
-    # the store follows the lower ack: it resends 6…10
+    # the store follows the lower ack: it resends 6…10 (and waits for an ack of 10 that
+    # comes after the resend, not the old central's from before the restore)
+    resent = s1.ack_count()
     s1.send([event(seq, delta=-1) for seq in range(6, 11)])
-    s1.wait_ack(10)
+    s1.wait_ack(10, after=resent)
     assert central.stock("S001") == {"A-1": (-10, 0)}
     s1.birth(last_seq=10)  # caught up: no second alert
     # a digest beyond what central applied (S002 holds seq 2) is the other witness

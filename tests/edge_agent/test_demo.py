@@ -218,8 +218,11 @@ def test_story_lines_are_plain_words() -> None:
 
 
 def test_first_make_demo_says_what_it_installs() -> None:
-    dry = subprocess.run(["make", "-n", "-B", ".venv/.installed"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+    # as a person runs it: not inside `make test`'s own make (which would add
+    # "make[1]: Entering directory" lines)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", ".venv/.installed"],
+                         cwd=REPO, capture_output=True, text=True, check=True, env=env).stdout
     first = dry.splitlines()[0]
     assert first.startswith("echo"), dry
     assert "dependencies" in first, dry
