@@ -90,8 +90,9 @@ def say(line: str) -> None:
 
 class Demo:
     def __init__(self, state: Path, duration: float | None, *, broker: bool = True,
-                 opening: int = OPENING_STOCK) -> None:
+                 opening: int = OPENING_STOCK, free_ports: bool = False) -> None:
         self.state = state.resolve()
+        self.free_ports = free_ports  # never config/demo.toml's ports (a second demo)
         self.opening = opening
         self.duration = duration
         self.want_broker = broker
@@ -116,6 +117,12 @@ class Demo:
     # -- parts ---------------------------------------------------------------------
     def choose_ports(self) -> None:
         """config/demo.toml's ports, unless something else holds them (then say so)."""
+        if self.free_ports:  # checking a fixed port, then binding it, races another demo
+            self.mqtt_port, self.central_port = free_port(), free_port()
+            self.agent_http_port = free_port()
+            say(f"free ports: broker {self.mqtt_port}, central {self.central_port}, "
+                f"store page {self.agent_http_port}")
+            return
         if port_open(self.mqtt_port):
             old, self.mqtt_port = self.mqtt_port, free_port()
             say(f"port {old} is taken by another program: the demo broker uses {self.mqtt_port}")
@@ -385,9 +392,12 @@ def main(argv: list[str] | None = None) -> int:
                              "a broker started later on the demo port is drained to")
     parser.add_argument("--opening-stock", type=int, default=OPENING_STOCK,
                         help="units of each item in a new store's opening delivery")
+    parser.add_argument("--free-ports", action="store_true",
+                        help="use free ports, never config/demo.toml's (a second demo on the "
+                             "same machine; the agent then runs a copy of that file)")
     args = parser.parse_args(argv)
     demo = Demo(Path(args.state_dir), args.duration, broker=not args.offline,
-                opening=args.opening_stock)
+                opening=args.opening_stock, free_ports=args.free_ports)
     try:
         return asyncio.run(demo.run())
     except (KeyboardInterrupt, asyncio.CancelledError):

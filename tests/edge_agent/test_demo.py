@@ -35,7 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 class DemoProcess:
     def __init__(self, state: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.demo", "--state-dir", str(state), *args],
+            # free ports: a fixed port checked then bound races another run on this machine
+            [sys.executable, "-m", "edge_agent.demo", "--state-dir", str(state),
+             "--free-ports", *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
