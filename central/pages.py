@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Match
 
 from central.core import Core, Publish
 from central.page_queries import ack_alert, open_alerts, pending_commands, stores_grid
@@ -159,7 +160,10 @@ async def logout() -> Response:
 
 # -- data -------------------------------------------------------------------------------------
 def _has_route(request: Request, path: str) -> bool:
-    return any(getattr(r, "path", None) == path for r in request.app.routes)
+    """Whether this app answers ``GET path``: asked of the router itself, because routes
+    of an included router are not listed one by one in ``app.routes``."""
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "path_params": {}}
+    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
 
 
 @router.get("/v1/grid", dependencies=Operator, tags=["page"])

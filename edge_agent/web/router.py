@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Match
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.retail import RetailService
@@ -136,7 +137,11 @@ def _devices(services: AgentServices) -> list[dict[str, Any]]:
 
 
 def _orders_route(request: Request) -> bool:
-    return any(getattr(r, "path", None) == "/v1/orders" for r in request.app.routes)
+    """Whether this app answers ``GET /v1/orders``: asked of the router itself, because
+    routes of an included router are not listed one by one in ``app.routes``."""
+    scope = {"type": "http", "path": "/v1/orders", "method": "GET", "root_path": "",
+             "path_params": {}}
+    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
 
 
 @router.get("/v1/dashboard", tags=["page"])

@@ -47,7 +47,7 @@ def test_grid_open_alerts_ack_and_pending_commands(
     assert row["open_alerts"] == 2
     assert row["commands_pending"] == 1
     assert row["digest"] is None
-    assert grid["features"] == {"atp": False, "orders": False}
+    assert grid["features"] == {"atp": True, "orders": True}  # the omnichannel routes
     opened = central.get("/v1/alerts/open")["alerts"]
     assert [a["kind"] for a in opened] == ["history_rolled_back"] * 2
     newest, oldest = opened

@@ -39,7 +39,7 @@ async def test_the_socket_serves_the_page_and_docs_without_login(short_dir: Path
         assert body["store"] == "S001"
         assert len(body["sales"]["hours"]) == 24
         assert body["sync"]["link"] == "not configured"
-        assert body["features"] == {"orders": False}
+        assert body["features"] == {"orders": True}  # the fulfilment queue (edge_agent.orders)
         svg = await api.client.get("/ui/charts/sales.svg", params={"date": "2026-11-20"})
         assert svg.headers["content-type"] == "image/svg+xml"
         assert svg.text.startswith("<svg")
