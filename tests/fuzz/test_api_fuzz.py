@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.api import create_app
@@ -100,6 +100,10 @@ def test_hostile_api_bodies_get_declared_errors_and_never_corrupt_the_ledger() -
     @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "80")) * 4, deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(requests())
+    # two well-formed bodies run in every test run, so a success is always among the answers (the
+    # random draws alone may mutate every body out of validity)
+    @example(("/v1/receipts", orjson.dumps(VALID["/v1/receipts"]), {"Idempotency-Key": "r"}))
+    @example(("/v1/sales", orjson.dumps(VALID["/v1/sales"]), {"Idempotency-Key": "s"}))
     def run(request: tuple[str, bytes, dict[str, str]]) -> None:
         path, body, headers = request
         response = loop.run_until_complete(call(path, body, headers))
