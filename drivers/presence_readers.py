@@ -63,6 +63,7 @@ class _PresenceReader(SerialReader):
 
 class Em4100Reader(_PresenceReader):
     kind = "em4100"
+    settings_model = Em4100Settings
 
     def __init__(
         self, settings: Em4100Settings, emit: Emit, *, card_filter: CardFilter | None = None
@@ -97,6 +98,7 @@ class UhfReader(_PresenceReader):
     """Starts multi-poll inventory on connect, re-arms it periodically, stops on close."""
 
     kind = "uhf"
+    settings_model = UhfSettings
 
     def __init__(
         self, settings: UhfSettings, emit: Emit, *, card_filter: CardFilter | None = None
@@ -144,27 +146,21 @@ class UhfReader(_PresenceReader):
             gtin = sg.gtin if sg else None
             ser = sg.serial if sg else None
             self._info[key] = (notice.rssi, gtin, ser)
-            self._emit(
-                TagEvent(
-                    device=self.name,
-                    tag_id=key,
-                    technology="uhf",
-                    present=True,
-                    rssi=notice.rssi,
-                    epc_gtin=gtin,
-                    epc_serial=ser,
-                    ts=now,
-                )
-            )
+            self._tag(key, True, self._info[key], now)
 
     def _gone(self, key: str, now: float) -> None:
-        rssi, gtin, ser = self._info.pop(key, (None, None, None))
+        self._tag(key, False, self._info.pop(key, (None, None, None)), now)
+
+    def _tag(
+        self, key: str, present: bool, info: tuple[int | None, str | None, str | None], now: float
+    ) -> None:
+        rssi, gtin, ser = info
         self._emit(
             TagEvent(
                 device=self.name,
                 tag_id=key,
                 technology="uhf",
-                present=False,
+                present=present,
                 rssi=rssi,
                 epc_gtin=gtin,
                 epc_serial=ser,
@@ -177,6 +173,7 @@ class BleBeaconReader(_PresenceReader):
     """BLE beacons from bleak (``hciN``) or from the simulator feed (``sim://...``)."""
 
     kind = "ble_beacon"
+    settings_model = BleBeaconSettings
 
     def __init__(
         self, settings: BleBeaconSettings, emit: Emit, *, card_filter: CardFilter | None = None

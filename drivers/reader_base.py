@@ -72,6 +72,8 @@ class DeviceReader(ABC):
     """Base of all readers.  Subclasses implement :meth:`_session`."""
 
     kind: ClassVar[str]
+    settings_model: ClassVar[type[DeviceSettingsBase]]
+    """The settings this reader reads (:func:`drivers.readers.open_reader` looks it up)."""
 
     def __init__(
         self, settings: DeviceSettingsBase, emit: Emit, *, card_filter: CardFilter | None = None

@@ -12,13 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from drivers.config import (
-    BleBeaconSettings,
     DeviceSettingsBase,
     DoorCounterSettings,
-    Em4100Settings,
     HidScannerSettings,
     SerialScannerSettings,
-    UhfSettings,
 )
 from drivers.door import DoorFrame, DoorParser
 from drivers.errors import DriverError, PortError
@@ -38,6 +35,7 @@ __all__ = [
 
 class SerialScannerReader(SerialReader):
     kind = "serial_scanner"
+    settings_model = SerialScannerSettings
 
     def __init__(
         self, settings: SerialScannerSettings, emit: Emit, *, card_filter: CardFilter | None = None
@@ -61,6 +59,7 @@ class SerialScannerReader(SerialReader):
 
 class DoorCounterReader(SerialReader):
     kind = "door_counter"
+    settings_model = DoorCounterSettings
 
     def __init__(
         self, settings: DoorCounterSettings, emit: Emit, *, card_filter: CardFilter | None = None
@@ -84,6 +83,7 @@ class HidScannerReader(DeviceReader):
     """Keyboard-wedge scanner via evdev (exclusive grab, US key-code table)."""
 
     kind = "hid_scanner"
+    settings_model = HidScannerSettings
 
     def __init__(
         self,
@@ -122,15 +122,11 @@ class HidScannerReader(DeviceReader):
             src.close()
 
 
-_READERS: tuple[tuple[type[DeviceSettingsBase], type[DeviceReader]], ...] = (
-    (SerialScannerSettings, SerialScannerReader),
-    (HidScannerSettings, HidScannerReader),
-    (Em4100Settings, Em4100Reader),
-    (UhfSettings, UhfReader),
-    (BleBeaconSettings, BleBeaconReader),
-    (DoorCounterSettings, DoorCounterReader),
+_READERS: tuple[type[DeviceReader], ...] = (
+    SerialScannerReader, HidScannerReader, Em4100Reader, UhfReader, BleBeaconReader,
+    DoorCounterReader,
 )
-"""Each settings model (or a subclass of it) and its reader, looked up in this order."""
+"""Looked up in this order by each one's ``settings_model`` (a subclass of it matches too)."""
 
 
 def open_reader(
@@ -139,7 +135,7 @@ def open_reader(
     """The reader for ``settings`` (any model of :data:`drivers.config.DeviceSettings`,
     or a subclass of one).  ``emit`` is called on the loop thread; ``card_filter(code)``
     returning True drops ``code`` as card data (default: :func:`drivers.carddata.is_card_data`)."""
-    for model, reader in _READERS:
-        if isinstance(settings, model):
+    for reader in _READERS:
+        if isinstance(settings, reader.settings_model):
             return reader(settings, emit, card_filter=card_filter)
     raise DriverError(f"no reader for device kind {getattr(settings, 'kind', '?')!r}")
