@@ -39,7 +39,8 @@ from sync.errors import AuthenticationFailed, LinkError, SnapshotError, WireForm
 from sync.inbox import CommandInbox
 from sync.link import Link, LinkConfig, LinkSession
 from sync.messages import EventAck, Topics
-from sync.outbox import AckRegressed, LostHistory, OutboxMachine, OutboxSender
+from sync.outbox import OutboxSender
+from sync.outbox_machine import AckRegressed, LostHistory, OutboxMachine
 from sync.snapshot import SnapshotClient
 from sync.store_port import StorePort
 from sync.wire import (
