@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 from drivers.ble import AdRecord, BeaconMatcher, SimFeedParser
 from drivers.config import BleBeaconSettings, Em4100Settings, UhfSettings
@@ -37,7 +37,6 @@ class _PresenceReader(SerialReader):
     """A serial reader of things in the field: a tracker reports each one present once,
     and gone after its window (or when the port is lost)."""
 
-    technology: ClassVar[str] = ""
     _tracker: PresenceTracker
 
     def _gone(self, key: str, now: float) -> None:

@@ -54,10 +54,6 @@ STALL_AFTER_S = 10.0
 """A publish unanswered this long: the link is reported down (``connected`` false)."""
 
 
-def _json(obj: dict[str, Any]) -> bytes:
-    return canonical_json(obj)
-
-
 class StoreSync:
     """``StoreSync(settings, port)``; ``await run()`` until cancelled."""
 
@@ -243,7 +239,7 @@ class StoreSync:
             "epoch": self.port.current_epoch, "boot_id": self.boot_id,
         }
         obj.update(extra)
-        return _json(obj)
+        return canonical_json(obj)
 
     async def _birth(self) -> bytes:
         epochs = await self.port.epochs()
@@ -330,7 +326,7 @@ class StoreSync:
     async def _publish_commands_ack(self, session: LinkSession | None, through: int) -> None:
         if session is None:
             return
-        payload = _json({
+        payload = canonical_json({
             "v": 1, "store": self.store, "epoch": self.port.current_epoch,
             "through_cseq": through, "ts": now_ts(),
         })
