@@ -39,7 +39,8 @@ from bench.common import Row, build_backlog, percentile
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.sync_adapter import LedgerStorePort
 from sync.backoff import wait_to_reconnect
-from sync.store import StoreSync, SyncSettings
+from sync.store import StoreSync
+from sync.store_settings import SyncSettings
 from tests.helpers.mosquitto import Broker, running_broker
 from tests.helpers.ports import free_port
 

@@ -42,7 +42,8 @@ from edge_agent.config import Config
 from edge_agent.daemon import sync_settings
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.sync_adapter import LedgerStorePort
-from sync.store import StoreSync, SyncSettings
+from sync.store import StoreSync
+from sync.store_settings import SyncSettings
 
 STEP_SLACK = 1.5
 BIG_CACHE_KIB = 16 * 1024

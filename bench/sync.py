@@ -44,7 +44,8 @@ import orjson
 
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.sync_adapter import LedgerStorePort
-from sync.store import StoreSync, SyncSettings
+from sync.store import StoreSync
+from sync.store_settings import SyncSettings
 from sync.wire import canonical_json, now_ts
 from tests.helpers.mosquitto import running_broker
 from tests.helpers.ports import free_port, wait_for_port

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
         ScanEvent,
         TagEvent,
     )
-    from drivers.readers import DeviceReader, open_reader
+    from drivers.reader_base import DeviceReader
+    from drivers.readers import open_reader
 
 __all__ = [
     "BeaconEvent",
@@ -67,7 +68,7 @@ _HOME = {
     "DoorCounterSettings": "config", "Em4100Settings": "config",
     "HidScannerSettings": "config", "SerialScannerSettings": "config", "UhfSettings": "config",
     "DriverError": "errors", "DriverUnavailable": "errors",
-    "PortError": "errors", "DeviceReader": "readers", "open_reader": "readers",
+    "PortError": "errors", "DeviceReader": "reader_base", "open_reader": "readers",
 }
 
 

@@ -174,19 +174,13 @@ class SimFeedParser:
         self._lines = DelimitedParser(b"\n", max_line=600)
 
     def feed(self, data: bytes) -> list[AdRecord | Rejected]:
-        out: list[AdRecord | Rejected] = []
-        for item in self._lines.feed(data):
-            if isinstance(item, Rejected):
-                out.append(item)
-                continue
-            line = item.strip()
-            if not line:
-                continue
-            out.append(self._record(line))
-        return out
+        return self._lines.feed_each(data, self._record)
 
     @staticmethod
-    def _record(line: bytes) -> AdRecord | Rejected:
+    def _record(line: bytes) -> AdRecord | Rejected | None:
+        line = line.strip()
+        if not line:
+            return None
         parts = line.split()
         if len(parts) != 2:
             return Rejected.of("bad_record", line)

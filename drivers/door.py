@@ -39,15 +39,11 @@ class DoorParser:
         self._lines = DelimitedParser(b"\n", max_line=MAX_LINE, any_eol=True)
 
     def feed(self, data: bytes) -> list[DoorFrame | Rejected]:
-        out: list[DoorFrame | Rejected] = []
-        for item in self._lines.feed(data):
-            if isinstance(item, Rejected):
-                out.append(item)
-            elif item.strip():
-                out.append(self._parse(item))
-        return out
+        return self._lines.feed_each(data, self._parse)
 
-    def _parse(self, line: bytes) -> DoorFrame | Rejected:
+    def _parse(self, line: bytes) -> DoorFrame | Rejected | None:
+        if not line.strip():
+            return None
         if len(line) > MAX_LINE:
             return Rejected.of("oversize", line)
         m = self._re.search(line.decode("latin-1"))

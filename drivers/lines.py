@@ -13,10 +13,14 @@ of ``Rejected.hex`` (scanner input may be card data).  Contract: see :mod:`drive
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from drivers.framing import Rejected
 
 __all__ = ["DelimitedParser"]
+
+T = TypeVar("T")
 
 STX = 0x02
 ETX = 0x03
@@ -88,6 +92,21 @@ class DelimitedParser:
                 self._discarding = True
             # keep a possible partial terminator at the end
             del buf[: len(buf) - (tlen - 1)]
+        return out
+
+    def feed_each(
+        self, data: bytes, record: Callable[[bytes], T | Rejected | None]
+    ) -> list[T | Rejected]:
+        """:meth:`feed`, each line replaced by ``record(line)`` (None: dropped); a
+        ``Rejected`` from the framing passes through as it is."""
+        out: list[T | Rejected] = []
+        for item in self.feed(data):
+            if isinstance(item, Rejected):
+                out.append(item)
+                continue
+            got = record(item)
+            if got is not None:
+                out.append(got)
         return out
 
     def _feed_stx(self, data: bytes) -> list[bytes | Rejected]:

@@ -58,24 +58,19 @@ class ScanParser:
         self.strip_aim = strip_aim
 
     def feed(self, data: bytes) -> list[ScanFrame | Rejected]:
-        out: list[ScanFrame | Rejected] = []
-        for item in self._lines.feed(data):
-            if isinstance(item, Rejected):
-                out.append(item)
-                continue
-            text = _CONTROL.sub("", item.decode("latin-1")).strip(" ")
-            if not text:
-                continue
-            if self.prefix:
-                if not text.startswith(self.prefix):
-                    out.append(Rejected("missing_prefix"))
-                    continue
-                text = text[len(self.prefix) :]
-            symbology = None
-            if self.strip_aim:
-                text, symbology = split_aim(text)
-            if not text:
-                out.append(Rejected("empty_code"))
-                continue
-            out.append(ScanFrame(text, symbology))
-        return out
+        return self._lines.feed_each(data, self._frame)
+
+    def _frame(self, line: bytes) -> ScanFrame | Rejected | None:
+        text = _CONTROL.sub("", line.decode("latin-1")).strip(" ")
+        if not text:
+            return None
+        if self.prefix:
+            if not text.startswith(self.prefix):
+                return Rejected("missing_prefix")
+            text = text[len(self.prefix) :]
+        symbology = None
+        if self.strip_aim:
+            text, symbology = split_aim(text)
+        if not text:
+            return Rejected("empty_code")
+        return ScanFrame(text, symbology)

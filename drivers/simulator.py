@@ -36,25 +36,18 @@ BLE feed format: see :mod:`drivers.ble` (``<rssi> <adv-hex>\\n`` lines).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import json
 import os
 import random
-import signal
-import tty
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from drivers.ble import encode_eddystone_uid, encode_ibeacon
 from drivers.em4100 import encode_em4100
 from drivers.epc import encode_sgtin96
 from drivers.scanner import SUFFIXES
+from drivers.sim_ptys import PtyDevices, SimDevice
 from drivers.uhf import (
     CMD_ERROR,
     CMD_INVENTORY,
@@ -64,38 +57,18 @@ from drivers.uhf import (
     TYPE_COMMAND,
     TYPE_RESPONSE,
     UhfFrame,
-    UhfParser,
     encode_frame,
     encode_tag_notice,
 )
 
-__all__ = ["DEMO_CODES", "SimDevice", "Simulator", "main"]
+__all__ = ["DEMO_CODES", "Simulator"]
 
-Kind = Literal["serial_scanner", "em4100", "uhf", "door_counter", "ble_beacon"]
 DEMO_CODES = ("5901234123457", "4006381333931", "036000291452", "96385074")
 
 
-@dataclass
-class SimDevice:
-    name: str
-    kind: Kind
-    link: Path
-    options: dict[str, object] = field(default_factory=dict)
-    master: int = -1
-    slave: int = -1
-    tags: dict[str, bytes] = field(default_factory=dict)  # em4100 id / uhf epc hex -> payload
-    beacons: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # id -> (rssi, adv)
-    polling: bool = False
-    dropped_writes: int = 0
-    commands: list[UhfFrame] = field(default_factory=list)
-    parser: UhfParser = field(default_factory=UhfParser)
+class Simulator(PtyDevices):
+    """Simulated scanners, RFID readers, door counters and beacons speaking their real bytes."""
 
-    @property
-    def plugged(self) -> bool:
-        return self.master >= 0
-
-
-class Simulator:
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -104,63 +77,12 @@ class Simulator:
         uhf_round_s: float = 0.1,
         ble_interval_s: float = 0.2,
     ) -> None:
-        self.directory = Path(directory)
+        super().__init__(directory)
         self.em4100_repeat_s = em4100_repeat_s
         self.uhf_round_s = uhf_round_s
         self.ble_interval_s = ble_interval_s
-        self._devices: dict[str, SimDevice] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    # -- lifecycle -------------------------------------------------------------
-
-    async def __aenter__(self) -> Simulator:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
-        """Create the ptys and start the periodic senders (idempotent)."""
-        if self._loop is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for dev in self._devices.values():
-            self._plug(dev)
-        self._tasks.append(asyncio.create_task(self._ticker(), name="simulator.tick"))
-
-    def stop(self) -> None:
-        """Close every pty and remove the symlinks (tasks are cancelled)."""
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
-        for dev in self._devices.values():
-            self._unplug(dev)
-        self._loop = None
-
-    async def aclose(self) -> None:
-        tasks = list(self._tasks)
-        self.stop()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     # -- devices ----------------------------------------------------------------
-
-    def _add(self, name: str, kind: Kind, **options: object) -> SimDevice:
-        if name in self._devices:
-            raise ValueError(f"device {name!r} already exists")
-        dev = SimDevice(name=name, kind=kind, link=self.directory / name, options=options)
-        self._devices[name] = dev
-        if self._loop is not None:
-            self._plug(dev)
-        return dev
 
     def add_scanner(
         self,
@@ -195,65 +117,9 @@ class Simulator:
             eddystone_namespaces=list(eddystone_namespaces),
         )
 
-    def device_ports(self) -> dict[str, str]:
-        """name -> stable symlink path of its pty."""
-        return {name: str(dev.link) for name, dev in self._devices.items()}
-
-    def device(self, name: str) -> SimDevice:
-        return self._devices[name]
-
-    # -- pty plumbing -------------------------------------------------------------
-
-    def _plug(self, dev: SimDevice) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        dev.master, dev.slave = master, slave
-        dev.parser = UhfParser()
-        dev.polling = False
-        tmp = dev.link.with_name(f".{dev.link.name}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        tmp.symlink_to(os.ttyname(slave))
-        tmp.replace(dev.link)
+    def _plugged(self, dev: SimDevice) -> None:
         if dev.kind == "uhf" and self._loop is not None:
-            self._loop.add_reader(master, self._uhf_readable, dev)
-
-    def _unplug(self, dev: SimDevice) -> None:
-        if not dev.plugged:
-            return
-        if dev.kind == "uhf" and self._loop is not None:
-            self._loop.remove_reader(dev.master)
-        with contextlib.suppress(FileNotFoundError):
-            dev.link.unlink()
-        os.close(dev.master)
-        os.close(dev.slave)
-        dev.master = dev.slave = -1
-        dev.polling = False
-
-    def unplug(self, name: str) -> None:
-        """Pull the cable: close the pty master and remove the symlink."""
-        self._unplug(self._devices[name])
-
-    def replug(self, name: str) -> None:
-        """Plug it back: a fresh pty behind the same symlink path."""
-        dev = self._devices[name]
-        if not dev.plugged:
-            self._plug(dev)
-
-    def write(self, name: str, data: bytes) -> None:
-        """Raw bytes from the device (dropped, and counted, if unplugged or full)."""
-        dev = self._devices[name]
-        if not dev.plugged:
-            dev.dropped_writes += 1
-            return
-        try:
-            n = os.write(dev.master, data)
-        except (BlockingIOError, OSError):
-            dev.dropped_writes += 1
-            return
-        if n < len(data):
-            dev.dropped_writes += 1
+            self._loop.add_reader(dev.master, self._uhf_readable, dev)
 
     # -- scanners ----------------------------------------------------------------
 
@@ -487,59 +353,7 @@ def _toml_value(value: object) -> str:
     return f'"{s}"'
 
 
-def default_simulator(directory: str | os.PathLike[str]) -> Simulator:
-    sim = Simulator(directory)
-    sim.add_scanner("till-1")
-    sim.add_em4100("rfid-1")
-    sim.add_uhf("uhf-1")
-    sim.add_door("door-1")
-    sim.add_beacons("ble-1", ibeacon_uuids=[uuid.UUID("f7826da6-4fa2-4e98-8024-bc5b71e0893e")])
-    return sim
+if __name__ == "__main__":  # ``python -m drivers.simulator``, the documented command line
+    from drivers.simulator_cli import main
 
-
-async def _amain(args: argparse.Namespace) -> None:
-    sim = default_simulator(args.dir)
-    await sim.start()
-    text = sim.config_toml()
-    if args.config_out:
-        await asyncio.to_thread(Path(args.config_out).write_text, text, encoding="utf-8")
-    if args.json:
-        print(json.dumps({"dir": str(args.dir), "config_out": args.config_out,  # noqa: T201 -- CLI output
-                          "devices": sim.config_entries()}, default=str), flush=True)
-    elif not args.config_out:
-        print(text, flush=True)  # noqa: T201 -- CLI output
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    demo = None
-    if not args.no_demo:
-        demo = asyncio.create_task(
-            sim.run_demo_script(args.codes or DEMO_CODES, interval=args.interval),
-            name="simulator.demo",
-        )
-    try:
-        await stop.wait()
-    finally:
-        if demo is not None:
-            demo.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await demo
-        await sim.aclose()
-
-
-def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=prog,
-                                     description="Simulate store devices on pseudo-terminals.")
-    parser.add_argument("--dir", default="/tmp/edge-agent-sim", help="directory for the symlinks")  # noqa: S108
-    parser.add_argument("--config-out", help="write the [[devices]] TOML snippet here")
-    parser.add_argument("--codes", nargs="*", help="catalog codes to scan in the demo")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between demo rounds")
-    parser.add_argument("--no-demo", action="store_true", help="only keep the ptys alive")
-    parser.add_argument("--json", action="store_true",
-                        help="print the devices as one JSON object instead of TOML")
-    asyncio.run(_amain(parser.parse_args(argv)))
-
-
-if __name__ == "__main__":
     main()

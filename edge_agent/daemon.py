@@ -47,8 +47,9 @@ from edge_agent.rfid.engine import RfidEngine
 from edge_agent.services import AgentServices
 from edge_agent.sync_adapter import LedgerStorePort
 from edge_agent.visitors.engine import VisitorsEngine
-from sync.store import StoreSync, SyncSettings
+from sync.store import StoreSync
 from sync.store_port import DeviceReport
+from sync.store_settings import SyncSettings
 from sync.wire import format_ts
 
 log = structlog.get_logger("edge_agent.daemon")

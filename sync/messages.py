@@ -61,6 +61,23 @@ class Event(BaseModel):
     reserve: list[Delta] = Field(default_factory=list)
 
 
+RawItems = Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+def _contiguous_items(items_field: str, key: str) -> Any:
+    """A validator of a batch's raw items: each carries ``key`` = the previous one's + 1."""
+
+    def check(cls: type[BaseModel], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _check_contiguous([item.get(key) for item in items], key)
+        return items
+
+    return field_validator(items_field)(classmethod(check))
+
+
+def _item_seq(items: list[dict[str, Any]], index: int, key: str) -> int:
+    return int(items[index][key])
+
+
 class EventBatch(_Message):
     """``…/events``: events of one epoch with strictly increasing, contiguous seqs.
 
@@ -70,21 +87,16 @@ class EventBatch(_Message):
 
     store: StoreId
     epoch: str = Field(min_length=1, max_length=64)
-    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
-
-    @field_validator("events")
-    @classmethod
-    def _contiguous(cls, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        _check_contiguous([e.get("seq") for e in events], "seq")
-        return events
+    events: RawItems
+    _contiguous = _contiguous_items("events", "seq")
 
     @property
     def first_seq(self) -> int:
-        return int(self.events[0]["seq"])
+        return _item_seq(self.events, 0, "seq")
 
     @property
     def last_seq(self) -> int:
-        return int(self.events[-1]["seq"])
+        return _item_seq(self.events, -1, "seq")
 
 
 class EventAck(_Message):
@@ -111,21 +123,16 @@ class CommandBatch(_Message):
     """``…/commands``: commands with contiguous cseqs; items stay raw for quarantine."""
 
     store: StoreId
-    commands: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
-
-    @field_validator("commands")
-    @classmethod
-    def _contiguous(cls, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        _check_contiguous([c.get("cseq") for c in commands], "cseq")
-        return commands
+    commands: RawItems
+    _contiguous = _contiguous_items("commands", "cseq")
 
     @property
     def first_cseq(self) -> int:
-        return int(self.commands[0]["cseq"])
+        return _item_seq(self.commands, 0, "cseq")
 
     @property
     def last_cseq(self) -> int:
-        return int(self.commands[-1]["cseq"])
+        return _item_seq(self.commands, -1, "cseq")
 
 
 class CommandAck(_Message):

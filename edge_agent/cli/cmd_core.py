@@ -229,7 +229,7 @@ def simulate(args: tuple[str, ...]) -> None:
     """Simulated store devices on pseudo-terminals (demo and tests). Arguments go to the
     simulator: --dir, --config-out, --codes, --interval, --no-demo; `simulate --help`.
     With --json the devices are printed as one JSON object instead of TOML."""
-    simulator = importlib.import_module("drivers.simulator")
+    simulator = importlib.import_module("drivers.simulator_cli")
     extra = ["--json"] if state().json else []
     simulator.main([*args, *extra], prog="edge-agent simulate")
 

@@ -10,7 +10,7 @@ import pytest
 
 import sync.backoff
 from drivers.backoff import Backoff, Jitter, ceiling
-from drivers.readers import backoff_delay
+from drivers.reader_base import backoff_delay
 
 
 @pytest.mark.parametrize("jitter", ["full", "equal"])

@@ -25,7 +25,8 @@ from drivers.events import (
     TagEvent,
 )
 from drivers.hid import EV_KEY, key_events_for
-from drivers.readers import HidScannerReader, backoff_delay
+from drivers.reader_base import backoff_delay
+from drivers.readers import HidScannerReader
 from drivers.simulator import Simulator
 
 TA: TypeAdapter[DeviceSettings] = TypeAdapter(DeviceSettings)

@@ -225,7 +225,8 @@ class _StoreHarness:
     def __init__(self) -> None:
         from edge_agent.ledger import Ledger  # noqa: PLC0415
         from edge_agent.sync_adapter import LedgerStorePort  # noqa: PLC0415
-        from sync.store import StoreSync, SyncSettings  # noqa: PLC0415
+        from sync.store import StoreSync  # noqa: PLC0415
+        from sync.store_settings import SyncSettings  # noqa: PLC0415
 
         self._dir = tempfile.TemporaryDirectory(prefix="fuzz-store-")
         self.ledger = Ledger.open(Path(self._dir.name) / "ledger.db", STORE)

@@ -11,7 +11,8 @@ from typing import Any
 
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.sync_adapter import LedgerStorePort
-from sync.store import StoreSync, SyncSettings
+from sync.store import StoreSync
+from sync.store_settings import SyncSettings
 from tests.helpers.peer_central import STORE, TOKEN, PeerCentral
 
 

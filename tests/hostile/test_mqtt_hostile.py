@@ -26,7 +26,8 @@ from pydantic import SecretStr
 
 from edge_agent.ledger import Ledger
 from edge_agent.sync_adapter import LedgerStorePort
-from sync.store import StoreSync, SyncSettings
+from sync.store import StoreSync
+from sync.store_settings import SyncSettings
 from tests.helpers.mosquitto import Broker
 from tests.helpers.processes import CentralProcess, quick_check
 

@@ -28,7 +28,8 @@ import pytest
 
 from edge_agent.ledger import Ledger
 from edge_agent.sync_adapter import LedgerStorePort
-from sync.store import StoreSync, SyncSettings
+from sync.store import StoreSync
+from sync.store_settings import SyncSettings
 from tests.helpers.mosquitto import MOSQUITTO
 from tests.helpers.ports import free_port, wait_for_port
 from tests.hostile.test_mqtt_hostile import until

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync.outbox import (
+from sync.outbox import encode_range
+from sync.outbox_machine import (
     AckRegressed,
     BatchRequest,
     ForeignAck,
@@ -12,7 +13,6 @@ from sync.outbox import (
     LostHistory,
     MarkAcked,
     OutboxMachine,
-    encode_range,
 )
 from sync.store_port import EpochMark
 from sync.wire import loads

@@ -29,7 +29,8 @@ async def child_main(db: str, broker_url: str, central_url: str, mode: str) -> N
     sync ("drain"); print each committed range of sale numbers to stdout."""
     from edge_agent.ledger import Ledger, Tx  # noqa: PLC0415 - child process only
     from edge_agent.sync_adapter import LedgerStorePort  # noqa: PLC0415
-    from sync.store import StoreSync, SyncSettings  # noqa: PLC0415
+    from sync.store import StoreSync  # noqa: PLC0415
+    from sync.store_settings import SyncSettings  # noqa: PLC0415
 
     ledger = Ledger.open(Path(db), "S001")
     port = LedgerStorePort(ledger)

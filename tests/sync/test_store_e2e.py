@@ -11,8 +11,9 @@ import pytest
 from edge_agent.ledger import Ledger
 from edge_agent.sync_adapter import LedgerStorePort
 from sync.errors import SnapshotError
-from sync.store import StoreSync, SyncSettings
+from sync.store import StoreSync
 from sync.store_port import DeviceReport
+from sync.store_settings import SyncSettings
 from sync.wire import canonical_json, loads, now_ts
 from tests.helpers.mosquitto import Broker
 from tests.helpers.peer_central import STORE, running_peer
@@ -235,7 +236,7 @@ async def test_health_devices_and_dropped_messages(broker: Broker, store_db: Pat
         assert store.sync.counters.dropped == {
             "commands:invalid_json": 1, "commands:version": 1, "commands:store": 1}
         await asyncio.sleep(0.1)
-        payload = await store.sync.health_payload()
+        payload = await store.sync.reports.health_payload()
         assert loads(payload)["clock_offset_ms"] is None or \
             abs(loads(payload)["clock_offset_ms"]) < 5000
 
