@@ -39,6 +39,26 @@ def _scan_details(scanned: ScannedItem) -> dict[str, Any]:
     return out
 
 
+def read_low_stock(conn: sqlite3.Connection, limit: int) -> dict[str, Any]:
+    """Active catalog items and uncatalogued stocked SKUs whose available quantity is at or
+    below ``limit``, lowest first (also the offline CLI's ``stock low``)."""
+    rows = conn.execute(
+        "SELECT c.sku AS sku, c.name AS name, coalesce(s.on_hand, 0) AS on_hand, "
+        "coalesce(s.reserved, 0) AS reserved, "
+        "coalesce(s.on_hand, 0) - coalesce(s.reserved, 0) AS available FROM catalog c "
+        "LEFT JOIN stock s ON s.sku = c.sku WHERE c.active = 1 "
+        "AND coalesce(s.on_hand, 0) - coalesce(s.reserved, 0) <= ? "
+        "UNION ALL SELECT s.sku, NULL, s.on_hand, s.reserved, s.on_hand - s.reserved "
+        "FROM stock s WHERE s.sku NOT IN (SELECT sku FROM catalog) "
+        "AND s.on_hand - s.reserved <= ? ORDER BY available, sku",
+        (limit, limit),
+    ).fetchall()
+    return {"threshold": limit, "items": [
+        {"sku": r["sku"], "name": r["name"], "on_hand": int(r["on_hand"]),
+         "reserved": int(r["reserved"]),
+         "available": int(r["on_hand"]) - int(r["reserved"])} for r in rows]}
+
+
 class Queries(RetailBase):
     """The store's retail answers, read-only."""
 
@@ -83,24 +103,7 @@ class Queries(RetailBase):
         the threshold (store default ``low_stock_threshold``)."""
         limit = self.store.low_stock_threshold if threshold is None else threshold
 
-        def read(conn: sqlite3.Connection) -> dict[str, Any]:
-            rows = conn.execute(
-                "SELECT c.sku AS sku, c.name AS name, coalesce(s.on_hand, 0) AS on_hand, "
-                "coalesce(s.reserved, 0) AS reserved, "
-                "coalesce(s.on_hand, 0) - coalesce(s.reserved, 0) AS available FROM catalog c "
-                "LEFT JOIN stock s ON s.sku = c.sku WHERE c.active = 1 "
-                "AND coalesce(s.on_hand, 0) - coalesce(s.reserved, 0) <= ? "
-                "UNION ALL SELECT s.sku, NULL, s.on_hand, s.reserved, s.on_hand - s.reserved "
-                "FROM stock s WHERE s.sku NOT IN (SELECT sku FROM catalog) "
-                "AND s.on_hand - s.reserved <= ? ORDER BY available, sku",
-                (limit, limit),
-            ).fetchall()
-            return {"threshold": limit, "items": [
-                {"sku": r["sku"], "name": r["name"], "on_hand": int(r["on_hand"]),
-                 "reserved": int(r["reserved"]),
-                 "available": int(r["on_hand"]) - int(r["reserved"])} for r in rows]}
-
-        return await self.ledger.read(read)
+        return await self.ledger.read(lambda conn: read_low_stock(conn, limit))
 
     async def movements(self, sku: str, *, limit: int = 100) -> dict[str, Any]:
         """The ledger events that moved this SKU, newest first (as long as they are kept)."""

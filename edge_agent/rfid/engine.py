@@ -18,7 +18,6 @@ pseudonym or customer id, and tags that are not SGTINs (loyalty cards) are only 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from edge_agent.rfid import store
 from edge_agent.rfid.tally import CountSession
 from edge_agent.rfid.transactions import DoorSighting, close_op, iso, judge_op
 from edge_agent.services import AgentServices
+from edge_agent.ticker import tick_forever
 from edge_agent.visitors.engine import VisitorDevice
 from sync.wire import new_uuid
 
@@ -105,17 +105,12 @@ class RfidEngine:
             tg.create_task(self._till_worker(), name="rfid.till")
 
     async def _ticks(self) -> None:
-        try:
-            while True:
-                try:
-                    await self.tick()
-                except Exception as exc:  # noqa: BLE001 - RFID must never stop the agent
-                    self._figures["tick_errors"] += 1
-                    log.error("rfid: tick failed", error=str(exc))  # noqa: TRY400
-                await asyncio.sleep(self._tick_s)
-        finally:
-            with contextlib.suppress(EdgeAgentError):
-                await self.flush_floor()
+        await tick_forever(self.tick, self._tick_s, on_error=self._tick_failed,
+                           final=self.flush_floor)
+
+    def _tick_failed(self, exc: Exception) -> None:
+        self._figures["tick_errors"] += 1
+        log.error("rfid: tick failed", error=str(exc))
 
     def figures(self) -> dict[str, Any]:
         return {**self._figures, "open_counts": len(self._counts),

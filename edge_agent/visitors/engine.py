@@ -13,7 +13,6 @@ Privacy: raw tag/beacon ids reach :meth:`handle` and stay in the sessioniser's m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import time
@@ -28,6 +27,7 @@ from edge_agent.customers.cache import tag_index
 from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Tx
 from edge_agent.services import AgentServices
+from edge_agent.ticker import tick_forever
 from edge_agent.visitors import store
 from edge_agent.visitors.footfall import FootfallCounter, OpeningHours, period_start
 from edge_agent.visitors.pseudonym import new_key, normalise_raw_id
@@ -177,17 +177,12 @@ class VisitorsEngine:
         """Tick until cancelled; on the way out save open visits and counters."""
         if self._sessions is None and not self._started_disabled:
             await self.start()
-        try:
-            while True:
-                try:
-                    await self.tick()
-                except Exception as exc:  # noqa: BLE001 - visitors must never stop the agent
-                    self._figures["tick_errors"] += 1
-                    log.error("visitors: tick failed", error=type(exc).__name__)  # noqa: TRY400
-                await asyncio.sleep(self._tick_s)
-        finally:
-            with contextlib.suppress(EdgeAgentError):
-                await self.flush(final=True)
+        await tick_forever(self.tick, self._tick_s, on_error=self._tick_failed,
+                           final=lambda: self.flush(final=True))
+
+    def _tick_failed(self, exc: Exception) -> None:
+        self._figures["tick_errors"] += 1
+        log.error("visitors: tick failed", error=type(exc).__name__)
 
     # -- events (sync, on the loop) ---------------------------------------------------------------
     def handle(self, device: VisitorDevice, event: TagEvent | BeaconEvent | DoorEvent) -> None:
