@@ -131,10 +131,7 @@ class VisitorsEngine:
             key = store.load_or_create_key(tx, candidate, now)
             restored = store.load_open_visits(tx)
             stale = [v for v in restored if now - v.last_seen >= cfg.absence_gap_s]
-            closed = store.record_closed_visits(tx, [
-                ClosedVisit(v.visit_id, v.visitor, v.source, v.zone, v.device, v.entered_at,
-                            v.last_seen, v.customer) for v in stale
-            ])
+            closed = store.record_closed_visits(tx, [v.record(v.last_seen) for v in stale])
             store.save_report_settings(tx, config.store.timezone, self._period_s,
                                        config.store.opening_hours)
             return key, [v for v in restored if v not in stale], closed
