@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from drivers.events import TagEvent
+from edge_agent.engines import GuardedEngine, tick_forever
 from edge_agent.errors import EdgeAgentError, OperationError
 from edge_agent.ledger import Tx
 from edge_agent.retail import RetailService
@@ -33,7 +34,6 @@ from edge_agent.rfid import store
 from edge_agent.rfid.tally import CountSession
 from edge_agent.rfid.transactions import DoorSighting, close_op, iso, judge_op
 from edge_agent.services import AgentServices
-from edge_agent.ticker import tick_forever
 from edge_agent.visitors.engine import VisitorDevice
 from sync.wire import new_uuid
 
@@ -57,7 +57,10 @@ class RfidDevice(VisitorDevice, Protocol):
     def terminal(self) -> str | None: ...
 
 
-class RfidEngine:
+class RfidEngine(GuardedEngine["RfidDevice", TagEvent]):
+    ENGINE = "rfid"
+    _log = log
+
     def __init__(self, services: AgentServices, *, retail: RetailService | None = None,
                  clock: Callable[[], float] = time.time, tick_s: float = 1.0) -> None:
         self._services = services
@@ -118,15 +121,6 @@ class RfidEngine:
                 "till_pending": self._till.qsize()}
 
     # -- events (sync, on the loop) -----------------------------------------------------------
-    def handle(self, device: RfidDevice, event: TagEvent) -> None:
-        """Take one tag event into memory. Never raises, never blocks."""
-        try:
-            self._handle(device, event)
-        except Exception as exc:  # noqa: BLE001 - a bad event must not break the router
-            self._figures["handle_errors"] += 1
-            log.error("rfid: event not handled", device=device.name,  # noqa: TRY400
-                      error=type(exc).__name__)
-
     def _handle(self, device: RfidDevice, event: TagEvent) -> None:
         if not event.present or event.technology != "uhf":
             return

@@ -24,10 +24,10 @@ import structlog
 
 from drivers.events import BeaconEvent, DoorEvent, TagEvent
 from edge_agent.customers.cache import tag_index
+from edge_agent.engines import GuardedEngine, tick_forever
 from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Tx
 from edge_agent.services import AgentServices
-from edge_agent.ticker import tick_forever
 from edge_agent.visitors import store
 from edge_agent.visitors.footfall import FootfallCounter, OpeningHours, period_start
 from edge_agent.visitors.pseudonym import new_key, normalise_raw_id
@@ -71,7 +71,10 @@ def is_door(device: VisitorDevice) -> bool:
     return device.role == "door" or (device.role is None and device.kind == "door_counter")
 
 
-class VisitorsEngine:
+class VisitorsEngine(GuardedEngine["VisitorDevice", "TagEvent | BeaconEvent | DoorEvent"]):
+    ENGINE = "visitors"
+    _log = log
+
     def __init__(
         self,
         services: AgentServices,
@@ -182,16 +185,6 @@ class VisitorsEngine:
         log.error("visitors: tick failed", error=type(exc).__name__)
 
     # -- events (sync, on the loop) ---------------------------------------------------------------
-    def handle(self, device: VisitorDevice, event: TagEvent | BeaconEvent | DoorEvent) -> None:
-        """Take one device event into memory. Never raises, never blocks."""
-        try:
-            self._handle(device, event)
-        except Exception as exc:  # noqa: BLE001 - a bad event must not break the router
-            self._figures["handle_errors"] += 1
-            # Only the type: a message could quote an id.
-            log.error("visitors: event not handled", device=device.name,  # noqa: TRY400
-                      error=type(exc).__name__)
-
     def _handle(self, device: VisitorDevice, event: TagEvent | BeaconEvent | DoorEvent) -> None:
         if not self._cfg.enabled:
             return
