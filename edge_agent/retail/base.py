@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from pydantic import BaseModel
 
 from edge_agent.config import ControlBarcodes, StoreSection
@@ -22,8 +21,6 @@ from edge_agent.ledger import AppendedEvent, Ledger, Tx
 from edge_agent.retail import ops
 from edge_agent.retail.idempotency import WriteResult, idempotent
 from edge_agent.retail.till import TillRefused, TillRules
-
-log = structlog.get_logger("edge_agent.retail")
 
 if TYPE_CHECKING:
     from drivers.barcode import RcnRegion

@@ -1,5 +1,4 @@
-"""Baskets of scan-only sale terminals (and the API): add, quantity, void, cancel, checkout.
-"""
+"""Baskets of scan-only sale terminals (and the API): add, quantity, void, cancel, checkout."""
 
 from __future__ import annotations
 

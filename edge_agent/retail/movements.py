@@ -1,5 +1,4 @@
-"""Stock movements: receipts, adjustments, transfers, counts and reservation fulfilment.
-"""
+"""Stock movements: receipts, adjustments, transfers, counts and reservation fulfilment."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Sales and returns: pricing the lines, the ``sale`` and ``return`` facts and their rows.
-"""
+"""Sales and returns: pricing the lines, the ``sale`` and ``return`` facts and their rows."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Receiving and count sessions: scans gathered per terminal, closed as one fact.
-"""
+"""Receiving and count sessions: scans gathered per terminal, closed as one fact."""
 
 from __future__ import annotations
 
