@@ -28,7 +28,6 @@ from edge_agent.config import Config
 from edge_agent.errors import LedgerError
 from edge_agent.ledger import read_epochs, read_stats
 from edge_agent.ledger.schema import connect
-from edge_agent.retail.queries import read_low_stock
 from sync.errors import WireFormatError
 from sync.wire import format_ts, parse_ts
 
@@ -159,6 +158,9 @@ def stock(config: Config, sku: str) -> dict[str, Any]:
 
 
 def stock_low(config: Config, threshold: int) -> dict[str, Any]:
+    # the CLI's other commands need none of the retail package: load it here
+    from edge_agent.retail.queries import read_low_stock  # noqa: PLC0415
+
     def fn(conn: sqlite3.Connection) -> dict[str, Any]:
         low = read_low_stock(conn, threshold)
         return {**low, "items": sorted(low["items"], key=lambda item: item["sku"])}
