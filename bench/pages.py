@@ -33,8 +33,8 @@ from edge_agent.config import StoreSection
 from edge_agent.hub import EventHub
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.retail import RetailService, ops
+from edge_agent.retail.base import live_summary
 from edge_agent.retail.requests import SaleRequest
-from edge_agent.retail.service import _live_summary
 from edge_agent.visitors.store import iso
 from edge_agent.web import charts, figures
 
@@ -95,7 +95,7 @@ async def _sale_cost(ledger: Ledger, sales: int) -> tuple[float, float]:
                 chunk = bodies[start:start + 500]
                 t0 = time.perf_counter()
                 for body in chunk:
-                    hub.publish("sale", _live_summary(body))
+                    hub.publish("sale", live_summary(body))
                 spent += time.perf_counter() - t0
                 while not queue.empty():
                     queue.get_nowait()

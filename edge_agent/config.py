@@ -1,20 +1,14 @@
-"""The agent's configuration: one TOML file, one pydantic model per section.
+"""The agent's configuration model: one pydantic model per section of the TOML file.
 
-Where the file is: ``--config``, else ``$EDGE_AGENT_CONFIG``, else
-``/etc/edge-agent/config.toml``. Every validation error is reported at once with the
-file, the key path and what was expected. Secrets are never written in the file: each is
-read from a file (``*_file``) or from a systemd credential (``LoadCredential=``, found in
-``$CREDENTIALS_DIRECTORY``), held as ``SecretStr`` and redacted whenever shown.
+Finding and reading the file is :mod:`edge_agent.config_load`; secrets (never written in
+the file, each read from ``*_file`` or a systemd credential) :mod:`edge_agent.config_secrets`.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
-from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -22,7 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -35,15 +28,10 @@ from drivers.config import (
     SerialScannerSettings,
     UhfSettings,
 )
-from edge_agent.errors import ConfigError
+from edge_agent.config_secrets import no_inline_secret, read_secret
 from edge_agent.till_config import CUSTOM_REGION, ExpiryPolicy, RcnLayoutEntry, check_rcn_region
 from sync.broker import parse_broker_url
 from sync.errors import LinkError
-
-DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
-CONFIG_ENV = "EDGE_AGENT_CONFIG"
-CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
-_SECRET_WORDS = ("password", "token", "secret", "key")
 
 StoreId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Seconds = Annotated[float, Field(gt=0, le=10 * 365 * 86400)]
@@ -53,30 +41,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _no_inline_secret(data: Any, key: str, file_key: str) -> Any:
-    if isinstance(data, dict) and key in data:
-        raise ValueError(
-            f"do not write the {key} in the configuration; put it in a file ({file_key}) "
-            "or a systemd credential (LoadCredential=)"
-        )
-    return data
+class _SecretSection(_Section):
+    """A section holding one secret ``<name>``: never inline, read from ``<name>_file`` or
+    the systemd credential ``<name>_credential`` (``SECRET`` = name, what it is)."""
 
+    SECRET: ClassVar[tuple[str, str]]
 
-def read_secret(path: Path | None, credential: str | None, what: str) -> SecretStr | None:
-    """A secret from ``path``, else from the systemd credential named ``credential``."""
-    if path is None and credential:
-        directory = os.environ.get(CREDENTIALS_ENV)
-        if directory and (Path(directory) / credential).is_file():
-            path = Path(directory) / credential
-    if path is None:
-        return None
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read the {what} file {path}: {exc.strerror}") from None
-    if not value:
-        raise ValueError(f"the {what} file {path} is empty")
-    return SecretStr(value)
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inline_secret(cls, data: Any) -> Any:
+        name = cls.SECRET[0]
+        return no_inline_secret(data, name, f"{name}_file")
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> Self:
+        name, what = self.SECRET
+        if getattr(self, name) is None:
+            secret = read_secret(getattr(self, f"{name}_file"),
+                                 getattr(self, f"{name}_credential"), what)
+            object.__setattr__(self, name, secret)
+        return self
 
 
 class StoreSection(_Section):
@@ -142,7 +126,9 @@ class DatabaseSection(_Section):
     """Below this free space, raw presence processing is shed (sales never are)."""
 
 
-class MqttSection(_Section):
+class MqttSection(_SecretSection):
+    SECRET = ("password", "MQTT password")
+
     url: str = "mqtt://localhost:1883"
     username: str | None = None
     """Defaults to the store id (PROTOCOL §9)."""
@@ -168,22 +154,16 @@ class MqttSection(_Section):
             raise ValueError(str(exc)) from exc
         return value
 
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_inline_secret(cls, data: Any) -> Any:
-        return _no_inline_secret(data, "password", "password_file")
-
     @model_validator(mode="after")
-    def _load_secret(self) -> MqttSection:
-        if self.password is None:
-            secret = read_secret(self.password_file, self.password_credential, "MQTT password")
-            object.__setattr__(self, "password", secret)
+    def _client_pair(self) -> MqttSection:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key go together")
         return self
 
 
-class CentralSection(_Section):
+class CentralSection(_SecretSection):
+    SECRET = ("token", "central token")
+
     url: str | None = None
     """Base URL of central's HTTP API, for the snapshot (PROTOCOL §5.3)."""
     token_file: Path | None = None
@@ -198,18 +178,6 @@ class CentralSection(_Section):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_inline_secret(cls, data: Any) -> Any:
-        return _no_inline_secret(data, "token", "token_file")
-
-    @model_validator(mode="after")
-    def _load_secret(self) -> CentralSection:
-        if self.token is None:
-            secret = read_secret(self.token_file, self.token_credential, "central token")
-            object.__setattr__(self, "token", secret)
-        return self
 
 
 class SyncSection(_Section):
@@ -229,23 +197,17 @@ class SyncSection(_Section):
     """Once the probe succeeds, reconnect after a random 0..spread seconds."""
 
 
-class TcpListen(_Section):
+class TcpListen(_SecretSection):
+    SECRET = ("token", "API token")
+
     host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)]
     token_file: Path | None = None
     token_credential: str | None = "api-token"  # noqa: S105 - a name, not a value
     token: SecretStr | None = Field(default=None, exclude=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_inline_secret(cls, data: Any) -> Any:
-        return _no_inline_secret(data, "token", "token_file")
-
     @model_validator(mode="after")
-    def _load_secret(self) -> TcpListen:
-        if self.token is None:
-            secret = read_secret(self.token_file, self.token_credential, "API token")
-            object.__setattr__(self, "token", secret)
+    def _token_required(self) -> TcpListen:
         if self.token is None:
             raise ValueError("a TCP listener needs a bearer token (token_file or credential)")
         return self
@@ -397,91 +359,3 @@ class Config(_Section):
         for section, secret in (("mqtt", self.mqtt.password), ("central", self.central.token)):
             data[section]["secret"] = "set (redacted)" if secret is not None else "not set"
         return data
-
-
-def resolve_path(explicit: Path | str | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(CONFIG_ENV)
-    return Path(env) if env else DEFAULT_CONFIG_PATH
-
-
-def load_config(path: Path | str | None = None) -> Config:
-    """Read and validate the TOML file; raise ConfigError listing every problem."""
-    source = resolve_path(path)
-    try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{source}: no such configuration file (create one with `edge-agent init`, or "
-            f"pass --config / set {CONFIG_ENV})"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    return parse_config(raw, source)
-
-
-# Secrets that must never be inline, by section path: (section keys, key, where it goes).
-_INLINE_SECRETS = ((("mqtt",), "password", "password_file"),
-                   (("central",), "token", "token_file"),
-                   (("api", "tcp"), "token", "token_file"))
-
-
-def _strip_inline_secrets(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A copy of ``raw`` without inline secrets, and one problem line for each.
-
-    Refused here rather than in the section's own validator, which would stop at the
-    secret and hide every other error of the same section.
-    """
-    problems: list[str] = []
-    out = dict(raw)
-    for keys, key, file_key in _INLINE_SECRETS:
-        parent: dict[str, Any] = out
-        parents: list[dict[str, Any]] = []
-        for name in keys:
-            child = parent.get(name)
-            if not isinstance(child, dict):
-                break
-            child = dict(child)
-            parent[name] = child
-            parents.append(child)
-            parent = child
-        else:
-            if key in parent:
-                del parent[key]
-                problems.append(
-                    f"{'.'.join(keys)}.{key}: do not write the {key} in the configuration; "
-                    f"put it in a file ({file_key}) or a systemd credential (LoadCredential=)")
-    return out, problems
-
-
-def parse_config(raw: dict[str, Any], source: Path) -> Config:
-    cleaned, problems = _strip_inline_secrets(raw)
-    config: Config | None = None
-    try:
-        config = Config.model_validate(cleaned)
-    except ValidationError as exc:
-        problems += [_describe(error) for error in exc.errors()]
-    if problems or config is None:
-        raise ConfigError(f"{source}: {len(problems)} problem(s) in the configuration",
-                          problems)
-    return config.model_copy(update={"source": source})
-
-
-def _describe(error: Any) -> str:
-    loc = [str(part) for part in error["loc"]]
-    # Drop the discriminator tag pydantic inserts into union paths (devices.0.serial_scanner.port).
-    if len(loc) >= 3 and loc[0] == "devices" and loc[2] in {
-        "serial_scanner", "hid_scanner", "em4100", "uhf", "ble_beacon", "door_counter",
-    }:
-        del loc[2]
-    path = ".".join(f"[{part}]" if part.isdigit() else part for part in loc).replace(".[", "[")
-    message = str(error["msg"])
-    shown = ""
-    if error["type"] not in {"missing"} and not any(w in path.lower() for w in _SECRET_WORDS):
-        value = error.get("input")
-        if isinstance(value, str | int | float | bool | Decimal) and len(repr(value)) < 80:
-            shown = f" (got {value!r})"
-    return f"{path or '(top level)'}: {message}{shown}"

@@ -32,7 +32,8 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import AGENT_NAME
-from edge_agent.config import Config, load_config
+from edge_agent.config import Config
+from edge_agent.config_load import load_config
 from edge_agent.errors import ConfigError, LedgerError
 from edge_agent.ledger import read_stats
 from edge_agent.ledger.schema import connect

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from edge_agent.errors import DatabaseCorrupt, DatabaseLocked, LedgerError, SchemaTooNew
 from edge_agent.ledger import Ledger, Tx, is_locked, read_epochs
-from edge_agent.ledger.core import acquire_lock
+from edge_agent.ledger.lockfile import acquire_lock
 from edge_agent.ledger.migrations import discover
 from edge_agent.ledger.schema import connect, schema_version
 from sync.files import private_dir, private_file

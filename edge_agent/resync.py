@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edge_agent.command_apply import cancel_reservation, close_from_event, normalise_gtin
+from edge_agent.command_apply import normalise_gtin
 from edge_agent.ledger import Tx, event_key
 from edge_agent.orders import store as orders
 from edge_agent.retail.recalls import replace_recalls
+from edge_agent.retail.reservations import cancel_reservation, close_from_event
 from sync.messages import Snapshot
 from sync.wire import check_deltas, loads, now_ts
 

@@ -23,6 +23,7 @@ from edge_agent.customers.commands import ERASING_TYPES, truncate_wal
 from edge_agent.customers.commands import purge as purge_customers
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.resync import apply_snapshot
+from edge_agent.retail import reservations
 from sync.messages import Snapshot
 from sync.store_port import (
     BatchOutcome,
@@ -183,10 +184,10 @@ class LedgerStorePort:
         await self.ledger.write(lambda tx: apply_snapshot(tx, snapshot))
 
     async def expire_reservations(self) -> int:
-        return await self.ledger.write(cmds.expire_reservations)
+        return await self.ledger.write(reservations.expire_reservations)
 
     async def next_reservation_expiry(self) -> float | None:
-        return await self.ledger.read(cmds.next_reservation_expiry)
+        return await self.ledger.read(reservations.next_reservation_expiry)
 
     # -- digest, health, devices ------------------------------------------------------------------
     async def digest_state(self) -> DigestFigures:

@@ -27,7 +27,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from edge_agent.config import CONFIG_ENV, Config, load_config, resolve_path
+from edge_agent.config import Config
+from edge_agent.config_load import CONFIG_ENV, load_config, resolve_path
 from edge_agent.errors import (
     ConfigError,
     DatabaseLocked,

@@ -19,7 +19,7 @@ from edge_agent.cli._base import (
     error_for,
     json_option,
 )
-from edge_agent.config import CONFIG_ENV
+from edge_agent.config_load import CONFIG_ENV
 from edge_agent.errors import EdgeAgentError
 from sync.files import restrict_umask
 

@@ -33,7 +33,7 @@ from edge_agent.cli.human import event_line, iso, now_iso
 from edge_agent.config import Config
 from edge_agent.doctor import check_device, device_path
 from edge_agent.ledger import is_locked
-from edge_agent.ledger.core import lock_path
+from edge_agent.ledger.lockfile import lock_path
 
 _DIGIT_RUN = re.compile(r"[0-9][0-9 -]{11,30}[0-9]")
 

@@ -68,23 +68,23 @@ def sync_group() -> None:
 @json_option
 def sync_now() -> None:
     """Ask the agent to send its pending events now (daemon required)."""
-    data = client_for(state().config()).post("/v1/sync/now")
-    if state().json:
-        emit_json(data if data is not None else {"ok": True})
-    else:
-        click.echo("sync requested" + (f": {_short(data)}" if data else ""))
+    _ask_agent("/v1/sync/now", "sync")
 
 
 @sync_group.command(name="resync")
 @json_option
 def sync_resync() -> None:
     """Ask the agent to fetch central's snapshot and resync (daemon required)."""
-    data = client_for(state().config()).post("/v1/sync/resync")
+    _ask_agent("/v1/sync/resync", "resync", "; follow it with `edge-agent sync watch`")
+
+
+def _ask_agent(path: str, what: str, then: str = "") -> None:
+    """POST ``path`` to the agent; show its answer (or ``<what> requested``)."""
+    data = client_for(state().config()).post(path)
     if state().json:
         emit_json(data if data is not None else {"ok": True})
     else:
-        click.echo("resync requested" + (f": {_short(data)}" if data else "")
-                   + "; follow it with `edge-agent sync watch`")
+        click.echo(f"{what} requested" + (f": {_short(data)}" if data else "") + then)
 
 
 def _short(data: Any) -> str:

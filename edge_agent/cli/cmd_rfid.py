@@ -64,28 +64,27 @@ def count_open(zones: tuple[str, ...], count_id: str | None) -> None:
     _show(client_for(state().config()).post("/v1/rfid/counts", body))
 
 
-@count_group.command(name="show")
-@click.argument("count_id")
-@json_option
-def count_show(count_id: str) -> None:
-    """An open count's progress, or a closed count's result."""
-    _show(client_for(state().config()).get(f"/v1/rfid/counts/{count_id}"))
+# count show|close|cancel COUNT_ID: one call each to the count's own route, shown alike.
+_COUNT_ACTIONS = (
+    ("show", "", "An open count's progress, or a closed count's result."),
+    ("close", "/close",
+     "Close now and record the count (one line per SKU; the variance adjusts stock)."),
+    ("cancel", "/cancel", "Drop an open count without recording anything."),
+)
 
 
-@count_group.command(name="close")
-@click.argument("count_id")
-@json_option
-def count_close(count_id: str) -> None:
-    """Close now and record the count (one line per SKU; the variance adjusts stock)."""
-    _show(client_for(state().config()).post(f"/v1/rfid/counts/{count_id}/close"))
+def _count_action(name: str, suffix: str, doc: str) -> None:
+    @count_group.command(name=name, help=doc)
+    @click.argument("count_id")
+    @json_option
+    def action(count_id: str) -> None:
+        client = client_for(state().config())
+        path = f"/v1/rfid/counts/{count_id}{suffix}"
+        _show(client.post(path) if suffix else client.get(path))
 
 
-@count_group.command(name="cancel")
-@click.argument("count_id")
-@json_option
-def count_cancel(count_id: str) -> None:
-    """Drop an open count without recording anything."""
-    _show(client_for(state().config()).post(f"/v1/rfid/counts/{count_id}/cancel"))
+for _action in _COUNT_ACTIONS:
+    _count_action(*_action)
 
 
 @count_group.command(name="list")

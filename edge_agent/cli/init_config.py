@@ -14,7 +14,8 @@ import re
 import tomllib
 from pathlib import Path
 
-from edge_agent.config import Config, parse_config
+from edge_agent.config import Config
+from edge_agent.config_load import parse_config
 
 EXAMPLE_NAME = "agent.example.toml"
 EXAMPLE_PLACES = (

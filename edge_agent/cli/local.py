@@ -158,19 +158,12 @@ def stock(config: Config, sku: str) -> dict[str, Any]:
 
 
 def stock_low(config: Config, threshold: int) -> dict[str, Any]:
+    # the CLI's other commands need none of the retail package: load it here
+    from edge_agent.retail.queries import read_low_stock  # noqa: PLC0415
+
     def fn(conn: sqlite3.Connection) -> dict[str, Any]:
-        rows = conn.execute(
-            "SELECT c.sku, c.name, coalesce(s.on_hand, 0), coalesce(s.reserved, 0) "
-            "FROM catalog c LEFT JOIN stock s ON s.sku = c.sku "
-            "WHERE c.active AND coalesce(s.on_hand, 0) - coalesce(s.reserved, 0) <= ? "
-            "UNION SELECT s.sku, NULL, s.on_hand, s.reserved FROM stock s "
-            "WHERE s.sku NOT IN (SELECT sku FROM catalog) AND s.on_hand - s.reserved <= ? "
-            "ORDER BY 1",
-            (threshold, threshold),
-        ).fetchall()
-        return {"threshold": threshold, "items": [
-            {"sku": r[0], "name": r[1], "on_hand": int(r[2]), "reserved": int(r[3]),
-             "available": int(r[2]) - int(r[3])} for r in rows]}
+        low = read_low_stock(conn, threshold)
+        return {**low, "items": sorted(low["items"], key=lambda item: item["sku"])}
 
     return read(config, fn)
 

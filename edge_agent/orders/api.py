@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from edge_agent.orders.machine import STATUSES
 from edge_agent.orders.service import OrderService
+from edge_agent.retail.idempotency import WriteResult
 from edge_agent.retail.requests import FreeText
-from edge_agent.retail.service import WriteResult
 from edge_agent.services import AgentServices
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])

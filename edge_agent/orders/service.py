@@ -17,39 +17,10 @@ from edge_agent.hub import EventHub
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.orders import machine, store
 from edge_agent.retail.catalog import CatalogView, conn_query, scan_code
-from edge_agent.retail.service import WriteResult
+from edge_agent.retail.idempotency import WriteResult, idempotent
 from edge_agent.retail.till import TillRules
-from sync.wire import canonical_json, loads, now_ts, sha256_hex
 
 log = structlog.get_logger("edge_agent.orders")
-
-
-def idempotent(operation: str, body: Mapping[str, Any], key: str | None,
-               run: Callable[[Tx], dict[str, Any]]) -> Callable[[Tx], WriteResult]:
-    """``run`` once per idempotency key: a retry with the same key and body gets the first
-    result back, another body with that key ``idempotency_conflict`` (the same table and
-    rules as the retail writes, so keys are unique across both)."""
-    digest = sha256_hex(canonical_json({"operation": operation, "body": dict(body)}))
-
-    def op(tx: Tx) -> WriteResult:
-        if key is not None:
-            rows = tx.query("SELECT operation, body_sha256, result FROM idempotency_keys "
-                            "WHERE key = ?", (key,))
-            if rows:
-                if rows[0]["body_sha256"] != digest:
-                    raise OperationError(
-                        "idempotency_conflict",
-                        f"the idempotency key was already used for another "
-                        f"{rows[0]['operation']} request; use a new key for a new request")
-                return WriteResult(loads(rows[0]["result"]), replayed=True)
-        result = run(tx)
-        if key is not None:
-            tx.execute("INSERT INTO idempotency_keys (key, operation, body_sha256, result, "
-                       "created_at) VALUES (?, ?, ?, ?, ?)",
-                       (key, operation, digest, canonical_json(result), now_ts()))
-        return WriteResult(result)
-
-    return op
 
 
 class OrderService:

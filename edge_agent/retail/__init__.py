@@ -5,6 +5,7 @@ Pure rules live in :mod:`edge_agent.retail.ops`; :class:`RetailService` runs the
 ledger transactions; :class:`ScanModes` drives them from scanners.
 """
 
-from edge_agent.retail.service import RetailService, WriteResult
+from edge_agent.retail.idempotency import WriteResult
+from edge_agent.retail.service import RetailService
 
 __all__ = ["RetailService", "WriteResult"]

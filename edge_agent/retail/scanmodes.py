@@ -29,7 +29,8 @@ from edge_agent.errors import EdgeAgentError, OperationError
 from edge_agent.orders.scanning import PickTerminals
 from edge_agent.orders.service import OrderService
 from edge_agent.retail.requests import looks_like_card_data
-from edge_agent.retail.service import RetailService, SessionKind
+from edge_agent.retail.service import RetailService
+from edge_agent.retail.sessions import SessionKind
 from edge_agent.services import AgentServices
 
 log = structlog.get_logger("edge_agent.scanmodes")

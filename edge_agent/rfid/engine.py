@@ -18,7 +18,6 @@ pseudonym or customer id, and tags that are not SGTINs (loyalty cards) are only 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -27,12 +26,14 @@ from typing import Any, Final, Protocol
 import structlog
 
 from drivers.events import TagEvent
+from edge_agent.engines import GuardedEngine, tick_forever
 from edge_agent.errors import EdgeAgentError, OperationError
 from edge_agent.ledger import Tx
 from edge_agent.retail import RetailService
 from edge_agent.rfid import store
+from edge_agent.rfid.counting import check_zones, control_action, live_view
 from edge_agent.rfid.tally import CountSession
-from edge_agent.rfid.transactions import DoorSighting, close_op, iso, judge_op
+from edge_agent.rfid.transactions import DoorSighting, close_op, judge_op
 from edge_agent.services import AgentServices
 from edge_agent.visitors.engine import VisitorDevice
 from sync.wire import new_uuid
@@ -57,7 +58,10 @@ class RfidDevice(VisitorDevice, Protocol):
     def terminal(self) -> str | None: ...
 
 
-class RfidEngine:
+class RfidEngine(GuardedEngine["RfidDevice", TagEvent]):
+    ENGINE = "rfid"
+    _log = log
+
     def __init__(self, services: AgentServices, *, retail: RetailService | None = None,
                  clock: Callable[[], float] = time.time, tick_s: float = 1.0) -> None:
         self._services = services
@@ -105,17 +109,12 @@ class RfidEngine:
             tg.create_task(self._till_worker(), name="rfid.till")
 
     async def _ticks(self) -> None:
-        try:
-            while True:
-                try:
-                    await self.tick()
-                except Exception as exc:  # noqa: BLE001 - RFID must never stop the agent
-                    self._figures["tick_errors"] += 1
-                    log.error("rfid: tick failed", error=str(exc))  # noqa: TRY400
-                await asyncio.sleep(self._tick_s)
-        finally:
-            with contextlib.suppress(EdgeAgentError):
-                await self.flush_floor()
+        await tick_forever(self.tick, self._tick_s, on_error=self._tick_failed,
+                           final=self.flush_floor)
+
+    def _tick_failed(self, exc: Exception) -> None:
+        self._figures["tick_errors"] += 1
+        log.error("rfid: tick failed", error=str(exc))
 
     def figures(self) -> dict[str, Any]:
         return {**self._figures, "open_counts": len(self._counts),
@@ -123,15 +122,6 @@ class RfidEngine:
                 "till_pending": self._till.qsize()}
 
     # -- events (sync, on the loop) -----------------------------------------------------------
-    def handle(self, device: RfidDevice, event: TagEvent) -> None:
-        """Take one tag event into memory. Never raises, never blocks."""
-        try:
-            self._handle(device, event)
-        except Exception as exc:  # noqa: BLE001 - a bad event must not break the router
-            self._figures["handle_errors"] += 1
-            log.error("rfid: event not handled", device=device.name,  # noqa: TRY400
-                      error=type(exc).__name__)
-
     def _handle(self, device: RfidDevice, event: TagEvent) -> None:
         if not event.present or event.technology != "uhf":
             return
@@ -202,18 +192,12 @@ class RfidEngine:
     async def control_scan(self, device: str, code: str) -> bool:
         """A scanned RFID control barcode (``rfid.count_barcode[:ZONE]``, ``close_barcode``,
         ``cancel_barcode``): act on it and publish the outcome; False for any other code."""
-        cfg = self._cfg
-        code = code.strip()
-        action: str
-        if code == cfg.count_barcode or code.startswith(cfg.count_barcode + ":"):
-            action = "open"
-        elif code in (cfg.close_barcode, cfg.cancel_barcode):
-            action = "close" if code == cfg.close_barcode else "cancel"
-        else:
+        found = control_action(self._cfg, code)
+        if found is None:
             return False
         hub = self._services.hub
         try:
-            await self._control(action, code)  # each action publishes ``rfid_count``
+            await self._control(*found)  # each action publishes ``rfid_count``
         except OperationError as exc:
             hub.publish("scan_rejected", {"device": device, "mode": "rfid", "reason": exc.code,
                                           "message": str(exc)})
@@ -224,10 +208,8 @@ class RfidEngine:
         self._services.hub.publish("rfid_count", {"action": action, **{
             k: v for k, v in view.items() if k not in {"lines", "per_gtin", "unknown_gtins"}}})
 
-    async def _control(self, action: str, code: str) -> dict[str, Any]:
+    async def _control(self, action: str, zone: str | None) -> dict[str, Any]:
         if action == "open":
-            prefix = self._cfg.count_barcode
-            zone = code[len(prefix) + 1:] if code != prefix else None
             view = await self.open_count([zone] if zone else None)
             self._barcode_counts.append(view["count_id"])
             return view
@@ -243,22 +225,9 @@ class RfidEngine:
         return view
 
     # -- counts -------------------------------------------------------------------------------
-    def _check_zones(self, zones: Sequence[str] | None) -> frozenset[str] | None:
-        if not self.zones:
-            raise OperationError("no_inventory_readers", "no UHF reader has role "
-                                 '"inventory": configure one with a zone to count', status=409)
-        if zones is None:
-            return None
-        unknown = sorted(set(zones) - set(self.zones))
-        if unknown:
-            raise OperationError("unknown_zone", f"no inventory reader covers zone(s) "
-                                 f"{', '.join(unknown)} (zones: {', '.join(self.zones)})",
-                                 status=422)
-        return frozenset(zones)
-
     async def open_count(self, zones: Sequence[str] | None = None,
                          count_id: str | None = None) -> dict[str, Any]:
-        wanted = self._check_zones(zones)
+        wanted = check_zones(self.zones, zones)
         for other in self._counts.values():
             if wanted is None or other.zones is None or wanted & other.zones:
                 raise OperationError("count_overlap", f"count {other.count_id} is already open "
@@ -277,24 +246,14 @@ class RfidEngine:
             await self._ledger.write(op)
             self._counts[count_id] = CountSession(count_id, wanted, now, self._cfg.max_count_epcs)
         log.info("rfid count opened", count_id=count_id, zones=zones_json or "store")
-        view = self._live_view(self._counts[count_id])
+        view = live_view(self._counts[count_id])
         self._publish("open", view)
         return view
-
-    def _live_view(self, session: CountSession) -> dict[str, Any]:
-        return {
-            "count_id": session.count_id, "status": "open",
-            "zones": sorted(session.zones) if session.zones is not None else None,
-            "scope": "zones" if session.zones is not None else "store",
-            "opened_at": iso(session.opened_at), "reads": session.reads,
-            "tags": session.distinct, "non_sgtin_reads": session.non_sgtin_reads,
-            "overflow": session.overflow, "per_gtin": session.per_gtin(),
-        }
 
     async def count_view(self, count_id: str) -> dict[str, Any]:
         session = self._counts.get(count_id)
         if session is not None:
-            return self._live_view(session)
+            return live_view(session)
         rows = await self._ledger.read(lambda conn: conn.execute(
             "SELECT * FROM rfid_counts WHERE count_id = ?", (count_id,)).fetchall())
         if not rows:
@@ -307,7 +266,7 @@ class RfidEngine:
         out = []
         for row in rows:
             session = self._counts.get(str(row["count_id"]))
-            out.append(self._live_view(session) if session is not None else store.count_row(row))
+            out.append(live_view(session) if session is not None else store.count_row(row))
         return out
 
     async def cancel_count(self, count_id: str) -> dict[str, Any]:

@@ -13,7 +13,6 @@ Privacy: raw tag/beacon ids reach :meth:`handle` and stay in the sessioniser's m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import time
@@ -25,6 +24,7 @@ import structlog
 
 from drivers.events import BeaconEvent, DoorEvent, TagEvent
 from edge_agent.customers.cache import tag_index
+from edge_agent.engines import GuardedEngine, tick_forever
 from edge_agent.errors import EdgeAgentError
 from edge_agent.ledger import Tx
 from edge_agent.services import AgentServices
@@ -71,7 +71,10 @@ def is_door(device: VisitorDevice) -> bool:
     return device.role == "door" or (device.role is None and device.kind == "door_counter")
 
 
-class VisitorsEngine:
+class VisitorsEngine(GuardedEngine["VisitorDevice", "TagEvent | BeaconEvent | DoorEvent"]):
+    ENGINE = "visitors"
+    _log = log
+
     def __init__(
         self,
         services: AgentServices,
@@ -131,10 +134,7 @@ class VisitorsEngine:
             key = store.load_or_create_key(tx, candidate, now)
             restored = store.load_open_visits(tx)
             stale = [v for v in restored if now - v.last_seen >= cfg.absence_gap_s]
-            closed = store.record_closed_visits(tx, [
-                ClosedVisit(v.visit_id, v.visitor, v.source, v.zone, v.device, v.entered_at,
-                            v.last_seen, v.customer) for v in stale
-            ])
+            closed = store.record_closed_visits(tx, [v.record(v.last_seen) for v in stale])
             store.save_report_settings(tx, config.store.timezone, self._period_s,
                                        config.store.opening_hours)
             return key, [v for v in restored if v not in stale], closed
@@ -177,29 +177,14 @@ class VisitorsEngine:
         """Tick until cancelled; on the way out save open visits and counters."""
         if self._sessions is None and not self._started_disabled:
             await self.start()
-        try:
-            while True:
-                try:
-                    await self.tick()
-                except Exception as exc:  # noqa: BLE001 - visitors must never stop the agent
-                    self._figures["tick_errors"] += 1
-                    log.error("visitors: tick failed", error=type(exc).__name__)  # noqa: TRY400
-                await asyncio.sleep(self._tick_s)
-        finally:
-            with contextlib.suppress(EdgeAgentError):
-                await self.flush(final=True)
+        await tick_forever(self.tick, self._tick_s, on_error=self._tick_failed,
+                           final=lambda: self.flush(final=True))
+
+    def _tick_failed(self, exc: Exception) -> None:
+        self._figures["tick_errors"] += 1
+        log.error("visitors: tick failed", error=type(exc).__name__)
 
     # -- events (sync, on the loop) ---------------------------------------------------------------
-    def handle(self, device: VisitorDevice, event: TagEvent | BeaconEvent | DoorEvent) -> None:
-        """Take one device event into memory. Never raises, never blocks."""
-        try:
-            self._handle(device, event)
-        except Exception as exc:  # noqa: BLE001 - a bad event must not break the router
-            self._figures["handle_errors"] += 1
-            # Only the type: a message could quote an id.
-            log.error("visitors: event not handled", device=device.name,  # noqa: TRY400
-                      error=type(exc).__name__)
-
     def _handle(self, device: VisitorDevice, event: TagEvent | BeaconEvent | DoorEvent) -> None:
         if not self._cfg.enabled:
             return

@@ -46,6 +46,11 @@ class OpenVisit:
     persisted_seen: float | None = None
     """``last_seen`` as last written to the database (None: never written)."""
 
+    def record(self, left_at: float) -> ClosedVisit:
+        """This visit as closed at ``left_at``."""
+        return ClosedVisit(self.visit_id, self.visitor, self.source, self.zone, self.device,
+                           self.entered_at, left_at, self.customer)
+
 
 @dataclass(frozen=True, slots=True)
 class ClosedVisit:
@@ -199,8 +204,7 @@ class Sessioniser:
     def _close(self, visit: OpenVisit, left_at: float) -> ClosedVisit:
         visit.closed = True
         del self._open[visit.visitor]
-        return ClosedVisit(visit.visit_id, visit.visitor, visit.source, visit.zone, visit.device,
-                           visit.entered_at, max(left_at, visit.entered_at), visit.customer)
+        return visit.record(max(left_at, visit.entered_at))
 
     def close_all(self) -> list[ClosedVisit]:
         """Close every open visit at its last sighting (used by tests and tools)."""

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edge_agent import command_apply as cmds
-from edge_agent.config import load_config
+from edge_agent.config_load import load_config
 from edge_agent.daemon import Agent
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.logs import configure_logging

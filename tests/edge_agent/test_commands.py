@@ -13,6 +13,7 @@ import pytest
 
 from edge_agent import command_apply as cmds
 from edge_agent.ledger import Ledger, Tx
+from edge_agent.retail import reservations
 from sync.wire import loads
 
 STORE = "S001"
@@ -110,7 +111,7 @@ def test_cancel_of_a_fulfilled_reservation_is_ignored(ledger: Ledger) -> None:
     def fulfil(tx: Tx) -> None:
         data = {"reservation_id": "R1", "order_ref": "O1", "lines": [{"sku": "A", "qty": 1}]}
         ev = tx.append("fulfilment", data, stock=[("A", -1)], reserve=[("A", -1)])
-        cmds.close_from_event(tx, "fulfilment", data, ev.seq)
+        reservations.close_from_event(tx, "fulfilment", data, ev.seq)
 
     ledger.write_blocking(fulfil)
     assert apply(ledger, command(2, "reservation.cancel", {"reservation_id": "R1"}))[0] == \
@@ -157,7 +158,7 @@ def test_count_request_and_resync(ledger: Ledger) -> None:
     def count(tx: Tx) -> None:
         data = {"count_id": "K1", "lines": [{"sku": "A", "counted": 3, "expected": 0}]}
         ev = tx.append("count", data, stock=[("A", 3)])
-        cmds.close_from_event(tx, "count", data, ev.seq)
+        reservations.close_from_event(tx, "count", data, ev.seq)
 
     ledger.write_blocking(count)
     assert rows(ledger, "SELECT status FROM count_requests") == [("closed",)]
@@ -176,8 +177,8 @@ def test_expire_reservations_by_store_clock(ledger: Ledger) -> None:
                                "lines": [{"sku": "A", "qty": 1}]},
                               reserve=[{"sku": "A", "delta": 1}]))
     now = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
-    assert ledger.write_blocking(lambda tx: cmds.expire_reservations(tx, now)) == 1
-    assert ledger.write_blocking(lambda tx: cmds.expire_reservations(tx, now)) == 0
+    assert ledger.write_blocking(lambda tx: reservations.expire_reservations(tx, now)) == 1
+    assert ledger.write_blocking(lambda tx: reservations.expire_reservations(tx, now)) == 0
     (ev,) = events(ledger)
     assert ev["data"]["reason"] == "expired"
     assert ev["data"]["reservation_id"] == "R1"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config, parse_config
+from edge_agent.config_load import load_config, parse_config
 from edge_agent.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,8 @@ import pytest
 
 from drivers.barcode import RCN_REGIONS
 from edge_agent.cli.init_config import example_text
-from edge_agent.config import StoreSection, load_config
+from edge_agent.config import StoreSection
+from edge_agent.config_load import load_config
 from edge_agent.errors import ConfigError
 from edge_agent.retail.till import TillRules
 

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 
 from drivers.events import TagEvent
-from edge_agent.config import load_config
+from edge_agent.config_load import load_config
 from edge_agent.daemon import Agent
 from edge_agent.ledger import Ledger
 from edge_agent.logs import configure_logging

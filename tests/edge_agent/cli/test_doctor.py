@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config
+from edge_agent.config_load import load_config
 from edge_agent.doctor import (
     BrokerTarget,
     _health_payload,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.api import create_app, serve_api
-from edge_agent.config import load_config
+from edge_agent.config_load import load_config
 from edge_agent.ledger import Ledger
 from edge_agent.retail import RetailService
 from edge_agent.services import AgentServices

@@ -16,7 +16,7 @@ import pytest
 
 from edge_agent import command_apply as cmds
 from edge_agent.api.app import create_app
-from edge_agent.config import parse_config
+from edge_agent.config_load import parse_config
 from edge_agent.customers import cache
 from edge_agent.customers.commands import CustomerCommandInvalid, apply_customer_command, purge
 from edge_agent.ledger import Ledger

@@ -411,13 +411,13 @@ def test_reads_of_unbuffered_tables_keep_the_group_batched_and_still_see_writes(
 def test_clean_stop_skips_the_full_check_and_unclean_stop_runs_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edge_agent.ledger import core, schema  # noqa: PLC0415 - patched below
+    from edge_agent.ledger import lockfile, schema  # noqa: PLC0415 - patched below
 
     path = tmp_path / "l.db"
     with Ledger.open(path, "S1") as ledger:
         ledger.write_blocking(lambda tx: tx.append("receipt", {"i": 1}, stock=[("A", 1)]))
-    assert core.lock_path(path).read_text().startswith("clean size=")
-    assert core.clean_stop_matches(path)
+    assert lockfile.lock_path(path).read_text().startswith("clean size=")
+    assert lockfile.clean_stop_matches(path)
 
     checks: list[Path] = []
     real = schema.quick_check
@@ -426,9 +426,9 @@ def test_clean_stop_skips_the_full_check_and_unclean_stop_runs_it(
     assert checks == []  # clean stop, file unchanged: no full read of the file
 
     # A process that dies leaves its pid in the lock file, not the mark.
-    fd = core.acquire_lock(path)
+    fd = lockfile.acquire_lock(path)
     os.close(fd)
-    assert not core.clean_stop_matches(path)
+    assert not lockfile.clean_stop_matches(path)
     Ledger.open(path, "S1").close()
     assert checks == [path]
 
@@ -436,6 +436,6 @@ def test_clean_stop_skips_the_full_check_and_unclean_stop_runs_it(
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS scribble (x)")
     conn.close()
-    assert not core.clean_stop_matches(path)
+    assert not lockfile.clean_stop_matches(path)
     Ledger.open(path, "S1").close()
     assert checks == [path, path]

@@ -18,7 +18,7 @@ import httpx
 
 from drivers.simulator import Simulator
 from drivers.uhf import encode_tag_notice
-from edge_agent.config import parse_config
+from edge_agent.config_load import parse_config
 from edge_agent.daemon import Agent
 from edge_agent.ledger import Ledger
 from tests.edge_agent.rfid.conftest import GTINS, SKU_OF, epc_hex, seed_catalog

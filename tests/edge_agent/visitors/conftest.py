@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from edge_agent.config import Config, parse_config
+from edge_agent.config import Config
+from edge_agent.config_load import parse_config
 from edge_agent.ledger import Ledger
 from edge_agent.services import AgentServices
 

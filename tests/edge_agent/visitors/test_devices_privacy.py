@@ -23,7 +23,7 @@ import structlog
 from drivers import DeviceEvent, open_reader
 from drivers.events import BeaconEvent, DoorEvent, TagEvent
 from drivers.simulator import Simulator
-from edge_agent.config import parse_config
+from edge_agent.config_load import parse_config
 from edge_agent.ledger import Ledger
 from edge_agent.logs import configure_logging
 from edge_agent.services import AgentServices
