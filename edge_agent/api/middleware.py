@@ -21,14 +21,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_error(send: Send, status: int, code: str, message: str,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = canonical_json({"code": code, "message": message})
+async def send_body(send: Send, status: int, body: bytes,
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole JSON response (``body`` already encoded) straight to ASGI's ``send``."""
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         *(headers or []),
     ]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, status: int, code: str, message: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send_body(send, status, canonical_json({"code": code, "message": message}), headers)
 
 
 def _json_media_type(value: bytes) -> bool:

@@ -6,8 +6,6 @@ from fastapi import APIRouter
 from edge_agent.web.assets import router as _assets
 from edge_agent.web.router import router as _page
 
-pages_router = APIRouter()
-pages_router.include_router(_page)
-pages_router.include_router(_assets)
+PAGE_ROUTERS: tuple[APIRouter, ...] = (_page, _assets)  # the app includes each
 
-__all__ = ["pages_router"]
+__all__ = ["PAGE_ROUTERS"]
