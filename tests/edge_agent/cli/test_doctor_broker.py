@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import Config, load_config
-from edge_agent.doctor import broker_checks, broker_target, check_tls
+from edge_agent.doctor.broker import broker_checks, broker_target, check_tls
 from edge_agent.errors import ConfigError
 from sync.broker import BrokerAddress, parse_broker_url, tls_context
 from sync.errors import LinkError
