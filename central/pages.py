@@ -22,8 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from central.core import Core, Publish
 from central.page_queries import ack_alert, open_alerts, pending_commands, stores_grid
 from central.session import SESSION, operator_ok
-from pagekit.files import page_text, static_router, swagger_page
+from pagekit.files import static_router, swagger_page
 from pagekit.login import login_page, posted_token, signed_in, signed_out
+from pagekit.pages import page_response
 from pagekit.routes import has_route
 from sync.wire import STORE_RE, now_ts
 
@@ -66,18 +67,15 @@ async def docs(request: Request) -> Response:
 async def ops_page(request: Request) -> Response:
     if not operator_ok(request, _service(request).tokens.admin_token()):
         return RedirectResponse("/login", status_code=303)
-    return HTMLResponse(page_text("central", "ops.html"), headers={"Cache-Control": "no-store"})
+    return page_response("central", "ops.html", title="Central operations",
+                         styles=("ops.css",), scripts=("ops.js",))
 
 
 def _login_page(error: str | None, status: int) -> HTMLResponse:
-    return login_page({
-        "title": "edge-central operations - sign in",
-        "head": "",
-        "heading": "Central operations",
-        "label": "Operator (admin) token",
-        "hint": "The central's <code>admin_token_file</code> (or "
-                "<code>EDGE_CENTRAL_ADMIN_TOKEN</code>).",
-    }, error, status)
+    return login_page(title="edge-central operations - sign in", heading="Central operations",
+                      label="Operator (admin) token", error=error, status=status,
+                      hint="The central's <code>admin_token_file</code> (or "
+                           "<code>EDGE_CENTRAL_ADMIN_TOKEN</code>).")
 
 
 @router.get("/login", include_in_schema=False)

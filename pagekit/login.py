@@ -3,7 +3,7 @@ login form posted, and the redirects that set and clear the session cookie."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from html import escape
 from typing import Final
 from urllib.parse import parse_qs
@@ -11,21 +11,21 @@ from urllib.parse import parse_qs
 import orjson
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from pagekit.files import page_text
+from pagekit.pages import page_response
 from pagekit.session import SessionCookie
 
 MAX_FORM_BYTES: Final = 4096
 
 
-def login_page(slots: Mapping[str, str], error: str | None, status: int) -> HTMLResponse:
-    """The login page with ``slots`` (title, head, heading, label, hint: HTML the caller
-    wrote or escaped) and the error, if any, filled in; never cached."""
-    text = page_text("pagekit", "login.html")
-    for name, html in slots.items():
-        text = text.replace("{{" + name + "}}", html)
-    text = text.replace(
-        "{{error}}", f'<p class="error" role="alert">{escape(error)}</p>' if error else "")
-    return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+def login_page(*, title: str, heading: str, label: str, hint: str,
+               scripts: Sequence[str] = (), error: str | None = None,
+               status: int = 200) -> HTMLResponse:
+    """The kit's login page (``static/login.html``): ``title``, ``heading``, ``label`` and
+    ``hint`` are HTML the caller wrote or escaped; the error, if any, is escaped here."""
+    return page_response("pagekit", "login.html", title=title, scripts=scripts, slots={
+        "heading": heading, "label": label, "hint": hint,
+        "error": f'<p class="error" role="alert">{escape(error)}</p>' if error else "",
+    }, status=status)
 
 
 def posted_token(body: bytes, content_type: str) -> str:

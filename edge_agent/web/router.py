@@ -27,8 +27,8 @@ from edge_agent.retail import RetailService
 from edge_agent.services import AgentServices
 from edge_agent.web import charts, figures
 from edge_agent.web.session import SESSION
-from pagekit.files import page_text
 from pagekit.login import login_page, posted_token, signed_in, signed_out
+from pagekit.pages import page_response
 from pagekit.routes import has_route
 from sync.errors import WireFormatError
 from sync.wire import parse_ts, utc_now
@@ -59,18 +59,15 @@ def _token(services: AgentServices) -> str | None:
 # -- the page and its login ------------------------------------------------------------------
 @router.get("/", include_in_schema=False)
 async def dashboard() -> HTMLResponse:
-    return HTMLResponse(page_text("edge_agent.web", "dashboard.html"),
-                        headers={"Cache-Control": "no-store"})
+    return page_response("edge_agent.web", "dashboard.html", title="Store dashboard",
+                         scripts=("dashboard.js",))
 
 
 def _login_page(store: str, error: str | None, status: int) -> HTMLResponse:
-    return login_page({
-        "title": f"Store {escape(store)} - sign in",
-        "head": '<script src="/ui/static/login.js" defer></script>',
-        "heading": f"Store {escape(store)}",
-        "label": "API token",
-        "hint": "The token is the agent's <code>api.tcp</code> token (ask the technician).",
-    }, error, status)
+    return login_page(title=f"Store {escape(store)} - sign in", heading=f"Store {escape(store)}",
+                      label="API token", scripts=("login.js",), error=error, status=status,
+                      hint="The token is the agent's <code>api.tcp</code> token (ask the "
+                           "technician).")
 
 
 @router.get("/login", include_in_schema=False)

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from pagekit.files import static_router
 from pagekit.login import login_page, posted_token
+from pagekit.pages import page_response
 
 
 def _client(package: str) -> httpx.AsyncClient:
@@ -44,17 +45,35 @@ async def test_the_swagger_ui_comes_from_the_installed_package_and_is_cached() -
 
 
 def test_the_login_page_fills_its_slots_and_escapes_the_error() -> None:
-    page = login_page({"title": "T", "head": "", "heading": "H &amp; co", "label": "L",
-                       "hint": "<code>x</code>"}, "<b>bad</b>", 401)
+    page = login_page(title="T", heading="H &amp; co", label="L", hint="<code>x</code>",
+                      scripts=("login.js",), error="<b>bad</b>", status=401)
     text = bytes(page.body).decode()
     assert page.status_code == 401
     assert page.headers["cache-control"] == "no-store"
+    assert text.startswith("<!doctype html>")
+    assert text.rstrip().endswith("</body>\n</html>")
     assert "<title>T</title>" in text
+    assert '<link rel="stylesheet" href="/ui/static/style.css">' in text
+    assert '<script src="/ui/static/login.js" defer></script>' in text
     assert "<h1>H &amp; co</h1>" in text
+    assert "<code>x</code>" in text
     assert "&lt;b&gt;bad&lt;/b&gt;" in text
     assert "<b>bad</b>" not in text
     assert "{{" not in text
-    assert "{{error}}" not in bytes(login_page({}, None, 200).body).decode()
+    plain = bytes(login_page(title="T", heading="H", label="L", hint="").body).decode()
+    assert 'role="alert"' not in plain
+    assert "{{" not in plain
+
+
+def test_a_page_is_the_skeleton_around_its_body_with_its_own_styles() -> None:
+    page = page_response("central", "ops.html", title="Ops", styles=("ops.css",),
+                         scripts=("ops.js",))
+    text = bytes(page.body).decode()
+    assert text.count("<head>") == 1
+    assert text.count("<body>") == 1
+    assert text.index("/ui/static/style.css") < text.index("/ui/static/ops.css")
+    assert '<script src="/ui/static/ops.js" defer></script>' in text
+    assert page.headers["cache-control"] == "no-store"
 
 
 def test_a_login_posts_its_token_as_a_form_or_as_json() -> None:
