@@ -9,10 +9,12 @@ if that middleware is ever removed).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from edge_agent.api.errors import FastJSONResponse
 from edge_agent.api.params import IdempotencyKey, Retail
@@ -38,50 +40,42 @@ def written(result: WriteResult) -> JSONResponse:
 
 
 # -- retail writes ------------------------------------------------------------------------
-@router.post("/v1/sales", status_code=201, tags=["retail"])
-async def post_sale(retail: Retail, body: SaleRequest, key: IdempotencyKey) -> JSONResponse:
-    """Record a sale. Lines by `sku`, `gtin` or raw `barcode`; payments must cover the
-    total. Stock may go negative (an `oversold` alert is recorded with it)."""
-    return written(await retail.sale(body, idempotency_key=key))
+# (name, path, tag, request model, RetailService method, the route's description)
+_WRITES: tuple[tuple[str, str, str, type[BaseModel], str, str], ...] = (
+    ("post_sale", "/v1/sales", "retail", SaleRequest, "sale",
+     """Record a sale. Lines by `sku`, `gtin` or raw `barcode`; payments must cover the
+    total. Stock may go negative (an `oversold` alert is recorded with it)."""),
+    ("post_return", "/v1/returns", "retail", ReturnRequest, "return_goods",
+     """Take goods back, against `sale_id` or (if the store allows it) without."""),
+    ("post_receipt", "/v1/receipts", "stock", ReceiptRequest, "receipt",
+     """Goods in (a delivery): stock +qty per line."""),
+    ("post_adjustment", "/v1/adjustments", "stock", AdjustmentRequest, "adjustment",
+     """Signed stock correction with a reason (damage, shrink, found, correction)."""),
+    ("post_count", "/v1/counts", "stock", CountRequest, "count",
+     """Counted quantities; the store's on-hand now is `expected`, so the fact is a delta.
+    A `count_id` of central's count request closes that request."""),
+    ("post_transfer", "/v1/transfers", "stock", TransferRequest, "transfer_out",
+     """Goods sent to another store: stock -qty per line."""),
+    ("post_fulfilment", "/v1/fulfilments", "click-and-collect", FulfilmentRequest, "fulfil",
+     """Hand over a reservation (all that remains when `lines` is omitted)."""),
+)
 
 
-@router.post("/v1/returns", status_code=201, tags=["retail"])
-async def post_return(retail: Retail, body: ReturnRequest, key: IdempotencyKey) -> JSONResponse:
-    """Take goods back, against `sale_id` or (if the store allows it) without."""
-    return written(await retail.return_goods(body, idempotency_key=key))
+def _write_route(name: str, model: type[BaseModel], method: str, doc: str
+                 ) -> Callable[..., Awaitable[JSONResponse]]:
+    """The endpoint of one write: ``model`` as the body, the service's ``method`` does it."""
+    async def endpoint(retail: Retail, body: BaseModel, key: IdempotencyKey) -> JSONResponse:
+        return written(await getattr(retail, method)(body, idempotency_key=key))
+
+    endpoint.__annotations__ = {**endpoint.__annotations__, "body": model}  # FastAPI reads it
+    endpoint.__name__ = endpoint.__qualname__ = name
+    endpoint.__doc__ = doc
+    return endpoint
 
 
-@router.post("/v1/receipts", status_code=201, tags=["stock"])
-async def post_receipt(retail: Retail, body: ReceiptRequest, key: IdempotencyKey) -> JSONResponse:
-    """Goods in (a delivery): stock +qty per line."""
-    return written(await retail.receipt(body, idempotency_key=key))
-
-
-@router.post("/v1/adjustments", status_code=201, tags=["stock"])
-async def post_adjustment(retail: Retail,
-                          body: AdjustmentRequest, key: IdempotencyKey) -> JSONResponse:
-    """Signed stock correction with a reason (damage, shrink, found, correction)."""
-    return written(await retail.adjustment(body, idempotency_key=key))
-
-
-@router.post("/v1/counts", status_code=201, tags=["stock"])
-async def post_count(retail: Retail, body: CountRequest, key: IdempotencyKey) -> JSONResponse:
-    """Counted quantities; the store's on-hand now is `expected`, so the fact is a delta.
-    A `count_id` of central's count request closes that request."""
-    return written(await retail.count(body, idempotency_key=key))
-
-
-@router.post("/v1/transfers", status_code=201, tags=["stock"])
-async def post_transfer(retail: Retail, body: TransferRequest, key: IdempotencyKey) -> JSONResponse:
-    """Goods sent to another store: stock -qty per line."""
-    return written(await retail.transfer_out(body, idempotency_key=key))
-
-
-@router.post("/v1/fulfilments", status_code=201, tags=["click-and-collect"])
-async def post_fulfilment(retail: Retail,
-                          body: FulfilmentRequest, key: IdempotencyKey) -> JSONResponse:
-    """Hand over a reservation (all that remains when `lines` is omitted)."""
-    return written(await retail.fulfil(body, idempotency_key=key))
+for _name, _path, _tag, _model, _method, _doc in _WRITES:
+    router.add_api_route(_path, _write_route(_name, _model, _method, _doc), methods=["POST"],
+                         status_code=201, tags=[_tag], name=_name)
 
 
 # -- retail reads ----------------------------------------------------------------------------
