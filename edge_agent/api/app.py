@@ -12,13 +12,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from edge_agent.api.baskets import router as baskets_router
-from edge_agent.api.errors import ApiError, FastJSONResponse, LastResort, install_error_handlers
+from edge_agent.api.errors import ApiError, LastResort, install_error_handlers
 from edge_agent.api.fast_path import SalesFastPath
 from edge_agent.api.metrics import Metrics
 from edge_agent.api.middleware import BodyLimit, RequestMetrics
 from edge_agent.api.ops import events_router
 from edge_agent.api.ops import router as ops_router
 from edge_agent.api.recalls import router as recalls_router
+from edge_agent.api.responses import FastJSONResponse
 from edge_agent.api.retail import router as retail_router
 from edge_agent.customers.api import router as customers_router
 from edge_agent.orders.api import router as orders_router

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from edge_agent.api.params import IdempotencyKey, Retail, Terminal
-from edge_agent.api.retail import written
+from edge_agent.api.responses import written
 from edge_agent.errors import OperationError
 from edge_agent.retail.requests import (
     BasketItemIn,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge_agent.api.middleware import ASGIApp, Message, Receive, Scope, Send, send_error
+from edge_agent.api.responses import FastJSONResponse
 from edge_agent.errors import (
     DiskFull,
     EdgeAgentError,
@@ -38,13 +38,6 @@ class ApiError(BaseModel):
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
                  405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
-
-
-class FastJSONResponse(JSONResponse):
-    """orjson instead of json.dumps: the hot path answers every sale with one of these."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 class LastResort:

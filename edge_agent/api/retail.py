@@ -16,10 +16,9 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from edge_agent.api.errors import FastJSONResponse
 from edge_agent.api.params import IdempotencyKey, Retail
+from edge_agent.api.responses import written
 from edge_agent.errors import OperationError
-from edge_agent.retail import WriteResult
 from edge_agent.retail.requests import (
     AdjustmentRequest,
     CountRequest,
@@ -32,11 +31,6 @@ from edge_agent.retail.requests import (
 from sync.wire import SKU_RE
 
 router = APIRouter()
-
-
-def written(result: WriteResult) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return FastJSONResponse(result.body, status_code=201, headers=headers)
 
 
 # -- retail writes ------------------------------------------------------------------------
