@@ -1,5 +1,7 @@
 """The store page: a dashboard a store manager opens in a browser, served by the agent's
-own API listeners (``edge_agent.web.router``), with a login form on the TCP listener."""
+own API listeners (``edge_agent.web.router``), with a login form on the TCP listener.
+Built from the kit the central's page shares (:mod:`pagekit`): skeleton, stylesheet,
+login page, session cookie, static files and the offline ``/docs``."""
 
 from fastapi import APIRouter
 
