@@ -95,6 +95,12 @@ def test_the_login_cookie_opens_operator_routes_and_nothing_else_does(
         page = client.get("/", headers=cookie)
         assert page.status_code == 200
         assert "/ui/static/ops.js" in page.text
+        for name in ("style.css", "ops.css"):  # the kit's stylesheet and the page's own
+            assert f'href="/ui/static/{name}"' in page.text
+            assert client.get(f"/ui/static/{name}").status_code == 200, name
+        as_json = client.post("/login", json={"token": ADMIN_TOKEN}, follow_redirects=False)
+        assert as_json.status_code == 303  # as the store page's script posts it
+        assert client.post("/login", json={"token": "wrong"}).status_code == 401
         docs = client.get("/docs", headers=cookie)
         assert "/ui/static/swagger/swagger-ui.css" in docs.text
         assert "cdn" not in docs.text.lower()
