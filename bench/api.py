@@ -34,8 +34,8 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header
 
-from edge_agent.api import create_app, serve_api
-from edge_agent.api.server import _server, unix_socket
+from edge_agent.api.app import create_app
+from edge_agent.api.server import _server, serve_api, unix_socket
 from edge_agent.config import Config, StoreSection
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.retail import RetailService, ops

@@ -39,9 +39,9 @@ from bench.common import (
     scratch_dir,
 )
 from edge_agent.config import Config
-from edge_agent.daemon import sync_settings
 from edge_agent.ledger import Ledger, Tx
 from edge_agent.sync_adapter import LedgerStorePort
+from edge_agent.sync_link import sync_settings
 from sync.store import StoreSync
 from sync.store_settings import SyncSettings
 

@@ -34,6 +34,7 @@ from central.queries import (
 )
 from central.recall_api import recall_router
 from central.session import operator_ok
+from pagekit.session import bearer
 from sync.wire import STORE_RE
 
 if TYPE_CHECKING:  # the service is handed in by central.main; no import at run time
@@ -93,15 +94,6 @@ class ResolveIn(_In):
     seq: int
 
 
-def _bearer(authorization: str | None) -> bytes | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip().encode()
-
-
 def create_app(service: "CentralService") -> FastAPI:
     # The schema is an operator page, behind the admin token (below); /docs is served by
     # central.pages from the installed Swagger UI files (no CDN), behind the same sign-in.
@@ -118,7 +110,7 @@ def create_app(service: "CentralService") -> FastAPI:
 
     def store_auth(store: str, authorization: Annotated[str | None, Header()] = None) -> str:
         check_store(store)
-        given = _bearer(authorization)
+        given = bearer(authorization)
         unauthorized = HTTPException(401, "missing or invalid token",
                                      headers={"WWW-Authenticate": "Bearer"})
         if given is None:

@@ -13,38 +13,26 @@ from __future__ import annotations
 
 import hmac
 import time
-from functools import cache
-from html import escape
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.routing import Match
 
 from central.core import Core, Publish
 from central.page_queries import ack_alert, open_alerts, pending_commands, stores_grid
-from central.session import (
-    clear_cookie_header,
-    operator_ok,
-    session_value,
-    set_cookie_header,
-)
+from central.session import SESSION, operator_ok
+from pagekit.files import static_router, swagger_page
+from pagekit.login import login_page, posted_token, signed_in, signed_out
+from pagekit.pages import page_response
+from pagekit.routes import has_route
 from sync.wire import STORE_RE, now_ts
 
 if TYPE_CHECKING:
     from central.service import CentralService
 
-STATIC: Final = "/ui/static"
-_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".html": "text/html",
-                 ".png": "image/png"}
-_MAX_FORM_BYTES: Final = 4096
-
 router = APIRouter()
+router.include_router(static_router("central"))  # /ui/static: this page's and the kit's files
 
 
 def _service(request: Request) -> CentralService:
@@ -66,51 +54,12 @@ Operator = [Depends(operator)]
 
 
 # -- files ------------------------------------------------------------------------------------
-@cache
-def _ours() -> dict[str, Path]:
-    folder = Path(str(resources.files("central") / "static"))
-    return {p.name: p for p in folder.iterdir() if p.suffix in _TYPES}
-
-
-@cache
-def _swagger() -> dict[str, Path]:
-    folder = Path(str(resources.files("fastapi_offline") / "static"))
-    return {n: folder / n for n in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")}
-
-
-def _page(name: str) -> str:
-    return _ours()[name].read_text(encoding="utf-8")
-
-
-@router.get(STATIC + "/{name}", include_in_schema=False)
-async def static_file(name: str) -> FileResponse:
-    path = _ours().get(name)
-    if path is None:
-        raise HTTPException(404, f"no static file {name}")
-    return FileResponse(path, media_type=_TYPES[path.suffix],
-                        headers={"Cache-Control": "no-cache"})
-
-
-@router.get(STATIC + "/swagger/{name}", include_in_schema=False)
-async def swagger_file(name: str) -> FileResponse:
-    path = _swagger().get(name)
-    if path is None:
-        raise HTTPException(404, f"no Swagger UI file {name}")
-    return FileResponse(path, media_type=_TYPES[path.suffix],
-                        headers={"Cache-Control": "max-age=86400"})
-
-
 @router.get("/docs", include_in_schema=False)
 async def docs(request: Request) -> Response:
     """Swagger UI for operators (sign in first), every asset served locally."""
     if not operator_ok(request, _service(request).tokens.admin_token()):
         return RedirectResponse("/login", status_code=303)
-    return get_swagger_ui_html(
-        openapi_url=request.app.openapi_url or "/openapi.json",
-        title="edge-central - docs",
-        swagger_js_url=f"{STATIC}/swagger/swagger-ui-bundle.js",
-        swagger_css_url=f"{STATIC}/swagger/swagger-ui.css",
-        swagger_favicon_url=f"{STATIC}/swagger/favicon.png")
+    return swagger_page(request, "edge-central - docs")
 
 
 # -- the page and its login ------------------------------------------------------------------
@@ -118,13 +67,15 @@ async def docs(request: Request) -> Response:
 async def ops_page(request: Request) -> Response:
     if not operator_ok(request, _service(request).tokens.admin_token()):
         return RedirectResponse("/login", status_code=303)
-    return HTMLResponse(_page("ops.html"), headers={"Cache-Control": "no-store"})
+    return page_response("central", "ops.html", title="Central operations",
+                         styles=("ops.css",), scripts=("ops.js",))
 
 
 def _login_page(error: str | None, status: int) -> HTMLResponse:
-    text = _page("login.html").replace(
-        "{{error}}", f'<p class="error" role="alert">{escape(error)}</p>' if error else "")
-    return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+    return login_page(title="edge-central operations - sign in", heading="Central operations",
+                      label="Operator (admin) token", error=error, status=status,
+                      hint="The central's <code>admin_token_file</code> (or "
+                           "<code>EDGE_CENTRAL_ADMIN_TOKEN</code>).")
 
 
 @router.get("/login", include_in_schema=False)
@@ -139,33 +90,19 @@ async def login(request: Request) -> Response:
     if expected is None:  # central generates one at first start; it was removed since
         return _login_page("No admin token is configured: see the central's admin token "
                            "file (README, Security and trust).", 403)
-    body = await request.body()
-    given = b""
-    if len(body) <= _MAX_FORM_BYTES:
-        given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip().encode()
+    given = posted_token(await request.body(),
+                         request.headers.get("content-type", "")).encode()
     if not given or not hmac.compare_digest(given, expected):
         return _login_page("Wrong token: try again.", 401)
-    response = RedirectResponse("/", status_code=303)
-    response.headers["set-cookie"] = set_cookie_header(
-        session_value(expected), secure=request.url.scheme == "https")
-    return response
+    return signed_in(SESSION, expected, secure=request.url.scheme == "https")
 
 
 @router.post("/logout", include_in_schema=False)
 async def logout() -> Response:
-    response = RedirectResponse("/login", status_code=303)
-    response.headers["set-cookie"] = clear_cookie_header()
-    return response
+    return signed_out(SESSION)
 
 
 # -- data -------------------------------------------------------------------------------------
-def _has_route(request: Request, path: str) -> bool:
-    """Whether this app answers ``GET path``: asked of the router itself, because routes
-    of an included router are not listed one by one in ``app.routes``."""
-    scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "path_params": {}}
-    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
-
-
 @router.get("/v1/grid", dependencies=Operator, tags=["page"])
 def get_grid(request: Request) -> dict[str, Any]:
     """Every store: online/offline, backlog, ack lag, pending commands, last digest, open
@@ -175,8 +112,8 @@ def get_grid(request: Request) -> dict[str, Any]:
         stores = stores_grid(conn)
     return {"stores": stores, "mqtt_connected": service.link.connected.is_set(),
             "generated_at": time.time(),
-            "features": {"atp": _has_route(request, "/v1/atp"),
-                         "orders": _has_route(request, "/v1/orders")}}
+            "features": {"atp": has_route(request, "/v1/atp"),
+                         "orders": has_route(request, "/v1/orders")}}
 
 
 @router.get("/v1/alerts/open", dependencies=Operator, tags=["page"])

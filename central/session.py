@@ -9,40 +9,16 @@ CSRF token). With no admin token configured, only loopback clients get in (as be
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from http.cookies import CookieError, SimpleCookie
 from typing import Final
 
 from fastapi import Request
 
-COOKIE: Final = "edge_central_session"
-_LABEL: Final = b"edge-central operations page session v1"
-MAX_AGE_S: Final = 12 * 3600
+from pagekit.session import SessionCookie, bearer
+
+SESSION: Final = SessionCookie("edge_central_session",
+                               b"edge-central operations page session v1")
 LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "testclient"})
-
-
-def session_value(token: bytes) -> str:
-    return hmac.new(token, _LABEL, hashlib.sha256).hexdigest()
-
-
-def _cookie(header: str, name: str = COOKIE) -> str | None:
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except CookieError:
-        return None
-    morsel = jar.get(name)
-    return None if morsel is None else morsel.value
-
-
-def bearer(authorization: str | None) -> bytes | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip().encode()
 
 
 def is_loopback(request: Request) -> bool:
@@ -57,15 +33,4 @@ def operator_ok(request: Request, expected: bytes | None) -> bool:
     given = bearer(request.headers.get("authorization"))
     if given is not None and hmac.compare_digest(given, expected):
         return True
-    cookie = _cookie(request.headers.get("cookie", ""))
-    return cookie is not None and hmac.compare_digest(cookie.encode(),
-                                                      session_value(expected).encode())
-
-
-def set_cookie_header(value: str, *, secure: bool) -> str:
-    flags = f"{COOKIE}={value}; Path=/; Max-Age={MAX_AGE_S}; HttpOnly; SameSite=Strict"
-    return flags + ("; Secure" if secure else "")
-
-
-def clear_cookie_header() -> str:
-    return f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+    return SESSION.valid(request.headers.get("cookie", ""), SESSION.value(expected))

@@ -21,9 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -33,23 +31,17 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import aiomqtt
 import httpx
 
 from drivers.simulator import Simulator
-from edge_agent import demo_scenes, demo_story
+from edge_agent import demo_day, demo_scenes
+from edge_agent.demo_scenes_floor import say
 from edge_agent.demo_seed import (
-    DELIVERY,
     DEMO_CATALOG,
-    GTIN_OF,
-    LOW_STOCK,
     OPENING_STOCK,
-    SCANNABLE,
     STORE,
-    TAGS,
     seed_ledger,
 )
 
@@ -82,10 +74,6 @@ def _die_with_parent() -> None:
     """In the child: SIGTERM when the demo dies, even by SIGKILL (Linux prctl)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def say(line: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
 
 
 class Demo:
@@ -200,114 +188,6 @@ class Demo:
         path.write_text(text)
         return path
 
-    # -- the shop day ------------------------------------------------------------------------
-    async def shop(self, sim: Simulator) -> None:
-        rng = random.Random(42)  # noqa: S311 - a demo, not security
-        tick = 0
-        while True:
-            tick += 1
-            sim.door("door-main", "in")
-            tag = TAGS[tick % len(TAGS)]
-            sim.tag_present("entrance-rfid", tag)
-            for _ in range(rng.randint(1, 3)):
-                sim.scan("till-1", rng.choice(SCANNABLE))
-                await asyncio.sleep(0.3)
-            sim.scan("till-1", "CTL-CHECKOUT")
-            if tick % 7 == 0:
-                sim.corrupt("till-1")  # a garbled frame: counted, never a crash
-            await asyncio.sleep(2.0)
-            sim.door("door-main", "out")
-            sim.tag_gone("entrance-rfid", tag)
-
-    async def replenish(self, sim: Simulator, agent: httpx.AsyncClient) -> None:
-        """Like a store: the back room receives a delivery of what runs low, and, when
-        central is there, central sends a replenishment from the warehouse now and then."""
-        last_central = time.monotonic()
-        while True:
-            await asyncio.sleep(3)
-            try:
-                low = (await agent.get("/v1/stock/low", params={"threshold": LOW_STOCK})).json()
-            except (httpx.HTTPError, ValueError):
-                continue
-            items = [i for i in low.get("items", []) if i.get("sku") in GTIN_OF]
-            if self.central_running and items and time.monotonic() - last_central > 20:
-                last_central = time.monotonic()
-                sku = items.pop(0)["sku"]
-                say(f"central ops: replenishment of {DELIVERY} x {demo_story.NAMES[sku]} "
-                    "from the warehouse")
-                with contextlib.suppress(httpx.HTTPError):
-                    async with httpx.AsyncClient(
-                            base_url=f"http://127.0.0.1:{self.central_port}",
-                            headers=demo_scenes.central_headers(self.state)) as central:
-                        await central.post(f"/v1/stores/{STORE}/adjust", json={
-                            "reason": "replenishment", "ref": f"DEMO-WH-{int(time.time())}",
-                            "lines": [{"sku": sku, "delta": DELIVERY}]})
-            for item in items[:1]:
-                sim.scan("backroom", f"CTL-QTY-{DELIVERY}")
-                await asyncio.sleep(0.2)
-                sim.scan("backroom", GTIN_OF[item["sku"]])
-                await asyncio.sleep(0.2)
-                sim.scan("backroom", "CTL-CLOSE")
-                await asyncio.sleep(2)  # the delivery is recorded before stock is read again
-
-    async def narrate_store(self, agent: httpx.AsyncClient) -> None:
-        topics = "basket,session,scan_rejected,rejected,door,device,customer_arrived"
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                async with agent.stream("GET", "/v1/events/stream",
-                                        params={"topics": topics}, timeout=None) as stream:
-                    topic = ""
-                    async for line in stream.aiter_lines():
-                        if line.startswith("event: "):
-                            topic = line[7:]
-                        elif line.startswith("data: "):
-                            with contextlib.suppress(ValueError):
-                                text = demo_story.store_event(topic, json.loads(line[6:]))
-                                if text:
-                                    say(text)
-            await asyncio.sleep(1)
-
-    async def narrate_sync(self, listening: asyncio.Event) -> None:
-        if not self.broker_running:
-            listening.set()
-            return
-        while True:
-            with contextlib.suppress(aiomqtt.MqttError):
-                async with aiomqtt.Client("127.0.0.1", self.mqtt_port,
-                                          identifier=f"demo-narrator-{os.getpid()}") as client:
-                    await client.subscribe(f"retail/v1/stores/{STORE}/#")
-                    listening.set()
-                    async for message in client.messages:
-                        payload = message.payload
-                        if isinstance(payload, bytes):
-                            text = demo_story.mqtt_message(str(message.topic), payload)
-                            if text:
-                                for line in text.splitlines():
-                                    say(line)
-            await asyncio.sleep(1)
-
-    async def report(self, agent: httpx.AsyncClient) -> None:
-        while True:
-            await asyncio.sleep(10)
-            say(await self._agent_line(agent))
-
-    async def _agent_line(self, agent: httpx.AsyncClient) -> str:
-        try:
-            status: dict[str, Any] = (await agent.get("/v1/status")).json()
-            stock = (await agent.get("/v1/stock")).json()
-        except (httpx.HTTPError, ValueError):
-            return "agent: starting…"
-        outbox = status.get("outbox", {})
-        broker = status.get("broker", {})
-        devices = status.get("devices", {})
-        link = ("online" if broker.get("connected") else
-                "OFFLINE: facts are queued in the ledger and sent when the broker is back")
-        shown = ", ".join(f"{i.get('sku')}={i.get('on_hand')}" for i in stock.get("items", [])
-                          if isinstance(i, dict))
-        return (f"store: seq {status.get('last_seq')} pending {outbox.get('pending')} {link}; "
-                f"cseq {status.get('applied_cseq')}; devices "
-                f"{devices.get('connected')}/{devices.get('total')}; stock: {shown or '—'}")
-
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -340,7 +220,8 @@ class Demo:
             async with httpx.AsyncClient(transport=transport, base_url="http://agent",
                                          timeout=5) as agent, asyncio.TaskGroup() as tg:
                 listening = asyncio.Event()
-                tasks = [tg.create_task(self.narrate_sync(listening), name="demo.narrate_sync")]
+                tasks = [tg.create_task(demo_day.narrate_sync(self, listening),
+                                        name="demo.narrate_sync")]
                 await listening.wait()  # central's first commands are told too
                 self.spawn("agent", [sys.executable, "-m", "edge_agent", "--config",
                                      str(self.config_path), "run"])
@@ -355,15 +236,15 @@ class Demo:
                         break
                     await asyncio.sleep(0.2)
                 tasks += [
-                    tg.create_task(self.narrate_store(agent), name="demo.narrate_store"),
-                    tg.create_task(self.shop(sim), name="demo.shop"),
-                    tg.create_task(self.replenish(sim, agent), name="demo.replenish"),
-                    tg.create_task(self.report(agent), name="demo.report"),
+                    tg.create_task(demo_day.narrate_store(agent), name="demo.narrate_store"),
+                    tg.create_task(demo_day.shop(sim), name="demo.shop"),
+                    tg.create_task(demo_day.replenish(self, sim, agent), name="demo.replenish"),
+                    tg.create_task(demo_day.report(agent), name="demo.report"),
                     tg.create_task(demo_scenes.play(self, sim, agent), name="demo.scenes"),
                 ]
                 if self.duration is not None:
                     await asyncio.sleep(self.duration)
-                    say(await self._agent_line(agent))
+                    say(await demo_day.agent_line(agent))
                     for task in tasks:
                         task.cancel()
         return 0

@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from starlette.routing import Match
 
-from edge_agent.web.session import session_value, valid_session
+from edge_agent.web.session import SESSION
 from sync.wire import canonical_json
 
 Scope = MutableMapping[str, Any]
@@ -21,14 +21,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_error(send: Send, status: int, code: str, message: str,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = canonical_json({"code": code, "message": message})
+async def send_body(send: Send, status: int, body: bytes,
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole JSON response (``body`` already encoded) straight to ASGI's ``send``."""
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         *(headers or []),
     ]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, status: int, code: str, message: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send_body(send, status, canonical_json({"code": code, "message": message}), headers)
 
 
 def _json_media_type(value: bytes) -> bool:
@@ -122,7 +127,7 @@ class BearerToken:
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self._token = token.encode()
-        self._session = session_value(self._token)
+        self._session = SESSION.value(self._token)
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", []):
@@ -131,7 +136,7 @@ class BearerToken:
                 if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(),
                                                                        self._token):
                     return True
-            elif name == b"cookie" and valid_session(value, self._session):
+            elif name == b"cookie" and SESSION.valid(value, self._session):
                 return True
         path = str(scope.get("path", ""))
         return path in self.PUBLIC_PATHS or path.startswith(self.PUBLIC_PREFIXES)

@@ -30,7 +30,9 @@ from edge_agent.cli.client import DaemonClient
 from edge_agent.cli.human import iso
 from edge_agent.cli.init_config import render_config, validate, write_private
 from edge_agent.config import Config
-from edge_agent.doctor import check_config_permissions, check_state_dir, run_checks, worst
+from edge_agent.doctor.local import check_config_permissions, check_state_dir
+from edge_agent.doctor.result import worst
+from edge_agent.doctor.run import run_checks
 from edge_agent.errors import ConfigError
 from edge_agent.ledger import Ledger, is_locked
 

@@ -31,7 +31,7 @@ from edge_agent.cli.app import cli
 from edge_agent.cli.cmd_core import client_for
 from edge_agent.cli.human import event_line, iso, now_iso
 from edge_agent.config import Config
-from edge_agent.doctor import check_device, device_path
+from edge_agent.doctor.local import check_device, device_path
 from edge_agent.ledger import is_locked
 from edge_agent.ledger.lockfile import lock_path
 

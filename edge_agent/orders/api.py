@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from edge_agent.api.params import IdempotencyKey
 from edge_agent.orders.machine import STATUSES
 from edge_agent.orders.service import OrderService
 from edge_agent.retail.idempotency import WriteResult
@@ -23,12 +24,6 @@ from edge_agent.services import AgentServices
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 STATUS_PATTERN = f"^({'|'.join(('open', 'all', *STATUSES))})$"
 
-IdempotencyKey = Annotated[
-    str,
-    Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
-           description="Unique per logical write; a retry with the same key and body returns "
-                       "the original result, another body gets 409 idempotency_conflict."),
-]
 OrderId = Annotated[str, Path(pattern=r"^[\x21-\x7e]{1,128}$")]
 Clerk = Annotated[str, StringConstraints(min_length=1, max_length=64,
                                          pattern=r"^[A-Za-z0-9_.@-]+$")]

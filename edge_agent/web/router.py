@@ -13,28 +13,27 @@ import asyncio
 import dataclasses
 import hmac
 import time
+from collections.abc import Callable
 from datetime import date, datetime
 from html import escape
 from typing import Annotated, Any
-from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Match
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.retail import RetailService
 from edge_agent.services import AgentServices
 from edge_agent.web import charts, figures
-from edge_agent.web.assets import page_text
-from edge_agent.web.session import clear_cookie_header, session_value, set_cookie_header
+from edge_agent.web.session import SESSION
+from pagekit.login import login_page, posted_token, signed_in, signed_out
+from pagekit.pages import page_response
+from pagekit.routes import has_route
 from sync.errors import WireFormatError
 from sync.wire import parse_ts, utc_now
 
 router = APIRouter()
-_MAX_FORM_BYTES = 4096
 
 
 def get_services(request: Request) -> AgentServices:
@@ -60,33 +59,20 @@ def _token(services: AgentServices) -> str | None:
 # -- the page and its login ------------------------------------------------------------------
 @router.get("/", include_in_schema=False)
 async def dashboard() -> HTMLResponse:
-    return HTMLResponse(page_text("dashboard.html"), headers={"Cache-Control": "no-store"})
+    return page_response("edge_agent.web", "dashboard.html", title="Store dashboard",
+                         scripts=("dashboard.js",))
 
 
 def _login_page(store: str, error: str | None, status: int) -> HTMLResponse:
-    text = page_text("login.html").replace("{{store}}", escape(store)).replace(
-        "{{error}}", f'<p class="error" role="alert">{escape(error)}</p>' if error else "")
-    return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+    return login_page(title=f"Store {escape(store)} - sign in", heading=f"Store {escape(store)}",
+                      label="API token", scripts=("login.js",), error=error, status=status,
+                      hint="The token is the agent's <code>api.tcp</code> token (ask the "
+                           "technician).")
 
 
 @router.get("/login", include_in_schema=False)
 async def login_form(services: Services) -> HTMLResponse:
     return _login_page(services.config.store.id, None, 200)
-
-
-def _given_token(body: bytes, content_type: str) -> str:
-    """The ``token`` of a login: JSON (what the page's script sends; the API takes JSON
-    bodies only) or a plain form post (a browser without script)."""
-    if len(body) > _MAX_FORM_BYTES:
-        return ""
-    if content_type.split(";", 1)[0].strip().lower() == "application/json":
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return ""
-        token = data.get("token") if isinstance(data, dict) else None
-        return token.strip() if isinstance(token, str) else ""
-    return parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
 
 
 @router.post("/login", include_in_schema=False)
@@ -95,20 +81,15 @@ async def login(request: Request, services: Services) -> Response:
     expected = _token(services)
     if expected is None:  # no TCP listener: the socket needs no login
         return RedirectResponse("/", status_code=303)
-    given = _given_token(await request.body(), request.headers.get("content-type", ""))
+    given = posted_token(await request.body(), request.headers.get("content-type", ""))
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         return _login_page(services.config.store.id, "Wrong token: try again.", 401)
-    response = RedirectResponse("/", status_code=303)
-    response.headers["set-cookie"] = set_cookie_header(
-        session_value(expected), secure=request.url.scheme == "https")
-    return response
+    return signed_in(SESSION, expected, secure=request.url.scheme == "https")
 
 
 @router.post("/logout", include_in_schema=False)
 async def logout() -> Response:
-    response = RedirectResponse("/login", status_code=303)
-    response.headers["set-cookie"] = clear_cookie_header()
-    return response
+    return signed_out(SESSION)
 
 
 # -- figures -----------------------------------------------------------------------------------
@@ -134,14 +115,6 @@ async def _sync_state(services: AgentServices) -> dict[str, Any]:
 
 def _devices(services: AgentServices) -> list[dict[str, Any]]:
     return [dataclasses.asdict(status) for status in services.device_statuses.values()]
-
-
-def _orders_route(request: Request) -> bool:
-    """Whether this app answers ``GET /v1/orders``: asked of the router itself, because
-    routes of an included router are not listed one by one in ``app.routes``."""
-    scope = {"type": "http", "path": "/v1/orders", "method": "GET", "root_path": "",
-             "path_params": {}}
-    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
 
 
 @router.get("/v1/dashboard", tags=["page"])
@@ -171,24 +144,25 @@ async def get_dashboard(request: Request, services: Services, day: Day = None
             "currency": services.config.store.currency, "generated_at": time.time(), **out,
             "low_stock": {**low, "items": low["items"][:20]},
             "devices": _devices(services), "sync": await _sync_state(services),
-            "features": {"orders": _orders_route(request)}}
-
-
-def _svg(text: str) -> Response:
-    return Response(text, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+            "features": {"orders": has_route(request, "/v1/orders")}}
 
 
 @router.get("/ui/charts/sales.svg", include_in_schema=False)
 async def sales_svg(services: Services, day: Day = None) -> Response:
-    the_day = _day(services, day)
-    tz = services.config.store.timezone
-    data = await services.ledger.read(lambda conn: figures.sales_by_hour(conn, the_day, tz))
-    return _svg(await asyncio.to_thread(charts.sales_chart, data))
+    return await _chart(services, day, figures.sales_by_hour, charts.sales_chart)
 
 
 @router.get("/ui/charts/footfall.svg", include_in_schema=False)
 async def footfall_svg(services: Services, day: Day = None) -> Response:
+    return await _chart(services, day, figures.footfall_by_hour, charts.footfall_chart)
+
+
+async def _chart(services: AgentServices, day: date | None,
+                 figure: Callable[[Any, date, str], Any], draw: Callable[[Any], str]
+                 ) -> Response:
+    """One day's hourly figure drawn as an SVG chart (drawn off the event loop)."""
     the_day = _day(services, day)
     tz = services.config.store.timezone
-    data = await services.ledger.read(lambda conn: figures.footfall_by_hour(conn, the_day, tz))
-    return _svg(await asyncio.to_thread(charts.footfall_chart, data))
+    data = await services.ledger.read(lambda conn: figure(conn, the_day, tz))
+    return Response(await asyncio.to_thread(draw, data), media_type="image/svg+xml",
+                    headers={"Cache-Control": "no-store"})

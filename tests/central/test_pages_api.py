@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
-from central.session import COOKIE, session_value
+from central.session import SESSION
 from tests.central.conftest import ADMIN_TOKEN, Central, FakeStore, event, wait_until
 
 
@@ -79,8 +79,8 @@ def test_the_login_cookie_opens_operator_routes_and_nothing_else_does(
     with httpx.Client(base_url=central.url) as client:
         assert client.get("/", follow_redirects=False).status_code == 303
         assert client.get("/docs", follow_redirects=False).headers["location"] == "/login"
-        for headers in ({}, {"Cookie": "junk=;;"}, {"Cookie": f"{COOKIE}={ADMIN_TOKEN}"},
-                        {"Authorization": f"Bearer {session_value(ADMIN_TOKEN.encode())}"}):
+        for headers in ({}, {"Cookie": "junk=;;"}, {"Cookie": f"{SESSION.name}={ADMIN_TOKEN}"},
+                        {"Authorization": f"Bearer {SESSION.value(ADMIN_TOKEN.encode())}"}):
             for path in ("/v1/status", "/v1/grid", "/v1/alerts/open", "/v1/alerts"):
                 r = client.get(path, headers=headers)
                 assert r.status_code == 401, (path, headers)
@@ -89,12 +89,18 @@ def test_the_login_cookie_opens_operator_routes_and_nothing_else_does(
         assert ok.status_code == 303
         assert "HttpOnly" in ok.headers["set-cookie"]
         assert "SameSite=Strict" in ok.headers["set-cookie"]
-        cookie = {"Cookie": f"{COOKIE}={session_value(ADMIN_TOKEN.encode())}"}
+        cookie = {"Cookie": f"{SESSION.name}={SESSION.value(ADMIN_TOKEN.encode())}"}
         for path in ("/v1/status", "/v1/grid", "/v1/alerts/open", "/v1/alerts"):
             assert client.get(path, headers=cookie).status_code == 200, path
         page = client.get("/", headers=cookie)
         assert page.status_code == 200
         assert "/ui/static/ops.js" in page.text
+        for name in ("style.css", "ops.css"):  # the kit's stylesheet and the page's own
+            assert f'href="/ui/static/{name}"' in page.text
+            assert client.get(f"/ui/static/{name}").status_code == 200, name
+        as_json = client.post("/login", json={"token": ADMIN_TOKEN}, follow_redirects=False)
+        assert as_json.status_code == 303  # as the store page's script posts it
+        assert client.post("/login", json={"token": "wrong"}).status_code == 401
         docs = client.get("/docs", headers=cookie)
         assert "/ui/static/swagger/swagger-ui.css" in docs.text
         assert "cdn" not in docs.text.lower()
@@ -104,11 +110,11 @@ def test_the_login_cookie_opens_operator_routes_and_nothing_else_does(
 
 def test_rotating_the_admin_token_ends_every_page_session(central: Central,
                                                          tmp_path: Path) -> None:
-    old = {"Cookie": f"{COOKIE}={session_value(ADMIN_TOKEN.encode())}"}
+    old = {"Cookie": f"{SESSION.name}={SESSION.value(ADMIN_TOKEN.encode())}"}
     with httpx.Client(base_url=central.url) as client:
         assert client.get("/v1/grid", headers=old).status_code == 200
         (tmp_path / "admin.token").write_text("a-new-admin-token")
         assert client.get("/v1/grid", headers=old).status_code == 401
-        new = {"Cookie": f"{COOKIE}={session_value(b'a-new-admin-token')}"}
+        new = {"Cookie": f"{SESSION.name}={SESSION.value(b'a-new-admin-token')}"}
         assert client.get("/v1/grid", headers=new).status_code == 200
         assert client.get("/", headers=old, follow_redirects=False).status_code == 303

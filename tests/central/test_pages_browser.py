@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from central.session import COOKIE
+from central.session import SESSION
 from tests.central.conftest import ADMIN_TOKEN, Central, FakeStore, event, wait_until
 from tests.helpers.browser import browser_context, require_chromium, screenshot
 from tests.helpers.faultproxy import FaultProxy
@@ -97,7 +97,7 @@ async def test_login_with_the_operator_token_and_a_wrong_one_refused(ops: Centra
         await page.click("button[type=submit]")
         await page.wait_for_selector("#mqtt.on", timeout=WAIT_MS)
         [cookie] = await context.cookies()
-        assert cookie["name"] == COOKIE
+        assert cookie["name"] == SESSION.name
         assert cookie["httpOnly"] is True
         assert cookie["sameSite"] == "Strict"
         assert cookie["value"] != ADMIN_TOKEN

@@ -21,7 +21,7 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.api import create_app
+from edge_agent.api.app import create_app
 from edge_agent.retail import RetailService
 from edge_agent.services import AgentServices
 from tests.edge_agent.retail.seed import config, open_ledger

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from edge_agent.api import create_app, serve_api
+from edge_agent.api.app import create_app
+from edge_agent.api.server import serve_api
 from edge_agent.ledger import Ledger
 from edge_agent.retail import RetailService
 from edge_agent.services import AgentServices

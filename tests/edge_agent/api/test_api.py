@@ -17,8 +17,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from drivers.events import DeviceStatus
-from edge_agent.api import create_app, serve_api
-from edge_agent.api.server import ApiServerError
+from edge_agent.api.app import create_app
+from edge_agent.api.server import ApiServerError, serve_api
 from edge_agent.errors import ConfigError
 from edge_agent.retail import RetailService
 from edge_agent.services import AgentServices

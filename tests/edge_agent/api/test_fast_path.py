@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from edge_agent.api import create_app
-from edge_agent.api.app import SalesFastPath
+from edge_agent.api.app import create_app
+from edge_agent.api.fast_path import SalesFastPath
 from edge_agent.services import AgentServices
 from tests.edge_agent.retail.seed import config, open_ledger
 

@@ -62,6 +62,14 @@ async def test_413_is_counted_under_its_route(api: Api) -> None:
     assert 'route="unmatched",status="413"' not in text
 
 
+async def test_413_is_counted_under_a_route_of_an_included_router(api: Api) -> None:
+    big = {"by": "x" * 10_000}
+    assert_error(await post(api, "/v1/orders/O-1/accept", big), 413, "body_too_large")
+    text = generate_latest(api.app.state.metrics.registry).decode()
+    assert 'route="/v1/orders/{order_id}/accept",status="413"' in text, text
+    assert 'route="unmatched"' not in text
+
+
 async def test_wrong_token_and_missing_token_say_different_things(short_dir: Path) -> None:
     token_file = short_dir / "token"
     token_file.write_text("s3cret-token\n")

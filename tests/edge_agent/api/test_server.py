@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 
 import edge_agent.api.server as server_module
-from edge_agent.api import create_app, serve_api
-from edge_agent.api.server import ApiServerError
+from edge_agent.api.app import create_app
+from edge_agent.api.server import ApiServerError, serve_api
 from edge_agent.config import Config
 from edge_agent.services import AgentServices
 from tests.edge_agent.retail.seed import config, open_ledger

@@ -20,25 +20,20 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config_load import load_config
-from edge_agent.doctor import (
+from edge_agent.doctor.broker import (
     BrokerTarget,
     _health_payload,
     broker_target,
-    check_agent,
-    check_central,
-    check_config,
-    check_database_file,
-    check_device,
-    check_disk,
     check_dns,
-    check_systemd,
     check_tcp,
     check_tls,
-    clock_offset_result,
     mqtt_probe,
-    run_checks,
-    worst,
 )
+from edge_agent.doctor.central import check_central, clock_offset_result
+from edge_agent.doctor.local import check_config, check_database_file, check_device, check_disk
+from edge_agent.doctor.result import worst
+from edge_agent.doctor.run import run_checks
+from edge_agent.doctor.service import check_agent, check_systemd
 from sync.messages import Health
 from tests.edge_agent.cli.conftest import (
     CENTRAL_SECRET,

@@ -9,7 +9,7 @@ import pytest
 
 from edge_agent.config import Config
 from edge_agent.config_load import load_config
-from edge_agent.doctor import broker_checks, broker_target, check_tls
+from edge_agent.doctor.broker import broker_checks, broker_target, check_tls
 from edge_agent.errors import ConfigError
 from sync.broker import BrokerAddress, parse_broker_url, tls_context
 from sync.errors import LinkError

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.api import create_app, serve_api
+from edge_agent.api.app import create_app
+from edge_agent.api.server import serve_api
 from edge_agent.config_load import load_config
 from edge_agent.ledger import Ledger
 from edge_agent.retail import RetailService

@@ -20,7 +20,8 @@ import pytest
 
 from drivers.epc import decode_sgtin96, encode_sgtin96, gs1_check_digit
 from drivers.events import TagEvent
-from edge_agent.api import create_app, serve_api
+from edge_agent.api.app import create_app
+from edge_agent.api.server import serve_api
 from edge_agent.config import Config
 from edge_agent.config_load import parse_config
 from edge_agent.ledger import Ledger, Tx

@@ -22,7 +22,7 @@ import pytest
 from drivers.events import DeviceStatus
 from edge_agent.ledger import Tx
 from edge_agent.retail import ops
-from edge_agent.web.session import COOKIE, session_value
+from edge_agent.web.session import SESSION
 from tests.edge_agent.api.conftest import Api, running_api
 from tests.helpers.browser import browser_context, require_chromium, screenshot
 from tests.helpers.ports import free_port
@@ -135,7 +135,7 @@ async def test_login_on_tcp_refuses_a_wrong_token_and_sets_a_strict_cookie(
         assert r.status_code == 401
         assert "set-cookie" not in r.headers
         forged = await tcp.get("/v1/dashboard",
-                               headers={"Cookie": f"{COOKIE}={session_value('wrong')}"})
+                               headers={"Cookie": f"{SESSION.name}={SESSION.value('wrong')}"})
         assert forged.status_code == 401
     async with browser_context() as (context, watched):
         page = await context.new_page()
@@ -153,7 +153,7 @@ async def test_login_on_tcp_refuses_a_wrong_token_and_sets_a_strict_cookie(
             "document.getElementById('store') && "
             "document.getElementById('store').textContent === 'S001'", timeout=WAIT_MS)
         [cookie] = await context.cookies()
-        assert cookie["name"] == COOKIE
+        assert cookie["name"] == SESSION.name
         assert cookie["httpOnly"] is True
         assert cookie["sameSite"] == "Strict"
         assert cookie["value"] != TOKEN  # the cookie proves the token, it is not the token

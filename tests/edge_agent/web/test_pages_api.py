@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_agent.web.session import COOKIE, session_value
+from edge_agent.web.session import SESSION
 from tests.edge_agent.api.conftest import running_api
 from tests.helpers.ports import free_port
 
@@ -68,10 +68,10 @@ async def test_tcp_takes_the_bearer_or_the_cookie_and_nothing_else(short_dir: Pa
     async with running_api(short_dir, tcp={"port": port, "token_file": str(token_file)}
                            ) as api, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}"
                                                        ) as tcp:
-        good_cookie = {"Cookie": f"{COOKIE}={session_value(TOKEN)}"}
-        for headers in ({}, {"Cookie": "garbage;;; =="}, {"Cookie": f'{COOKIE}="\\x00"'},
-                        {"Cookie": f"{COOKIE}={TOKEN}"},  # the token itself is no session
-                        {"Authorization": f"Bearer {session_value(TOKEN)}"}):
+        good_cookie = {"Cookie": f"{SESSION.name}={SESSION.value(TOKEN)}"}
+        for headers in ({}, {"Cookie": "garbage;;; =="}, {"Cookie": f'{SESSION.name}="\\x00"'},
+                        {"Cookie": f"{SESSION.name}={TOKEN}"},  # the token itself is no session
+                        {"Authorization": f"Bearer {SESSION.value(TOKEN)}"}):
             for path in ("/v1/dashboard", "/v1/status", "/docs", "/openapi.json",
                          "/ui/charts/sales.svg", "/v1/events/stream"):
                 r = await tcp.get(path, headers=headers)
@@ -93,7 +93,7 @@ async def test_tcp_takes_the_bearer_or_the_cookie_and_nothing_else(short_dir: Pa
         ok = await tcp.post("/login", data={"token": TOKEN})
         assert ok.status_code == 303
         cookie = ok.headers["set-cookie"]
-        assert f"{COOKIE}={session_value(TOKEN)}" in cookie
+        assert f"{SESSION.name}={SESSION.value(TOKEN)}" in cookie
         assert "HttpOnly" in cookie
         assert "SameSite=Strict" in cookie
         assert TOKEN not in cookie
@@ -103,7 +103,7 @@ async def test_tcp_takes_the_bearer_or_the_cookie_and_nothing_else(short_dir: Pa
             assert "Wrong token" in r.text
         js = await tcp.post("/login", json={"token": TOKEN})  # what the page's script sends
         assert js.status_code == 303
-        assert f"{COOKIE}={session_value(TOKEN)}" in js.headers["set-cookie"]
+        assert f"{SESSION.name}={SESSION.value(TOKEN)}" in js.headers["set-cookie"]
         for body in (b"{", b"[]", b'{"token": 5}', b'{"token": "nope"}'):
             r = await tcp.post("/login", content=body,
                                headers={"Content-Type": "application/json"})
