@@ -66,12 +66,14 @@ def test_work_is_sorted_into_layers_and_kinds() -> None:
 
 def test_the_slowest_writes_are_split_into_their_parts() -> None:
     fast = {"submit": 0.0, "op_start": 0.001, "op_end": 0.0011, "commit": 0.0012,
-            "done": 0.002}
+            "committed": 0.0015, "done": 0.002}
     slow = {"submit": 0.0, "op_start": 0.050, "op_end": 0.0501, "commit": 0.051,
-            "done": 0.080}
+            "committed": 0.070, "done": 0.080}
     text = "\n".join(durable.report([fast] * 99 + [slow], [0.0001, 0.02], [0.0003, 0.016]))
     queue = next(line for line in text.splitlines() if "queue wait" in line)
     assert queue.split()[2:4] == ["50.00", "ms"]  # the slowest 1 %: 50 ms queued
+    commit = next(line for line in text.splitlines() if "WAL write + fsync" in line)
+    assert commit.split()[-4:] == ["19.00", "ms", "0.30", "ms"]
     assert "p99" in text
     assert "bare write+fsync" in text
 
