@@ -168,8 +168,16 @@ async def budget_phase(work: Path, sim: Simulator, sizes: dict[str, Any]) -> dic
             bare_ready = await asyncio.to_thread(bare.wait_ready, 20)
         finally:
             bare.stop()
+        stack = Notified(work, budget.wrap([sys.executable, "-c", STACK_READY]),
+                         {"BENCH_LINGER": "0.5"}, "bare.log")
+        try:
+            stack_ready = await asyncio.to_thread(stack.wait_ready, 60)
+            stack_cpu = stack.ready_cpu_s
+        finally:
+            stack.stop()
     return {"how": budget.how, "ready_s": ready, "ready_cpu_s": ready_cpu,
-            "bare_ready_s": bare_ready, "idle": idle,
+            "bare_ready_s": bare_ready, "stack_ready_s": stack_ready,
+            "stack_ready_cpu_s": stack_cpu, "idle": idle,
             "idle_throttled_periods": during.get("nr_throttled", 0)
             - before.get("nr_throttled", 0),
             "idle_periods": during.get("nr_periods", 0) - before.get("nr_periods", 0)}

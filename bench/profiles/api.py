@@ -48,7 +48,33 @@ def layer_of(filename: str, function: str) -> str:
     return "other (stdlib, builtins)"
 
 
-def profile_server(work: Path, flag: str, sock: Path) -> tuple[pstats.Stats, dict[str, float]]:
+def threads(pid: int) -> dict[int, tuple[str, int, int]]:
+    """Each thread of ``pid``: (name, ns on a CPU, ns waiting on the run queue for one)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            cpu, wait, _ = (task / "schedstat").read_text().split()
+            out[int(task.name)] = ((task / "comm").read_text().strip(), int(cpu), int(wait))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def sched_lines(pid: int, before: dict[int, tuple[str, int, int]],
+                after: dict[int, tuple[str, int, int]]) -> list[str]:
+    lines = []
+    for tid, (name, cpu, wait) in sorted(after.items()):
+        _, cpu0, wait0 = before.get(tid, (name, 0, 0))
+        if cpu - cpu0 > 1e7:  # threads that ran at least 10 ms
+            role = "main: the event loop" if tid == pid else "a worker: ledger writer/reader"
+            lines.append(f"   thread {tid} ({role}): on a CPU {(cpu - cpu0) / 1e9:.2f} s, "
+                         f"waiting on the run queue for a CPU {(wait - wait0) / 1e9:.2f} s, "
+                         f"of {SECONDS:g} s")
+    return lines
+
+
+def profile_server(work: Path, flag: str, sock: Path
+                   ) -> tuple[pstats.Stats, dict[str, float], list[str]]:
     out = work / f"{flag.strip('-')}.prof"
     root = Path(__file__).resolve().parents[2]
     server = subprocess.Popen([sys.executable, "-m", "cProfile", "-o", str(out), "-m",
@@ -60,16 +86,19 @@ def profile_server(work: Path, flag: str, sock: Path) -> tuple[pstats.Stats, dic
         for line in server.stdout:
             if line.strip() == "READY":
                 break
+        before = threads(server.pid)
         result = asyncio.run(_closed_loop(sock, CLIENTS, SECONDS))
+        sched = sched_lines(server.pid, before, threads(server.pid))
     finally:
         # the real server stops cleanly on SIGTERM; the trivial one is a bare uvicorn, which
         # re-raises SIGINT after its own shutdown (cProfile still writes its file)
         server.send_signal(signal.SIGTERM if flag == "--serve" else signal.SIGINT)
         server.wait(timeout=60)
-    return pstats.Stats(str(out)), result
+    return pstats.Stats(str(out)), result, sched
 
 
-def summary(title: str, stats: pstats.Stats, result: dict[str, float]) -> list[str]:
+def summary(title: str, stats: pstats.Stats, result: dict[str, float],
+            sched: list[str]) -> list[str]:
     requests = result["sales_per_s"] * SECONDS
     raw = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table there
     total = sum(v[2] for v in raw.values())
@@ -82,6 +111,8 @@ def summary(title: str, stats: pstats.Stats, result: dict[str, float]) -> list[s
            "inflates it)", "", "   own time by layer (µs per request, share):"]
     for label, seconds in sorted(layers.items(), key=lambda kv: -kv[1]):
         out.append(f"   {seconds / requests * 1e6:8.1f} µs  {seconds / total:5.1%}  {label}")
+    out += ["", "   the server's threads during the load, as the kernel scheduled them "
+            "(/proc/<pid>/task/*/schedstat):", *sched]
     out += ["", "   top 20 functions by own time:"]
     top = sorted(raw.items(), key=lambda kv: -kv[1][2])[:20]
     for (filename, line, function), v in top:
@@ -93,13 +124,14 @@ def summary(title: str, stats: pstats.Stats, result: dict[str, float]) -> list[s
 def main() -> None:
     with scratch_dir("bench-profile-api-") as work:
         _seed(work / "api.db")
-        sale, sale_result = profile_server(work, "--serve", work / "api.sock")
-        trivial, trivial_result = profile_server(work, "--serve-trivial", work / "trivial.sock")
+        sale, sale_result, sale_sched = profile_server(work, "--serve", work / "api.sock")
+        trivial, trivial_result, trivial_sched = profile_server(work, "--serve-trivial",
+                                                                work / "trivial.sock")
         shutil.rmtree(work / "pycache", ignore_errors=True)
     ratio = sale_result["sales_per_s"] / trivial_result["sales_per_s"]
-    body = [*summary("POST /v1/sales (the real route)", sale, sale_result), "",
+    body = [*summary("POST /v1/sales (the real route)", sale, sale_result, sale_sched), "",
             *summary("the same stack, trivial route (the HTTP stack's ceiling)", trivial,
-                     trivial_result), "",
+                     trivial_result, trivial_sched), "",
             f"real route / trivial route: {ratio:.2f}x (both under cProfile, same run)"]
     write_profile("api", "API sale path: the server's CPU per request, by layer", body)
 

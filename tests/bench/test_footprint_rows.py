@@ -29,7 +29,8 @@ def _figures() -> dict[str, Any]:
                     "drain_s": 1.0, "drain_events_per_s": 100_000.0,
                     "after_drain": _sample(66.0, 0.2)},
         "budget": {"how": "cgroup v2", "ready_s": 2.0, "ready_cpu_s": 0.48,
-                   "bare_ready_s": 0.07, "idle": _sample(61.0, 0.12),
+                   "bare_ready_s": 0.07, "stack_ready_s": 1.2, "stack_ready_cpu_s": 0.25,
+                   "idle": _sample(61.0, 0.12),
                    "idle_throttled_periods": 0, "idle_periods": 30},
     }
 
@@ -59,6 +60,8 @@ def test_every_target_of_the_issue_has_a_row_with_its_floor() -> None:
     assert budget.met is True
     assert budget.ceiling == 0.45
     assert rows["idle RSS under 25% of one core"].ceiling == 60.0
+    floor = rows["start → READY=1 under 25% of one core against the libraries' floor"]
+    assert floor.ratio == 2.0 / 1.2
     assert all(not row.error for row in rows.values())
 
 
