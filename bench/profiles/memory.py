@@ -63,6 +63,40 @@ def ladder(env: dict[str, str]) -> list[str]:
     return out
 
 
+STACK = "import asyncio, sqlite3, pydantic, fastapi, uvicorn, aiomqtt, serial_asyncio_fast\n"
+MARGINAL = (
+    ("the API stack (asyncio, sqlite3, pydantic, fastapi, uvicorn, aiomqtt, serial)", STACK),
+    ("+ structlog (which imports rich.traceback, as rich is installed)",
+     STACK + "import structlog\n"),
+    ("+ structlog, rich blocked (what structlog costs without rich)",
+     "import sys\nsys.modules['rich'] = None\n" + STACK + "import structlog\n"),
+    ("+ structlog + pygal (the web charts)", STACK + "import structlog, pygal\n"),
+    ("+ structlog + edge_agent.cli.app (click, rich tables)",
+     STACK + "import structlog, edge_agent.cli.app\n"),
+    ("+ structlog + the run chain (cli, daemon, drivers, sync)",
+     STACK + "import structlog, edge_agent.cli.app, edge_agent.daemon, drivers, sync\n"),
+)
+CPU = ("import resource, sys\nr = resource.getrusage(resource.RUSAGE_SELF)\n"
+       "print(r.ru_utime + r.ru_stime, len(sys.modules))\n")
+
+
+def marginal(env: dict[str, str]) -> list[str]:
+    """RSS, CPU and modules of what the run path adds on top of the API stack."""
+    out = ["", "4. what each addition costs on top of the API stack (fresh interpreter each, "
+           "median of 3 after a compiling run):", ""]
+    for label, code in MARGINAL:
+        runs = []
+        for _ in range(4):
+            done = subprocess.run([sys.executable, "-c", code + RSS + CPU], env=env,
+                                  capture_output=True, text=True, check=True)
+            rss, cpu, modules = done.stdout.split()
+            runs.append((int(rss) / 1024, float(cpu), int(modules)))
+        rss_m = sorted(r[0] for r in runs[1:])[1]
+        cpu_m = sorted(r[1] for r in runs[1:])[1]
+        out.append(f"   {rss_m:6.1f} MiB  {cpu_m:5.2f} s CPU  {runs[-1][2]:4d} modules  {label}")
+    return out
+
+
 def smaps(pid: int) -> list[str]:
     groups: dict[str, int] = defaultdict(int)
     stacks, total, anon = 0, 0, 0
@@ -133,6 +167,7 @@ def main() -> None:
         env = {**os.environ, **SPAWN_ENV}
         body = ladder(env)
         body += asyncio.run(agents(work))
+        body += marginal(env)
     write_profile("memory", "Idle RSS: where the agent's resident memory goes", body)
 
 
