@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,7 +20,20 @@ from bench.agentproc import agent_config
 from bench.common import machine, machine_line, running_broker
 from drivers.simulator import Simulator
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "profiles"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "profiles"
+STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def short(path: str) -> str:
+    """A source path without this machine's prefixes: ``pkg/mod.py``, ``<stdlib>/mod.py``."""
+    if "site-packages/" in path:
+        return path.rsplit("site-packages/", maxsplit=1)[-1]
+    if path.startswith(str(ROOT) + "/"):
+        return path[len(str(ROOT)) + 1:]
+    if path.startswith(STDLIB + "/"):
+        return "<stdlib>/" + path[len(STDLIB) + 1:]
+    return path
 
 
 def write_profile(name: str, title: str, body: list[str]) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.api import _closed_loop, _seed
 from bench.common import scratch_dir
-from bench.profiles import write_profile
+from bench.profiles import short, write_profile
 
 CLIENTS = 16
 SECONDS = 8.0
@@ -116,7 +116,7 @@ def summary(title: str, stats: pstats.Stats, result: dict[str, float],
     out += ["", "   top 20 functions by own time:"]
     top = sorted(raw.items(), key=lambda kv: -kv[1][2])[:20]
     for (filename, line, function), v in top:
-        where = filename.split("site-packages/")[-1].split("/h-foot/")[-1]
+        where = short(filename)
         out.append(f"   {v[2]:7.3f} s {v[1]:8d} calls  {function}  ({where}:{line})")
     return out
 

@@ -24,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.common import running_broker, scratch_dir
-from bench.profiles import write_profile
+from bench.profiles import short, write_profile
 from bench.profiles.threaded import profiling
 from bench.sync import build_backlog, drain, reference_central
 
@@ -113,7 +113,7 @@ def by_kind(stats: pstats.Stats, events: int) -> list[str]:
         out.append(f"   {seconds / events * 1e6:8.2f} µs/event  {seconds / total:5.1%}  {label}")
     out.append("   top 12 functions by own time:")
     for (filename, line, function), v in sorted(raw.items(), key=lambda kv: -kv[1][2])[:12]:
-        where = filename.split("site-packages/")[-1].split("/h-foot/")[-1]
+        where = short(filename)
         out.append(f"   {v[2]:7.3f} s {v[1]:9d} calls  {function}  ({where}:{line})")
     return out
 

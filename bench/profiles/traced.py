@@ -14,12 +14,26 @@ import ctypes
 import ctypes.util
 import runpy
 import sys
+import sysconfig
 import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 FRAMES = 1
+ROOT = str(Path(__file__).resolve().parents[2])
+STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def short(path: str) -> str:
+    """A source path without this machine's prefixes (as ``bench.profiles.short``, which
+    this script does not import: nothing of the bench may be counted)."""
+    if "site-packages/" in path:
+        return path.rsplit("site-packages/", maxsplit=1)[-1]
+    for prefix, name in ((ROOT + "/", ""), (STDLIB + "/", "<stdlib>/")):
+        if path.startswith(prefix):
+            return name + path[len(prefix):]
+    return path
 
 
 def sqlite_heap() -> str:
@@ -43,14 +57,12 @@ def dump(out: Path) -> None:
     lines = [f"Python heap traced by tracemalloc: {traced / 2**20:.2f} MiB now, "
              f"{peak / 2**20:.2f} MiB peak (objects only: not arenas' slack, not C libraries)",
              sqlite_heap(), "", "top 25 allocations by source line:"]
-    lines += [f"  {s.size / 1024:9.1f} KiB {s.count:7d} blocks  {s.traceback[0].filename}:"
+    lines += [f"  {s.size / 1024:9.1f} KiB {s.count:7d} blocks  {short(s.traceback[0].filename)}:"
               f"{s.traceback[0].lineno}" for s in snap.statistics("lineno")[:25]]
     by_package: dict[str, int] = {}
     for stat in snap.statistics("filename"):
-        path = stat.traceback[0].filename
-        key = path.split("site-packages/")[-1].split("/")[0] if "site-packages/" in path \
-            else ("<frozen/stdlib>" if "/lib/python" in path or path.startswith("<")
-                  else path.split("/h-foot/")[-1].split("/")[0])
+        path = short(stat.traceback[0].filename)
+        key = "<frozen/stdlib>" if path.startswith("<") else path.split("/")[0]
         by_package[key] = by_package.get(key, 0) + stat.size
     lines += ["", "traced Python memory by package (top 15):"]
     lines += [f"  {size / 2**20:7.2f} MiB  {name}" for name, size in

@@ -93,3 +93,18 @@ def test_an_unknown_profile_name_is_refused() -> None:
     from bench.profiles.__main__ import main  # noqa: PLC0415
 
     assert main(["nope"]) == 2
+
+
+def test_paths_in_profiles_carry_no_machine_prefix() -> None:
+    import json as stdlib_json  # noqa: PLC0415
+    import sysconfig  # noqa: PLC0415
+
+    import pydantic  # noqa: PLC0415
+
+    import edge_agent.ledger  # noqa: PLC0415
+
+    assert bench.profiles.short(str(pydantic.__file__)) == "pydantic/__init__.py"
+    assert bench.profiles.short(str(edge_agent.ledger.__file__)) == "edge_agent/ledger/__init__.py"
+    assert bench.profiles.short(str(stdlib_json.__file__)) == "<stdlib>/json/__init__.py"
+    assert sysconfig.get_paths()["stdlib"] not in bench.profiles.short(
+        str(stdlib_json.__file__))
