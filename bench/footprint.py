@@ -58,7 +58,6 @@ from bench.agentproc import (
 )
 from bench.common import (
     MIB,
-    Row,
     build_backlog,
     print_rows,
     proc_rss_bytes,
@@ -66,15 +65,10 @@ from bench.common import (
     scratch_dir,
 )
 from bench.cpubudget import cpu_budget
+from bench.footprint_rows import BUDGET_SHARE, STACK, rows
 from bench.sync import reference_central
 from drivers.simulator import Simulator
 from tests.helpers.mosquitto import Broker
-
-RSS_TARGET_MIB = 40.0  # issue 18
-CPU_TARGET_PCT = 0.3  # issue 18
-READY_TARGET_S = 0.5  # issue 18: CPU seconds from start to READY
-BUDGET_SHARE = 0.25  # issue 18: "one core at 25 %"
-BACKLOG_SLACK_MIB = 5.0  # the backlog lives on disk: RSS may not grow with it
 
 BARE_READY = (
     "import os, socket, time\n"
@@ -83,10 +77,6 @@ BARE_READY = (
     "time.sleep(float(os.environ.get('BENCH_LINGER', '0')))\n"
 )
 
-STACK = ("asyncio", "sqlite3", "structlog", "pydantic", "fastapi", "uvicorn", "aiomqtt",
-         "serial_asyncio_fast")
-"""The libraries the agent needs before READY (its API answers at READY, its devices and
-sync run): importing only them is the floor any start with this stack pays."""
 STACK_READY = "import " + ", ".join(STACK) + "\n" + BARE_READY
 
 def _sizes(quick: bool, tiny: bool) -> dict[str, Any]:
@@ -178,8 +168,16 @@ async def budget_phase(work: Path, sim: Simulator, sizes: dict[str, Any]) -> dic
             bare_ready = await asyncio.to_thread(bare.wait_ready, 20)
         finally:
             bare.stop()
+        stack = Notified(work, budget.wrap([sys.executable, "-c", STACK_READY]),
+                         {"BENCH_LINGER": "0.5"}, "bare.log")
+        try:
+            stack_ready = await asyncio.to_thread(stack.wait_ready, 60)
+            stack_cpu = stack.ready_cpu_s
+        finally:
+            stack.stop()
     return {"how": budget.how, "ready_s": ready, "ready_cpu_s": ready_cpu,
-            "bare_ready_s": bare_ready, "idle": idle,
+            "bare_ready_s": bare_ready, "stack_ready_s": stack_ready,
+            "stack_ready_cpu_s": stack_cpu, "idle": idle,
             "idle_throttled_periods": during.get("nr_throttled", 0)
             - before.get("nr_throttled", 0),
             "idle_periods": during.get("nr_periods", 0) - before.get("nr_periods", 0)}
@@ -243,96 +241,6 @@ async def _run(quick: bool, tiny: bool) -> dict[str, Any]:
 
 def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
     return asyncio.run(_run(quick, tiny))
-
-
-def _le(value: float | None, limit: float) -> bool | None:
-    return None if value is None else value <= limit
-
-
-def _s(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f} s"
-
-
-def rows(f: dict[str, Any]) -> list[Row]:
-    g = "footprint"
-    idle, backlog, bare = f["idle"], f["backlog"], f["bare"]
-    after = backlog["after_drain"]
-    return [
-        Row(g, "start → READY=1 (median wall time; load-dependent, no target)", f["ready_s"],
-            "s", bare["ready_s"], "bare interpreter → READY",
-            note=f"max {f['ready_max_s']:.2f} s"),
-        Row(g, "CPU time to READY=1 (median; what a quiet machine would take)",
-            f["ready_cpu_s"], "s", bare["ready_cpu_s"], "bare interpreter",
-            f"≤ {READY_TARGET_S:g} s", _le(f["ready_cpu_s"], READY_TARGET_S)),
-        Row(g, f"idle RSS, devices connected, {f['idle_seconds']:g} s", idle["rss_max_mib"],
-            "MiB", bare["rss_mib"], "bare interpreter", f"≤ {RSS_TARGET_MIB:g} MiB",
-            idle["rss_max_mib"] <= RSS_TARGET_MIB,
-            note=f"{idle['device_ptys_open']} device ptys open"),
-        *stack_rows(f),
-        Row(g, f"idle CPU, {f['idle_seconds']:g} s", idle["cpu_pct"], "%", None, "",
-            f"≤ {CPU_TARGET_PCT:g} % of a core", idle["cpu_pct"] <= CPU_TARGET_PCT),
-        Row(g, f"RSS with a {backlog['events']:,}-event offline backlog", backlog["rss_max_mib"],
-            "MiB", idle["rss_max_mib"], "idle RSS, empty ledger",
-            f"bounded: ≤ idle + {BACKLOG_SLACK_MIB:g} MiB",
-            backlog["rss_max_mib"] <= idle["rss_max_mib"] + BACKLOG_SLACK_MIB,
-            note=f"ledger {backlog['db_mib']:.0f} MiB on disk"),
-        Row(g, f"idle CPU offline (broker unreachable, probing), {f['idle_seconds']:g} s",
-            backlog["cpu_pct"], "%", idle["cpu_pct"], "idle CPU online",
-            f"≤ {CPU_TARGET_PCT:g} % of a core", backlog["cpu_pct"] <= CPU_TARGET_PCT),
-        Row(g, f"RSS after draining that backlog into the reference central, "
-               f"{f['idle_seconds']:g} s idle", after["rss_max_mib"], "MiB",
-            idle["rss_max_mib"], "idle RSS, empty ledger",
-            f"≤ idle + {BACKLOG_SLACK_MIB:g} MiB",
-            after["rss_max_mib"] <= idle["rss_max_mib"] + BACKLOG_SLACK_MIB,
-            note=f"broker back → all acked in {backlog['drain_s']:.1f} s (reconnect "
-                 "included; a drain figure is bench.sync's, the return bench.reconnect's); "
-                 f"peak (VmHWM) {after['hwm_mib']:.0f} MiB"),
-        Row(g, "idle CPU after the drain (online)", after["cpu_pct"], "%", idle["cpu_pct"],
-            "idle CPU, empty ledger", f"≤ {CPU_TARGET_PCT:g} % of a core",
-            after["cpu_pct"] <= CPU_TARGET_PCT),
-        Row(g, "CPU time to READY=1 with that backlog", backlog.get("ready_cpu_s"), "s",
-            f["ready_cpu_s"], "empty ledger", f"≤ {READY_TARGET_S:g} s",
-            _le(backlog.get("ready_cpu_s"), READY_TARGET_S),
-            note=f"wall {backlog['ready_s']:.2f} s"),
-        *budget_rows(f),
-        Row(g, "backlog build (ledger batched ops, 1000/op)", backlog["build_events_per_s"],
-            "ev/s"),
-    ]
-
-
-def stack_rows(f: dict[str, Any]) -> list[Row]:
-    """What the libraries alone cost (an interpreter importing them, then READY)."""
-    stack = f.get("stack")
-    if not stack:
-        return []
-    g, what = "footprint", "interpreter importing only the libraries (" + ", ".join(STACK) + ")"
-    return [
-        Row(g, "CPU time to READY=1 against the libraries' floor", f["ready_cpu_s"], "s",
-            stack["ready_cpu_s"], what),
-        Row(g, "idle RSS against the libraries' floor", f["idle"]["rss_max_mib"], "MiB",
-            stack["rss_mib"], what),
-    ]
-
-
-def budget_rows(f: dict[str, Any]) -> list[Row]:
-    g, b = "footprint", f["budget"]
-    share = f"{BUDGET_SHARE:.0%} of one core"
-    if b["how"] is None:
-        return [Row(g, f"under a CPU budget of {share}", None, "", note=f"not run: {b['why_not']}")]
-    idle = b["idle"]
-    return [
-        Row(g, f"start → READY=1 under {share} (median wall time)", b["ready_s"], "s",
-            b["bare_ready_s"], "bare interpreter, same budget", note=b["how"]),
-        Row(g, f"CPU time to READY=1 under {share}", b["ready_cpu_s"], "s", f["ready_cpu_s"],
-            "no budget", f"≤ {READY_TARGET_S:g} s", _le(b["ready_cpu_s"], READY_TARGET_S)),
-        Row(g, f"idle RSS under {share}", idle["rss_max_mib"], "MiB", None, "",
-            f"≤ {RSS_TARGET_MIB:g} MiB", idle["rss_max_mib"] <= RSS_TARGET_MIB),
-        Row(g, f"idle CPU under {share}, {f['idle_seconds']:g} s", idle["cpu_pct"], "%",
-            f["idle"]["cpu_pct"], "no budget", f"≤ {CPU_TARGET_PCT:g} % of a core",
-            idle["cpu_pct"] <= CPU_TARGET_PCT,
-            note=f"throttled in {b['idle_throttled_periods']} of {b['idle_periods']} "
-                 "100 ms periods"),
-    ]
 
 
 def main() -> None:

@@ -269,9 +269,9 @@ def omni_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
 
 
 def footprint_rows(f: dict[str, Any], _: dict[str, Any]) -> list[Row]:
-    from bench import footprint  # noqa: PLC0415
+    from bench import footprint_rows  # noqa: PLC0415
 
-    return footprint.rows(f)
+    return footprint_rows.rows(f)
 
 
 

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +100,11 @@ def read_ceiling(path: Path, batch: int, max_bytes: int) -> float:
 
 # --------------------------------------------------------------------------- centrals
 @contextlib.contextmanager
-def reference_central(workdir: Path, broker_port: int) -> Iterator[str]:
-    """``edge-central serve`` as a subprocess; yields its HTTP URL."""
+def reference_central(workdir: Path, broker_port: int,
+                      launcher: Sequence[str] = ()) -> Iterator[str]:
+    """``edge-central serve`` as a subprocess; yields its HTTP URL. With ``launcher`` (a
+    command that takes a module name and its arguments, e.g. a profiler's), the central
+    runs as ``[*launcher, "central", "serve", ...]``."""
     http_port = free_port()
     config = workdir / "central.toml"
     config.write_text(
@@ -112,7 +115,8 @@ def reference_central(workdir: Path, broker_port: int) -> Iterator[str]:
         f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
     )
     exe = Path(sys.executable).with_name("edge-central")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "central"]
+    cmd = ([*launcher, "central"] if launcher
+           else [str(exe)] if exe.exists() else [sys.executable, "-m", "central"])
     log = (workdir / "central.log").open("wb")
     proc = subprocess.Popen([*cmd, "serve", "--config", str(config), "--log-level", "WARNING"],
                             stdout=log, stderr=subprocess.STDOUT)

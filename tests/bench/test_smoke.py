@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import ceilings, common, footprint, scaling, suite
+from bench import ceilings, common, footprint, footprint_rows, scaling, suite
 
 
 def _positive(value: Any) -> bool:
@@ -80,7 +80,7 @@ def test_footprint_tiny() -> None:
     assert figures["idle"]["cpu_pct"] >= 0
     assert figures["backlog"]["events"] == 2_000
     assert _positive(figures["backlog"]["rss_max_mib"])
-    _table_ok(footprint.rows(figures))
+    _table_ok(footprint_rows.rows(figures))
 
 
 def test_scaling_tiny() -> None:
