@@ -216,38 +216,60 @@ class Demo:
             await self.start_broker()
             await self.start_central(token_file.read_text().strip())
             self.config_path = self.agent_config()
-            transport = httpx.AsyncHTTPTransport(uds=str(self.state / "api.sock"))
-            async with httpx.AsyncClient(transport=transport, base_url="http://agent",
-                                         timeout=5) as agent, asyncio.TaskGroup() as tg:
-                listening = asyncio.Event()
-                tasks = [tg.create_task(demo_day.narrate_sync(self, listening),
-                                        name="demo.narrate_sync")]
-                await listening.wait()  # central's first commands are told too
-                self.spawn("agent", [sys.executable, "-m", "edge_agent", "--config",
-                                     str(self.config_path), "run"])
-                say(f"agent: edge-agent run --config {self.config_path} "
-                    f"(logs in {self.logs}/agent.log)")
-                say(f"try:   edge-agent status --config {self.config_path}   "
-                    f"(and doctor, outbox, devices tail)")
-                say("playing a shop day; Ctrl-C to stop\n")
-                for _ in range(100):
-                    with contextlib.suppress(httpx.HTTPError):
-                        await agent.get("/v1/status")
-                        break
-                    await asyncio.sleep(0.2)
-                tasks += [
-                    tg.create_task(demo_day.narrate_store(agent), name="demo.narrate_store"),
-                    tg.create_task(demo_day.shop(sim), name="demo.shop"),
-                    tg.create_task(demo_day.replenish(self, sim, agent), name="demo.replenish"),
-                    tg.create_task(demo_day.report(agent), name="demo.report"),
-                    tg.create_task(demo_scenes.play(self, sim, agent), name="demo.scenes"),
-                ]
-                if self.duration is not None:
-                    await asyncio.sleep(self.duration)
-                    say(await demo_day.agent_line(agent))
-                    for task in tasks:
-                        task.cancel()
-        return 0
+            failed = False
+            try:
+                await self._play(sim)
+            except* ChildExited:
+                failed = True  # said, with its log's last lines, by watch_children
+        return 1 if failed else 0
+
+    async def _play(self, sim: Simulator) -> None:
+        transport = httpx.AsyncHTTPTransport(uds=str(self.state / "api.sock"))
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent",
+                                     timeout=5) as agent, asyncio.TaskGroup() as tg:
+            listening = asyncio.Event()
+            tasks = [tg.create_task(demo_day.narrate_sync(self, listening),
+                                    name="demo.narrate_sync")]
+            await listening.wait()  # central's first commands are told too
+            self.spawn("agent", [sys.executable, "-m", "edge_agent", "--config",
+                                 str(self.config_path), "run"])
+            say(f"agent: edge-agent run --config {self.config_path} "
+                f"(logs in {self.logs}/agent.log)")
+            say(f"try:   edge-agent status --config {self.config_path}   "
+                f"(and doctor, outbox, devices tail)")
+            say("playing a shop day; Ctrl-C to stop\n")
+            tasks.append(tg.create_task(self.watch_children(), name="demo.watch_children"))
+            for _ in range(100):
+                with contextlib.suppress(httpx.HTTPError):
+                    await agent.get("/v1/status")
+                    break
+                await asyncio.sleep(0.2)
+            tasks += [
+                tg.create_task(demo_day.narrate_store(agent), name="demo.narrate_store"),
+                tg.create_task(demo_day.shop(sim), name="demo.shop"),
+                tg.create_task(demo_day.replenish(self, sim, agent), name="demo.replenish"),
+                tg.create_task(demo_day.report(agent), name="demo.report"),
+                tg.create_task(demo_scenes.play(self, sim, agent), name="demo.scenes"),
+            ]
+            if self.duration is not None:
+                await asyncio.sleep(self.duration)
+                say(await demo_day.agent_line(agent))
+                for task in tasks:
+                    task.cancel()
+
+    async def watch_children(self) -> None:
+        """Stop the demo, saying why, when the broker, central or the agent exits."""
+        while True:
+            for name, proc in self.children:
+                code = proc.poll()
+                if code is not None:
+                    log = self.logs / f"{name}.log"
+                    lines = log.read_text(errors="replace").splitlines()[-20:]
+                    say(f"{name} exited with code {code}; the last lines of {log}:")
+                    for line in lines:
+                        say(f"  | {line}")
+                    raise ChildExited(name, code)
+            await asyncio.sleep(1)
 
     def stop_children(self) -> None:
         """Agent first (it publishes its offline status), then central, then the broker."""
@@ -259,6 +281,15 @@ class Demo:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class ChildExited(Exception):
+    """A process the demo started (broker, central, agent) is gone."""
+
+    def __init__(self, name: str, code: int) -> None:
+        super().__init__(f"{name} exited with code {code}")
+        self.name = name
+        self.code = code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,6 +158,22 @@ def test_demo_tells_the_whole_loop_replenishes_and_cleans_up_on_sigterm(tmp_path
 
 
 @pytest.mark.timeout(300)
+def test_demo_stops_and_says_why_when_the_agent_dies(tmp_path: Path) -> None:
+    """A demo whose agent is gone says so with the agent log's last lines and exits 1,
+    instead of narrating "agent: starting…" forever."""
+    with demo(tmp_path / "demo-state") as run:
+        run.wait_for(r"playing a shop day")
+        agents = [pid for pid in run.children()
+                  if b"edge_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(agents) == 1, agents
+        os.kill(agents[0], signal.SIGKILL)
+        run.wait_for(r"agent exited with code -9; the last lines of .*agent\.log:")
+        assert run.proc.wait(60) == 1
+        children = run.children()
+        assert not [pid for pid in children if alive(pid)], "children left running"
+
+
+@pytest.mark.timeout(300)
 def test_demo_sells_offline_and_drains_when_a_broker_appears(tmp_path: Path) -> None:
     state = tmp_path / "demo-state"
     with demo(state, "--offline") as run:
