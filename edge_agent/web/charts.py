@@ -8,18 +8,20 @@ and the values are also printed on the bars.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pygal
-from pygal.style import Style
+if TYPE_CHECKING:
+    import pygal
 
-_STYLE = Style(
-    background="transparent", plot_background="transparent",
-    foreground="#1f2933", foreground_strong="#1f2933", foreground_subtle="#9aa5b1",
-    colors=("#2563eb", "#9aa5b1", "#16a34a", "#f59e0b"),
-    font_family="system-ui, sans-serif", label_font_size=11, major_label_font_size=11,
-    legend_font_size=12, value_font_size=10, title_font_size=14,
-)
+# pygal (~2 MiB) is imported when the first chart is drawn: a store whose page nobody opens
+# never loads it (README, "Footprint on a small terminal")
+_STYLE: dict[str, Any] = {
+    "background": "transparent", "plot_background": "transparent",
+    "foreground": "#1f2933", "foreground_strong": "#1f2933", "foreground_subtle": "#9aa5b1",
+    "colors": ("#2563eb", "#9aa5b1", "#16a34a", "#f59e0b"),
+    "font_family": "system-ui, sans-serif", "label_font_size": 11, "major_label_font_size": 11,
+    "legend_font_size": 12, "value_font_size": 10, "title_font_size": 14,
+}
 
 
 def _open_hours(hours: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
@@ -31,8 +33,11 @@ def _open_hours(hours: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]
 
 
 def _bar(title: str) -> pygal.Bar:
+    import pygal  # noqa: PLC0415 - on the first chart, not at start
+    from pygal.style import Style  # noqa: PLC0415
+
     return pygal.Bar(
-        js=[], disable_xml_declaration=True, style=_STYLE, title=title, height=300,
+        js=[], disable_xml_declaration=True, style=Style(**_STYLE), title=title, height=300,
         width=720, legend_at_bottom=True, print_values=True, print_zeroes=False,
         x_label_rotation=0, show_minor_x_labels=True, margin=8, spacing=6,
         truncate_legend=-1, include_x_axis=True,

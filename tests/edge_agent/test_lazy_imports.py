@@ -15,6 +15,7 @@ LAZY = {
     "biip": "the first code read (drivers.barcode)",
     "phonenumbers": "the first phone number (sync.customer_ids)",
     "httpx": "the first snapshot fetch (sync.snapshot)",
+    "pygal": "the first chart drawn for the store page (edge_agent.web.charts)",
 }
 
 
