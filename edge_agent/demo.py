@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -50,7 +51,19 @@ DEMO_CONFIG = REPO / "config" / "demo.toml"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A free loopback port below the kernel's ephemeral range (32768 up): a port from
+    ``bind(0)`` may be taken by any program's outgoing connection before our server binds
+    it; these never are."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randint(10000, 32767)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a machine with all of them taken: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
