@@ -4,8 +4,9 @@ re-brokering, and every order's state and history from the stores' events.
 It is the core's :class:`central.hooks.Watcher`: it hears applied events and contacts,
 writes its rows inside the writer's group transaction and issues ``order.assign`` /
 ``order.cancel`` through the same single-writer command path as operator commands
-(``Tx.issue`` → ``Core._plan``). Brokering reads the exact stock (stock table plus the
-deltas not yet projected), so two orders can never be promised the same unit.
+(``Tx.issue`` → :func:`central.engine.planners.plan`). Brokering reads the exact
+stock (stock table plus the deltas not yet projected), so two orders can never be
+promised the same unit.
 
 Order states: ``queued`` (no store can fill it yet) → ``brokered`` → ``accepted`` →
 ``picked`` → ``packed`` → ``ready`` → ``collected`` | ``shipped``; or ``cancelled``.
