@@ -216,12 +216,7 @@ class Core(IngestMixin, ProjectionMixin, StatusMixin, CommandsMixin, DigestsMixi
             self._watcher_rolled_back()
             self.load()
             raise
-        if self.watcher is not None:
-            self.watcher.committed()
-        out: list[Publish] = []
-        for target, start in group.sends:
-            out.extend(self._send_from(target, start, now))
-        return result, out
+        return result, self._committed(group, now)
 
     def _ack(self, store: str, epoch: str, ts: str) -> Publish:
         body = {"v": 1, "store": store, "epoch": epoch,

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from central.engine.state import REPEATED_DROP_ALERT, Counters, Group, Publish, StoreState
 from central.fencing import Fencing
@@ -22,6 +24,8 @@ from central.storage import Connection
 from sync.wire import canonical_json
 
 log = logging.getLogger("central")
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class WriteTx:
@@ -84,6 +88,16 @@ class EngineBase:
         if len(self._drop_ranges) > 100_000:
             self._drop_ranges.clear()
 
+    def _parse(self, model: type[M], obj: dict[str, Any], group: Group, store: str,
+               range_key: tuple[Any, ...], *, reason: str) -> M | None:
+        """``obj`` as ``model``, or None: dropped with ``reason`` (a message of that kind
+        that does not validate)."""
+        try:
+            return model.model_validate(obj)
+        except ValidationError:
+            self._drop(group, store, reason, range_key)
+            return None
+
     def _alert(self, group: Group, store: str, kind: str, severity: str,
                detail: dict[str, Any]) -> None:
         log.warning("alert %s (%s) for store %s: %s", kind, severity, store, detail)
@@ -123,6 +137,10 @@ class EngineBase:
     def _issue_in_tx(self, group: Group, store: str,
                     specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Issue commands inside the open transaction (central.engine.commands)."""
+
+    @abstractmethod
+    def _committed(self, group: Group, now: float) -> list[Publish]:
+        """After a commit: the watcher told, the group's sends read (central.engine.commands)."""
 
     @abstractmethod
     def _on_command_ack(self, group: Group, store: str, obj: dict[str, Any],

@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from central.engine.base import EngineBase
 from central.engine.planners import plan
@@ -25,6 +24,7 @@ from sync.wire import (
 )
 
 log = logging.getLogger("central")
+
 
 class CommandsMixin(EngineBase):
     """Command issue, delivery and resend."""
@@ -54,12 +54,16 @@ class CommandsMixin(EngineBase):
             self._watcher_rolled_back()
             st.issued, st.last_resync_cseq = before
             raise
+        return issued, self._committed(group, now)
+
+    def _committed(self, group: Group, now: float) -> list[Publish]:
+        """After a commit: tell the watcher, and read back the commands the group sends."""
         if self.watcher is not None:
             self.watcher.committed()
         out: list[Publish] = []
         for target, start in group.sends:
             out.extend(self._send_from(target, start, now))
-        return issued, out
+        return out
 
     def _fence_issue(self, fencing: Fencing, store: str) -> None:
         """central.ownership: an operator command commits only under this worker's lease."""
@@ -141,10 +145,8 @@ class CommandsMixin(EngineBase):
     def _on_command_ack(self, group: Group, store: str, obj: dict[str, Any],
                         range_key: tuple[Any, ...], retained: bool) -> None:
         now = group.now
-        try:
-            ack = CommandAck.model_validate(obj)
-        except ValidationError:
-            self._drop(group, store, "malformed commands/ack", range_key)
+        ack = self._parse(CommandAck, obj, group, store, range_key, reason="malformed commands/ack")
+        if ack is None:
             return
         st = self._store(store)
         through = ack.through_cseq

@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from central.engine.base import EngineBase
 from central.engine.state import Group
@@ -20,15 +19,14 @@ from sync.wire import canonical_json, check_deltas, digest_lines
 
 log = logging.getLogger("central")
 
+
 class DigestsMixin(EngineBase):
     """Stock digest comparison and restore detection."""
 
     def _on_digest(self, group: Group, store: str, obj: dict[str, Any],
                    range_key: tuple[Any, ...]) -> None:
-        try:
-            digest = Digest.model_validate(obj)
-        except ValidationError:
-            self._drop(group, store, "malformed digest", range_key)
+        digest = self._parse(Digest, obj, group, store, range_key, reason="malformed digest")
+        if digest is None:
             return
         self._store(store).pending_digest = digest
         group.digests.add(store)

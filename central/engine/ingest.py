@@ -46,6 +46,7 @@ _RUN_COLUMNS = ("store", "epoch", "first_seq", "last_seq", "hashes", "body", "re
 # topics central itself publishes: never input
 _OWN_TOPICS = frozenset({"events/ack", "commands"})
 
+
 class IngestMixin(FactsMixin):
     """Store messages into the open group: the hot path of the engine."""
 

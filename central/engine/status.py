@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import ValidationError
-
 from central.engine.base import EngineBase
 from central.engine.state import Group
 from sync.messages import DeviceState, Health, Status
@@ -15,16 +13,15 @@ from sync.wire import canonical_json, now_ts
 
 log = logging.getLogger("central")
 
+
 class StatusMixin(EngineBase):
     """A store's birth, death, health and devices."""
 
     def _on_status(self, group: Group, store: str, obj: dict[str, Any],
                    range_key: tuple[Any, ...], retained: bool = False) -> None:
         now = group.now
-        try:
-            status = Status.model_validate(obj)
-        except ValidationError:
-            self._drop(group, store, "malformed status", range_key)
+        status = self._parse(Status, obj, group, store, range_key, reason="malformed status")
+        if status is None:
             return
         st = self._store(store)
         if status.state == "offline":
@@ -80,10 +77,7 @@ class StatusMixin(EngineBase):
 
     def _on_health(self, group: Group, store: str, obj: dict[str, Any],
                    range_key: tuple[Any, ...]) -> bool:
-        try:
-            Health.model_validate(obj)
-        except ValidationError:
-            self._drop(group, store, "malformed health", range_key)
+        if self._parse(Health, obj, group, store, range_key, reason="malformed health") is None:
             return False
         self.conn.execute(
             "INSERT INTO stores (store, health, health_ts) VALUES (?, ?, ?) "
@@ -94,10 +88,9 @@ class StatusMixin(EngineBase):
 
     def _on_device(self, group: Group, store: str, device: str, obj: dict[str, Any],
                    range_key: tuple[Any, ...]) -> None:
-        try:
-            state = DeviceState.model_validate(obj)
-        except ValidationError:
-            self._drop(group, store, "malformed device state", range_key)
+        state = self._parse(DeviceState, obj, group, store, range_key,
+                            reason="malformed device state")
+        if state is None:
             return
         if state.device != device:
             self._drop(group, store, "device differs from topic", range_key)
