@@ -138,6 +138,20 @@ def api_options(f: F) -> F:
     return _url(_token(f))
 
 
+def route_command(group: click.Group, name: str, method: str, path: str, summary: str, *,
+                  argument: str | None = None) -> None:
+    """Add to ``group`` a command that calls one route and prints its answer; ``path`` may
+    name the command's one ``argument`` (``"/v1/orders/{order_id}"``)."""
+
+    def call(url: str, token_file: Path | None, **arguments: str) -> None:
+        echo_call(url, token_file, method, path.format(**arguments))
+
+    command = api_options(call)
+    if argument is not None:
+        command = click.argument(argument)(command)
+    group.command(name, help=summary)(command)
+
+
 def echo_call(url: str, token_file: Path | None, method: str, path: str,
               **kwargs: Any) -> None:
     """Call the operator API and print its JSON answer."""

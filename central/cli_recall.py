@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from central.cli_client import api_options, echo_call
+from central.cli_client import api_options, echo_call, route_command
 
 
 @click.group()
@@ -38,16 +38,7 @@ def recall_issue(url: str, token_file: Path | None, *, gtin: str, lot: str | Non
     echo_call(url, token_file, "POST", "/v1/recalls", json=body)
 
 
-@recall.command("lift")
-@api_options
-@click.argument("recall_id")
-def recall_lift(url: str, token_file: Path | None, recall_id: str) -> None:
-    """Lift a recall (recall.lift) at every store holding it."""
-    echo_call(url, token_file, "DELETE", f"/v1/recalls/{recall_id}")
-
-
-@recall.command("list")
-@api_options
-def recall_list(url: str, token_file: Path | None) -> None:
-    """Active recalls, the stores holding each, and where each was found at a till."""
-    echo_call(url, token_file, "GET", "/v1/recalls")
+route_command(recall, "lift", "DELETE", "/v1/recalls/{recall_id}",
+              "Lift a recall (recall.lift) at every store holding it.", argument="recall_id")
+route_command(recall, "list", "GET", "/v1/recalls",
+              "Active recalls, the stores holding each, and where each was found at a till.")

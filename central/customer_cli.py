@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from central.cli_client import api_options, echo_call
+from central.cli_client import api_options, echo_call, route_command
 
 
 def _body(*, name: str | None, phone: str | None, region: str | None,
@@ -82,16 +82,6 @@ def update(url: str, token_file: Path | None, ref: str, **fields: Any) -> None:
     echo_call(url, token_file, "PATCH", f"/v1/customers/{ref}", json=_body(**fields))
 
 
-def _ref_command(name: str, method: str, suffix: str, summary: str) -> None:
-    """A command that takes only a customer's REF and calls one route of it."""
-
-    @customers.command(name, help=summary)
-    @api_options
-    @click.argument("ref")
-    def command(url: str, token_file: Path | None, ref: str) -> None:
-        echo_call(url, token_file, method, f"/v1/customers/{ref}{suffix}")
-
-
 for _name, _method, _suffix, _summary in (
     ("withdraw", "POST", "/withdraw",
      "Withdraw recognition consent: every store drops the customer at its next sync."),
@@ -99,7 +89,8 @@ for _name, _method, _suffix, _summary in (
      "Erase a customer, their identifiers and history (right to erasure)."),
     ("show", "GET", "", "A customer's profile, value index and cross-channel history."),
 ):
-    _ref_command(_name, _method, _suffix, _summary)
+    route_command(customers, _name, _method, "/v1/customers/{ref}" + _suffix, _summary,
+                  argument="ref")
 
 
 @customers.command("list")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from central.cli_client import api_options, echo_call
+from central.cli_client import api_options, echo_call, route_command
 
 
 @click.group()
@@ -73,12 +73,8 @@ def orders_list(url: str, token_file: Path | None, state: str | None, limit: int
     echo_call(url, token_file, "GET", "/v1/orders", params=params)
 
 
-@orders.command("show")
-@api_options
-@click.argument("order_id")
-def orders_show(url: str, token_file: Path | None, order_id: str) -> None:
-    """One order: its request, state, assignments and history."""
-    echo_call(url, token_file, "GET", f"/v1/orders/{order_id}")
+route_command(orders, "show", "GET", "/v1/orders/{order_id}",
+              "One order: its request, state, assignments and history.", argument="order_id")
 
 
 @orders.command("create")
