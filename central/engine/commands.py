@@ -10,6 +10,7 @@ import orjson
 
 from central.engine.base import EngineBase
 from central.engine.planners import plan
+from central.engine.records import RECORDERS
 from central.engine.state import COMMAND_WINDOW, Group, Publish
 from central.errors import InvalidCommandError, StorageError
 from central.fencing import Fenced, Fencing
@@ -109,8 +110,6 @@ class CommandsMixin(EngineBase):
 
     def _apply_command(self, store: str, command: dict[str, Any]) -> None:
         conn = self.conn
-        kind = command["type"]
-        data = command["data"]
         cells: dict[str, list[int]] = {}
         for name, column in (("stock", 0), ("reserve", 1)):
             for line in command[name]:
@@ -119,28 +118,9 @@ class CommandsMixin(EngineBase):
             conn.add_stock([(store, sku, c[0], c[1]) for sku, c in cells.items()])
         if self.watcher is not None:
             self.watcher.on_command(store, command)
-        if kind == "catalog.upsert":
-            conn.executemany(
-                "INSERT INTO catalog (store, sku, item) VALUES (?, ?, ?) ON CONFLICT "
-                "(store, sku) DO UPDATE SET item = excluded.item",
-                [(store, i["sku"], canonical_json(i).decode()) for i in data["items"]])
-        elif kind == "catalog.remove":
-            conn.executemany("DELETE FROM catalog WHERE store = ? AND sku = ?",
-                             [(store, s) for s in data["skus"]])
-        elif kind in ("reservation.create", "order.assign"):
-            conn.execute(
-                "INSERT INTO reservations (store, reservation_id, order_ref, lines, expires_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (store, data["reservation_id"], data.get("order_ref", data.get("order_id")),
-                 canonical_json([{"sku": ln["sku"], "qty": ln["qty"]}
-                                 for ln in data["lines"]]).decode(),
-                 data.get("expires_at")))
-        elif kind == "reservation.cancel":
-            conn.execute("UPDATE reservations SET cancel_requested = 1 WHERE store = ? AND "
-                         "reservation_id = ?", (store, data["reservation_id"]))
-        elif kind == "count.request":
-            conn.execute("INSERT INTO count_requests (store, count_id, skus) VALUES (?, ?, ?)",
-                         (store, data["count_id"], canonical_json(data["skus"]).decode()))
+        record = RECORDERS.get(command["type"])
+        if record is not None:
+            record(conn, store, command["data"])
 
     def _on_command_ack(self, group: Group, store: str, obj: dict[str, Any],
                         range_key: tuple[Any, ...], retained: bool) -> None:
