@@ -4,22 +4,31 @@ announce it is behind its stores (:mod:`central.backup`, :mod:`central.restore`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
-from central.cli import _echo_json
+from central.cli_client import echo_json
 from central.errors import CentralError
+
+T = TypeVar("T")
 
 _config = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
                        default=None, help="TOML configuration file (its database_url).")
 _database = click.option("--database-url", default=None, help="Override database_url.")
 
 
-def _database_url(config_path: Path | None, database_url: str | None) -> str:
+def _on_database(config_path: Path | None, database_url: str | None,
+                 action: Callable[[str], T]) -> T:
+    """``action`` on the configured database URL; a CentralError fails the command."""
     from central.config import load_config  # noqa: PLC0415 - keep the client CLI light
 
-    return load_config(config_path, {"database_url": database_url}).database_url
+    try:
+        return action(load_config(config_path, {"database_url": database_url}).database_url)
+    except CentralError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -35,11 +44,8 @@ def db_backup(config_path: Path | None, database_url: str | None, dest: Path) ->
     """Write a consistent backup of the running central to DEST (0640)."""
     from central.backup import backup  # noqa: PLC0415
 
-    try:
-        taken = backup(_database_url(config_path, database_url), dest)
-    except CentralError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _echo_json({"backup": str(dest), "taken": taken})
+    taken = _on_database(config_path, database_url, lambda url: backup(url, dest))
+    echo_json({"backup": str(dest), "taken": taken})
 
 
 @db.command("restore")
@@ -50,11 +56,8 @@ def db_restore(config_path: Path | None, database_url: str | None, source: Path)
     """Replace the (stopped) central's database with SOURCE and mark it restored."""
     from central.backup import restore  # noqa: PLC0415
 
-    try:
-        restored = restore(_database_url(config_path, database_url), source)
-    except CentralError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _echo_json({"restored_from": str(source), "restored_at": restored})
+    restored = _on_database(config_path, database_url, lambda url: restore(url, source))
+    echo_json({"restored_from": str(source), "restored_at": restored})
 
 
 @db.command("restore-done")
@@ -64,8 +67,5 @@ def db_restore_done(config_path: Path | None, database_url: str | None) -> None:
     """Clear the restore marker once every store has caught up (restart central after)."""
     from central.backup import restore_done  # noqa: PLC0415
 
-    try:
-        marker = restore_done(_database_url(config_path, database_url))
-    except CentralError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _echo_json({"cleared": marker})
+    marker = _on_database(config_path, database_url, restore_done)
+    echo_json({"cleared": marker})

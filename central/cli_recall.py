@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from central.cli import Api, _echo_json, _token, _url
+from central.cli_client import api_options, echo_call, route_command
 
 
 @click.group()
@@ -16,8 +16,7 @@ def recall() -> None:
 
 
 @recall.command("issue")
-@_url
-@_token
+@api_options
 @click.option("--gtin", required=True, help="GTIN-8/12/13/14 of the item.")
 @click.option("--lot", default=None, help="Batch/lot (GS1 AI 10).")
 @click.option("--serial", default=None, help="Serial number (GS1 AI 21).")
@@ -36,21 +35,10 @@ def recall_issue(url: str, token_file: Path | None, *, gtin: str, lot: str | Non
                                                ("recall_id", recall_id)) if value is not None})
     if stores:
         body["stores"] = list(stores)
-    _echo_json(Api(url, token_file).call("POST", "/v1/recalls", json=body))
+    echo_call(url, token_file, "POST", "/v1/recalls", json=body)
 
 
-@recall.command("lift")
-@_url
-@_token
-@click.argument("recall_id")
-def recall_lift(url: str, token_file: Path | None, recall_id: str) -> None:
-    """Lift a recall (recall.lift) at every store holding it."""
-    _echo_json(Api(url, token_file).call("DELETE", f"/v1/recalls/{recall_id}"))
-
-
-@recall.command("list")
-@_url
-@_token
-def recall_list(url: str, token_file: Path | None) -> None:
-    """Active recalls, the stores holding each, and where each was found at a till."""
-    _echo_json(Api(url, token_file).call("GET", "/v1/recalls"))
+route_command(recall, "lift", "DELETE", "/v1/recalls/{recall_id}",
+              "Lift a recall (recall.lift) at every store holding it.", argument="recall_id")
+route_command(recall, "list", "GET", "/v1/recalls",
+              "Active recalls, the stores holding each, and where each was found at a till.")

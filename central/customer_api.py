@@ -145,31 +145,27 @@ def customers_router(service: CentralService, dependencies: Sequence[Depends]) -
         with service.db.reading() as conn:
             return {"ref": ref, "history": hist.history(conn, ref, limit)}
 
-    @router.patch("/{ref}")
-    def patch_customer(ref: str, body: Annotated[dict[str, Any], Body()]) -> Any:
+    def change_one(ref: str, fn: Callable[[Connection], object], **answer: bool) -> Any:
+        """Change one customer and share it again: its answer, or the registry's error."""
         try:
-            _, shared = change(lambda conn: reg.update(conn, ref, body), lambda _: [ref])
+            _, shared = change(fn, lambda _: [ref])
         except reg.RegistryError as exc:
             return _error(exc)
-        return {"ref": ref, "shared": shared}
+        return {"ref": ref, **answer, "shared": shared}
+
+    @router.patch("/{ref}")
+    def patch_customer(ref: str, body: Annotated[dict[str, Any], Body()]) -> Any:
+        return change_one(ref, lambda conn: reg.update(conn, ref, body))
 
     @router.post("/{ref}/withdraw")
     def withdraw(ref: str) -> Any:
         """Recognition consent withdrawn: every store drops the customer at its next sync."""
-        try:
-            _, shared = change(lambda conn: reg.withdraw(conn, ref), lambda _: [ref])
-        except reg.RegistryError as exc:
-            return _error(exc)
-        return {"ref": ref, "withdrawn": True, "shared": shared}
+        return change_one(ref, lambda conn: reg.withdraw(conn, ref), withdrawn=True)
 
     @router.delete("/{ref}")
     def erase(ref: str) -> Any:
         """Erasure: registry, identifiers and history deleted; stores drop the customer."""
-        try:
-            _, shared = change(lambda conn: reg.erase(conn, ref), lambda _: [ref])
-        except reg.RegistryError as exc:
-            return _error(exc)
-        return {"ref": ref, "erased": True, "shared": shared}
+        return change_one(ref, lambda conn: reg.erase(conn, ref), erased=True)
 
     @router.post("/{ref}/online-orders")
     def online_order(ref: str, body: OnlineOrderIn) -> Any:

@@ -10,21 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 
-DEFAULT_URL = "http://127.0.0.1:8480"
-_url = click.option("--url", envvar="EDGE_CENTRAL_URL", default=DEFAULT_URL, show_default=True,
-                    help="Base URL of a running edge-central.")
-_token = click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
-                      default=None, help="File with the admin token "
-                      "(or set EDGE_CENTRAL_ADMIN_TOKEN).")
-
-
-def _call(url: str, token_file: Path | None, method: str, path: str, **kwargs: Any) -> None:
-    from central.cli import Api  # noqa: PLC0415 - central.cli includes this group
-
-    click.echo(orjson.dumps(Api(url, token_file).call(method, path, **kwargs),
-                            option=orjson.OPT_INDENT_2).decode())
+from central.cli_client import api_options, echo_call, route_command
 
 
 def _body(*, name: str | None, phone: str | None, region: str | None,
@@ -75,8 +62,7 @@ def customers() -> None:
 
 
 @customers.command("register")
-@_url
-@_token
+@api_options
 @click.option("--ref", default=None, help="Customer reference (default: generated).")
 @_profile_options
 def register(url: str, token_file: Path | None, ref: str | None, **fields: Any) -> None:
@@ -84,58 +70,39 @@ def register(url: str, token_file: Path | None, ref: str | None, **fields: Any) 
     body = _body(**fields)
     if ref:
         body["ref"] = ref
-    _call(url, token_file, "POST", "/v1/customers", json=body)
+    echo_call(url, token_file, "POST", "/v1/customers", json=body)
 
 
 @customers.command("update")
-@_url
-@_token
+@api_options
 @click.argument("ref")
 @_profile_options
 def update(url: str, token_file: Path | None, ref: str, **fields: Any) -> None:
     """Change a customer's name, identifiers, consent or online context."""
-    _call(url, token_file, "PATCH", f"/v1/customers/{ref}", json=_body(**fields))
+    echo_call(url, token_file, "PATCH", f"/v1/customers/{ref}", json=_body(**fields))
 
 
-@customers.command("withdraw")
-@_url
-@_token
-@click.argument("ref")
-def withdraw(url: str, token_file: Path | None, ref: str) -> None:
-    """Withdraw recognition consent: every store drops the customer at its next sync."""
-    _call(url, token_file, "POST", f"/v1/customers/{ref}/withdraw")
-
-
-@customers.command("erase")
-@_url
-@_token
-@click.argument("ref")
-def erase(url: str, token_file: Path | None, ref: str) -> None:
-    """Erase a customer, their identifiers and history (right to erasure)."""
-    _call(url, token_file, "DELETE", f"/v1/customers/{ref}")
-
-
-@customers.command("show")
-@_url
-@_token
-@click.argument("ref")
-def show(url: str, token_file: Path | None, ref: str) -> None:
-    """A customer's profile, value index and cross-channel history."""
-    _call(url, token_file, "GET", f"/v1/customers/{ref}")
+for _name, _method, _suffix, _summary in (
+    ("withdraw", "POST", "/withdraw",
+     "Withdraw recognition consent: every store drops the customer at its next sync."),
+    ("erase", "DELETE", "",
+     "Erase a customer, their identifiers and history (right to erasure)."),
+    ("show", "GET", "", "A customer's profile, value index and cross-channel history."),
+):
+    route_command(customers, _name, _method, "/v1/customers/{ref}" + _suffix, _summary,
+                  argument="ref")
 
 
 @customers.command("list")
-@_url
-@_token
+@api_options
 @click.option("--limit", type=int, default=100, show_default=True)
 def list_(url: str, token_file: Path | None, limit: int) -> None:
     """Registered customers."""
-    _call(url, token_file, "GET", "/v1/customers", params={"limit": limit})
+    echo_call(url, token_file, "GET", "/v1/customers", params={"limit": limit})
 
 
 @customers.command("order")
-@_url
-@_token
+@api_options
 @click.argument("ref")
 @click.option("--order-ref", required=True)
 @click.option("--total", required=True, help="Decimal amount, e.g. 129.90.")
@@ -144,21 +111,19 @@ def list_(url: str, token_file: Path | None, limit: int) -> None:
 def order(url: str, token_file: Path | None, ref: str, *, order_ref: str, total: str,
           currency: str, status: str) -> None:
     """Record an online order in the customer's history."""
-    _call(url, token_file, "POST", f"/v1/customers/{ref}/online-orders",
-          json={"order_ref": order_ref, "total": total, "currency": currency, "status": status})
+    echo_call(url, token_file, "POST", f"/v1/customers/{ref}/online-orders",
+              json={"order_ref": order_ref, "total": total, "currency": currency, "status": status})
 
 
 @customers.command("push")
-@_url
-@_token
+@api_options
 def push(url: str, token_file: Path | None) -> None:
     """Send every store the pepper and every consenting customer (run daily)."""
-    _call(url, token_file, "POST", "/v1/customers/push")
+    echo_call(url, token_file, "POST", "/v1/customers/push")
 
 
 @customers.command("rotate-key")
-@_url
-@_token
+@api_options
 def rotate_key(url: str, token_file: Path | None) -> None:
     """Rotate the chain's pepper; stores re-hash and drop the old key in one sync."""
-    _call(url, token_file, "POST", "/v1/customers/keys/rotate")
+    echo_call(url, token_file, "POST", "/v1/customers/keys/rotate")

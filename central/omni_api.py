@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -92,7 +92,10 @@ def error(status: int, code: str, message: str) -> Response:
     return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
-def _body(raw: bytes, model: type[BaseModel]) -> BaseModel | Response:
+B = TypeVar("B", bound=BaseModel)
+
+
+def _body(raw: bytes, model: type[B]) -> B | Response:
     try:
         return model.model_validate(orjson.loads(raw or b"{}"))
     except orjson.JSONDecodeError:
@@ -108,6 +111,15 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
     db = service.db
     engine: OmniEngine | None = service.omni
     state = engine.state if engine is not None else None
+
+    async def engine_body(request: Request, model: type[B]) -> tuple[OmniEngine, B] | Response:
+        """The running engine and the request's body as ``model``, or the error answer."""
+        body = _body(await request.body(), model)
+        if isinstance(body, Response):
+            return body
+        if engine is None:
+            return error(503, "omni_disabled", "the omnichannel engine is not running")
+        return engine, body
 
     def write(fn: Any) -> Any:
         def job(core: Core) -> tuple[Any, list[Publish]]:
@@ -198,12 +210,10 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
 
     @router.post("/v1/orders")
     async def post_order(request: Request) -> Any:
-        body = _body(await request.body(), OrderIn)
-        if isinstance(body, Response):
-            return body
-        assert isinstance(body, OrderIn)  # noqa: S101 - narrowed for mypy
-        if engine is None:
-            return error(503, "omni_disabled", "the omnichannel engine is not running")
+        parsed = await engine_body(request, OrderIn)
+        if isinstance(parsed, Response):
+            return parsed
+        omni, body = parsed
         normalized = body.normalized()
         with db.reading() as conn:  # a repeat or a conflict needs no write
             existing = order_row(conn, normalized["order_id"])
@@ -214,7 +224,7 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
             return JSONResponse(existing, status_code=200)
 
         def submit(tx: Tx) -> tuple[dict[str, Any], bool]:
-            return engine.submit(tx, normalized)
+            return omni.submit(tx, normalized)
 
         try:
             order, created = await asyncio.to_thread(write, submit)
@@ -240,16 +250,14 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
 
     @router.post("/v1/orders/{order_id}/cancel")
     async def cancel_order(order_id: str, request: Request) -> Any:
-        body = _body(await request.body(), CancelIn)
-        if isinstance(body, Response):
-            return body
-        assert isinstance(body, CancelIn)  # noqa: S101 - narrowed for mypy
-        if engine is None:
-            return error(503, "omni_disabled", "the omnichannel engine is not running")
+        parsed = await engine_body(request, CancelIn)
+        if isinstance(parsed, Response):
+            return parsed
+        omni, body = parsed
         reason = body.reason
 
         def cancel(tx: Tx) -> dict[str, Any]:
-            return engine.cancel(tx, order_id, reason)
+            return omni.cancel(tx, order_id, reason)
 
         try:
             return await asyncio.to_thread(write, cancel)
@@ -272,16 +280,14 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
     async def put_store(store: str, request: Request) -> Any:
         if STORE_RE.fullmatch(store) is None:
             return error(422, "invalid_store", f"{store!r} is not a valid store id")
-        body = _body(await request.body(), StoreAttrs)
-        if isinstance(body, Response):
-            return body
-        if engine is None:
-            return error(503, "omni_disabled", "the omnichannel engine is not running")
+        parsed = await engine_body(request, StoreAttrs)
+        if isinstance(parsed, Response):
+            return parsed
+        omni, body = parsed
         attrs = StoreAttrs.model_validate(body.model_dump())
-        assert isinstance(attrs, StoreAttrs)  # noqa: S101 - narrowed for mypy
 
         def put(tx: Tx) -> dict[str, Any]:
-            return engine.set_store(tx, store, attrs)
+            return omni.set_store(tx, store, attrs)
 
         return await asyncio.to_thread(write, put)
 

@@ -9,13 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from central.cli import DEFAULT_URL, Api, _echo_json
-
-_url = click.option("--url", envvar="EDGE_CENTRAL_URL", default=DEFAULT_URL, show_default=True,
-                    help="Base URL of a running edge-central.")
-_token = click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
-                      default=None, help="File with the admin token "
-                      "(or set EDGE_CENTRAL_ADMIN_TOKEN).")
+from central.cli_client import api_options, echo_call, route_command
 
 
 @click.group()
@@ -24,8 +18,7 @@ def atp() -> None:
 
 
 @atp.command("get")
-@_url
-@_token
+@api_options
 @click.argument("skus", nargs=-1, required=True)
 @click.option("--store", "stores", multiple=True, help="Show these stores' figures.")
 @click.option("--detail", is_flag=True, help="Every store's figures.")
@@ -36,22 +29,20 @@ def atp_get(url: str, token_file: Path | None, skus: tuple[str, ...],
     params += [("store", s) for s in stores]
     if detail:
         params.append(("detail", "true"))
-    _echo_json(Api(url, token_file).call("GET", "/v1/atp", params=params))
+    echo_call(url, token_file, "GET", "/v1/atp", params=params)
 
 
 @atp.command("changes")
-@_url
-@_token
+@api_options
 @click.option("--since", default=None, help="Cursor from the previous answer.")
 def atp_changes(url: str, token_file: Path | None, since: str | None) -> None:
     """SKUs and stores whose ATP changed since a cursor (no cursor: the current one)."""
     params = {"since": since} if since else {}
-    _echo_json(Api(url, token_file).call("GET", "/v1/atp/changes", params=params))
+    echo_call(url, token_file, "GET", "/v1/atp/changes", params=params)
 
 
 @atp.command("store")
-@_url
-@_token
+@api_options
 @click.argument("store")
 @click.option("--lat", type=float, default=None)
 @click.option("--lon", type=float, default=None)
@@ -62,7 +53,7 @@ def atp_changes(url: str, token_file: Path | None, since: str | None) -> None:
 @click.option("--safety-stock", type=int, default=None)
 def atp_store(url: str, token_file: Path | None, store: str, **attrs: Any) -> None:
     """Set a store's brokering attributes (replaces the configured ones)."""
-    _echo_json(Api(url, token_file).call("PUT", f"/v1/omni/stores/{store}", json=attrs))
+    echo_call(url, token_file, "PUT", f"/v1/omni/stores/{store}", json=attrs)
 
 
 @click.group()
@@ -71,8 +62,7 @@ def orders() -> None:
 
 
 @orders.command("list")
-@_url
-@_token
+@api_options
 @click.option("--state", default=None, help="queued, brokered, accepted, … cancelled.")
 @click.option("--limit", default=100, show_default=True)
 def orders_list(url: str, token_file: Path | None, state: str | None, limit: int) -> None:
@@ -80,21 +70,15 @@ def orders_list(url: str, token_file: Path | None, state: str | None, limit: int
     params: dict[str, Any] = {"limit": limit}
     if state:
         params["state"] = state
-    _echo_json(Api(url, token_file).call("GET", "/v1/orders", params=params))
+    echo_call(url, token_file, "GET", "/v1/orders", params=params)
 
 
-@orders.command("show")
-@_url
-@_token
-@click.argument("order_id")
-def orders_show(url: str, token_file: Path | None, order_id: str) -> None:
-    """One order: its request, state, assignments and history."""
-    _echo_json(Api(url, token_file).call("GET", f"/v1/orders/{order_id}"))
+route_command(orders, "show", "GET", "/v1/orders/{order_id}",
+              "One order: its request, state, assignments and history.", argument="order_id")
 
 
 @orders.command("create")
-@_url
-@_token
+@api_options
 @click.argument("file", type=click.File("r"))
 def orders_create(url: str, token_file: Path | None, file: Any) -> None:
     """Submit an order from a JSON file ('-' for stdin), as POST /v1/orders takes it."""
@@ -103,16 +87,15 @@ def orders_create(url: str, token_file: Path | None, file: Any) -> None:
         body = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise click.ClickException(f"{file.name}: not JSON: {exc}") from exc
-    _echo_json(Api(url, token_file).call("POST", "/v1/orders", json=body))
+    echo_call(url, token_file, "POST", "/v1/orders", json=body)
 
 
 @orders.command("cancel")
-@_url
-@_token
+@api_options
 @click.argument("order_id")
 @click.option("--reason", type=click.Choice(["customer", "operator"]), default="operator",
               show_default=True)
 def orders_cancel(url: str, token_file: Path | None, order_id: str, reason: str) -> None:
     """Cancel an order (its reservations are released at the store)."""
-    _echo_json(Api(url, token_file).call("POST", f"/v1/orders/{order_id}/cancel",
-                                         json={"reason": reason}))
+    echo_call(url, token_file, "POST", f"/v1/orders/{order_id}/cancel",
+              json={"reason": reason})

@@ -4,12 +4,19 @@ re-brokering, and every order's state and history from the stores' events.
 It is the core's :class:`central.hooks.Watcher`: it hears applied events and contacts,
 writes its rows inside the writer's group transaction and issues ``order.assign`` /
 ``order.cancel`` through the same single-writer command path as operator commands
-(``Tx.issue`` → ``Core._plan``). Brokering reads the exact stock (stock table plus the
-deltas not yet projected), so two orders can never be promised the same unit.
+(``Tx.issue`` → :func:`central.engine.planners.plan`). Brokering reads the exact
+stock (stock table plus the deltas not yet projected), so two orders can never be
+promised the same unit.
 
 Order states: ``queued`` (no store can fill it yet) → ``brokered`` → ``accepted`` →
 ``picked`` → ``packed`` → ``ready`` → ``collected`` | ``shipped``; or ``cancelled``.
 A split order is in the least advanced state of its parts.
+
+Over ~400 lines on purpose: this module is one job, the engine as the core's watcher and
+the operator's order actions on one state; its other jobs already live apart (folding the
+stores' events: :mod:`central.order_events`; tables: :mod:`central.orders_db`; scoring a
+store: :mod:`central.brokering`), and splitting the brokering steps off would only
+scatter one state machine's transitions across files.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from central.queries import select_limited
 from central.storage import Connection
 
 _DDL = (
@@ -101,12 +102,8 @@ def order_detail(conn: Connection, order_id: str) -> dict[str, Any] | None:
 
 
 def list_orders(conn: Connection, state: str | None, limit: int) -> list[dict[str, Any]]:
-    sql = "SELECT order_id, channel, state, attempts, created, updated FROM omni_orders"
-    params: list[Any] = []
-    if state:
-        sql += " WHERE state = ?"
-        params.append(state)
-    sql += " ORDER BY created DESC, order_id LIMIT ?"
-    params.append(limit)
+    rows = select_limited(
+        conn, "SELECT order_id, channel, state, attempts, created, updated FROM omni_orders",
+        [("state = ?", state)], "created DESC, order_id", limit)
     return [{"order_id": o, "channel": c, "state": s, "attempts": int(a), "created": cr,
-             "updated": u} for o, c, s, a, cr, u in conn.execute(sql, params)]
+             "updated": u} for o, c, s, a, cr, u in rows]

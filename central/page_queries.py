@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from central.queries import select_limited
 from central.storage import Connection
 from sync.errors import WireFormatError
 from sync.wire import parse_ts, utc_now
@@ -59,15 +60,11 @@ def stores_grid(conn: Connection) -> list[dict[str, Any]]:
 
 def open_alerts(conn: Connection, store: str | None, limit: int) -> list[dict[str, Any]]:
     """Alerts nobody has acknowledged, newest first."""
-    sql = f"SELECT a.id, a.ts, a.store, a.kind, a.severity, a.detail FROM alerts a WHERE {_OPEN}"
-    params: list[Any] = []
-    if store:
-        sql += " AND a.store = ?"
-        params.append(store)
-    sql += " ORDER BY a.id DESC LIMIT ?"
-    params.append(limit)
+    rows = select_limited(
+        conn, "SELECT a.id, a.ts, a.store, a.kind, a.severity, a.detail FROM alerts a",
+        [("a.store = ?", store)], "a.id DESC", limit, fixed=[_OPEN])
     return [{"id": int(i), "ts": ts, "store": s, "kind": k, "severity": sev,
-             "detail": _json(d)} for i, ts, s, k, sev, d in conn.execute(sql, params)]
+             "detail": _json(d)} for i, ts, s, k, sev, d in rows]
 
 
 def pending_commands(conn: Connection, store: str, limit: int = 200) -> list[dict[str, Any]]:

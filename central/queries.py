@@ -3,6 +3,7 @@ helper that splits a catalog import into commands within the 64 KiB item limit."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from central.recalls import active_recalls
 from central.runs import stock_cells, stored_events
-from central.storage import Connection
+from central.storage import Connection, Row
 from sync.messages import CatalogItem
 from sync.wire import MAX_ITEM_BYTES, SKU_RE, canonical_json
 
@@ -99,24 +100,27 @@ def stock(conn: Connection, store: str, skus: list[str] | None = None) -> list[d
             if wanted is None or sku in wanted]
 
 
+def select_limited(conn: Connection, select: str, filters: Sequence[tuple[str, Any]],
+                   order: str, limit: int, *, fixed: Sequence[str] = ()) -> list[Row]:
+    """The first ``limit`` rows of ``select`` in ``order``, narrowed by the ``fixed``
+    conditions and by each ``(condition with one ?, value)`` filter whose value is given."""
+    where = list(fixed)
+    params: list[Any] = []
+    for condition, value in filters:
+        if value:
+            where.append(condition)
+            params.append(value)
+    sql = select + (" WHERE " + " AND ".join(where) if where else "")
+    return conn.execute(f"{sql} ORDER BY {order} LIMIT ?", [*params, limit])
+
+
 def alerts(conn: Connection, store: str | None, kind: str | None,
            limit: int) -> list[dict[str, Any]]:
-    sql = "SELECT id, ts, store, kind, severity, detail FROM alerts"
-    where: list[str] = []
-    params: list[Any] = []
-    if store:
-        where.append("store = ?")
-        params.append(store)
-    if kind:
-        where.append("kind = ?")
-        params.append(kind)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(limit)
+    rows = select_limited(conn, "SELECT id, ts, store, kind, severity, detail FROM alerts",
+                          [("store = ?", store), ("kind = ?", kind)], "id DESC", limit)
     return [{"id": int(i), "ts": ts, "store": s, "kind": k, "severity": sev,
              "detail": orjson.loads(d)}
-            for i, ts, s, k, sev, d in conn.execute(sql, params)]
+            for i, ts, s, k, sev, d in rows]
 
 
 def quarantined(conn: Connection, store: str) -> list[dict[str, Any]]:

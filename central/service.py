@@ -28,7 +28,8 @@ from paho.mqtt.properties import Properties
 from central.batches import FastBatch
 from central.byte_queue import ByteBoundedInbox
 from central.config import CentralConfig, TokenBook
-from central.core import NOT_DECODED, Core, Inbound, Publish, predecode
+from central.core import Core
+from central.engine.state import NOT_DECODED, Inbound, Publish, predecode
 from central.history import Compactor
 from central.orders import OmniEngine
 from central.ownership import Ownership

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import central.core as core_module
+import central.engine.ingest as ingest_module
 from central.batches import decode_fast, run_body, split_run
 from central.core import Core
 from central.runs import stock_cells
@@ -128,7 +128,7 @@ def traffic(draw: st.DrawFn) -> list[bytes]:
 def run(batches: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, monkeypatch.context() as patch:
         if not fast:
-            patch.setattr(core_module, "decode_fast", lambda _payload: None)
+            patch.setattr(ingest_module, "decode_fast", lambda _payload: None)
         db = Database(f"sqlite:///{Path(tmp) / 'c.db'}")
         db.create_schema()
         core = Core(db.connect())

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from central.core import Core, _event_batch
+from central.core import Core
+from central.engine.ingest import _event_batch
 from central.runs import stock_cells
 from central.storage import Database
 from sync.messages import EventBatch

@@ -10,11 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from central import queries, storage
+from central import queries, schema_versions
 from central.core import Core
 from central.errors import StorageError
 from central.runs import stock_cells
-from central.storage import SCHEMA_VERSION, Database
+from central.schema_versions import SCHEMA_VERSION
+from central.storage import Database
 from sync.wire import canonical_json
 from tests.central.conftest import event
 
@@ -94,7 +95,7 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
 @pytest.mark.parametrize("page", [20_000, 499])  # one read, or runs across page reads
 def test_schema_1_is_migrated_without_losing_an_event(db_url: str, page: int,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage, "_MIGRATION_PAGE", page)
+    monkeypatch.setattr(schema_versions, "_MIGRATION_PAGE", page)
     old = legacy_database(db_url)
     db = Database(db_url)
     db.create_schema()
