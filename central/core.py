@@ -173,6 +173,8 @@ class _Tx:
         self.now = group.now
 
     def issue(self, store: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._core.fencing is not None:
+            self._core.fencing.require(store)  # central.fencing: raises Fenced
         return self._core._issue_in_tx(self._group, store, specs)
 
     def sku_stock(self, sku: str) -> dict[str, tuple[int, int]]:
@@ -376,11 +378,14 @@ class Core:
 
     def run_write(self, fn: Callable[[_Tx], Any]) -> tuple[Any, list[Publish]]:
         """Run ``fn`` in one write transaction (on the writer thread); commands it issues
-        are sent after the commit. A failure rolls everything back."""
+        are sent after the commit. A failure rolls everything back; with store ownership,
+        a lease this worker lost raises :class:`Fenced` (``central.fencing``)."""
         now = self.clock()
         group = _Group(ts=now_ts(), now=now)
         self.conn.begin_write()
         try:
+            if self.fencing is not None:
+                self.fencing.begin(self.conn)  # central.fencing: order writes under the lease
             result = fn(_Tx(self, group))
             self._flush_alerts(group)
             self.conn.commit()
@@ -873,7 +878,10 @@ class Core:
         now = self.clock()
         out: list[Publish] = []
         if self.watcher is not None:
-            out.extend(self.watcher.tick(self.run_write))
+            try:
+                out.extend(self.watcher.tick(self.run_write))
+            except Fenced:  # central.fencing: rolled back; the next tick runs without it
+                log.warning("order timers: a lease was lost; nothing of that tick committed")
         due = [store for store, st in self.stores.items()
                if st.online and st.acked is not None and st.acked < st.issued
                and self.owns(store)  # central.ownership: not another worker's store

@@ -18,7 +18,8 @@ from fastapi.params import Depends
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from central.errors import InvalidCommandError, OrderError
+from central.errors import InvalidCommandError, OrderError, OrderFenced
+from central.fencing import Fenced
 from central.omni_config import StoreAttrs
 from central.omni_state import CursorExpired
 from central.orders import OmniEngine, request_sha
@@ -111,7 +112,10 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
 
     def write(fn: Any) -> Any:
         def job(core: Core) -> tuple[Any, list[Publish]]:
-            result, out = core.run_write(fn)
+            try:
+                result, out = core.run_write(fn)
+            except Fenced as exc:  # central.fencing: rolled back, nothing sent
+                raise OrderFenced(f"{exc}; retry (the store's new owner takes it)") from exc
             return result, out
         return service.call(job)
 
@@ -283,6 +287,9 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
         def put(tx: Tx) -> dict[str, Any]:
             return engine.set_store(tx, store, attrs)
 
-        return await asyncio.to_thread(write, put)
+        try:
+            return await asyncio.to_thread(write, put)
+        except OrderError as exc:
+            return error(exc.status, exc.code, str(exc))
 
     return router

@@ -164,7 +164,8 @@ class OmniEngine(StoreEvents):
         if now >= self._next_scan:
             self._next_scan = now + 5.0
             self._scan_silence(now)
-        expired = [rid for rid, (by, _, _) in self._deadlines.items() if by <= now]
+        expired = [rid for rid, (by, _, store) in self._deadlines.items()
+                   if by <= now and self.owns(store)]  # another worker's store: its timer
         rebroker = bool(self.state.queued_orders) and (
             self._rebroker_due or now >= self._next_rebroker)
         if not expired and not rebroker:
