@@ -119,6 +119,13 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
             return result, out
         return service.call(job)
 
+    async def write_or_error(fn: Any) -> Any:
+        """Run ``fn`` on the writer; an order error becomes its JSON error body."""
+        try:
+            return await asyncio.to_thread(write, fn)
+        except OrderError as exc:
+            return error(exc.status, exc.code, str(exc))
+
     @router.get("/v1/atp")
     def get_atp(sku: Annotated[list[str] | None, Query()] = None,
                 store: Annotated[list[str] | None, Query()] = None,
@@ -255,10 +262,7 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
         def cancel(tx: Tx) -> dict[str, Any]:
             return engine.cancel(tx, order_id, reason)
 
-        try:
-            return await asyncio.to_thread(write, cancel)
-        except OrderError as exc:
-            return error(exc.status, exc.code, str(exc))
+        return await write_or_error(cancel)
 
     @router.get("/v1/omni/stores")
     def get_stores() -> Any:
@@ -287,9 +291,6 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
         def put(tx: Tx) -> dict[str, Any]:
             return engine.set_store(tx, store, attrs)
 
-        try:
-            return await asyncio.to_thread(write, put)
-        except OrderError as exc:
-            return error(exc.status, exc.code, str(exc))
+        return await write_or_error(put)
 
     return router
