@@ -363,7 +363,8 @@ def rows(f: dict[str, Any]) -> list[Row]:
     p99 = f["ack_p99_ms"]
     return [Row("central fleet", f"ack p99, {f['connected']:,} stores connected at once",
                 p99, "ms", note=f"offered {f['offered_events_per_s']:,.0f} events/s, achieved "
-                f"{f['achieved_events_per_s']:,.0f}; one central on SQLite",
+                f"{f['achieved_events_per_s']:,.0f}; one central on SQLite; load average "
+                f"{f['loadavg_1m']:.1f}",
                 target="≤ 1000 ms", met=p99 is not None and p99 <= 1000),
             *_bound_rows(f)]
 
@@ -382,8 +383,10 @@ def _bound_rows(f: dict[str, Any]) -> list[Row]:
         parts = ", ".join(f"{k} {v} µs" for k, v in d["cpu_us_per_message"].items())
         out.append(Row("central fleet", "cores the offered load takes (central+broker+stores)",
                        d["cores_demanded"], "cores", d["cpu_count"], "cores of the machine",
-                       note=f"CPU per message: {parts}; got {d['cores_got']} cores, the "
-                            f"machine busy {d['machine_busy_cores']} cores"))
+                       note=f"CPU per message: {parts}; got {d['cores_got']} cores (central "
+                            f"{f['central']['cores_used']['central']} of the "
+                            f"{d['cores_at_offered_rate']['central']} it needs), the machine "
+                            f"busy {d['machine_busy_cores']} cores"))
     return out
 
 

@@ -28,7 +28,7 @@ def test_demand_extrapolates_cpu_per_message_to_the_offered_rate() -> None:
     assert d["cpu_us_per_message"] == {"central": 300, "broker": 100, "store_simulators": 200}
     assert d["cores_demanded"] == 3.0
     assert d["cores_got"] == 0.6
-    rows = central_fleet._bound_rows({"hops": {}, "cpu_demand": d})
+    rows = central_fleet._bound_rows({"hops": {}, "cpu_demand": d, "central": rates})
     assert rows[-1].value == 3.0
     assert rows[-1].ceiling == 2
     assert central_fleet._demand({}, 5000.0, 0.0) == {}
