@@ -6,12 +6,13 @@ Each store is its own MQTT connection (paho), driven without a thread per client
 load processes each run paho's external-loop API (``socket``/``loop_read``/``loop_write``/
 ``loop_misc``) for their share of the stores on one ``selectors`` loop. Central is one
 ``edge-central serve`` on SQLite (wildcard subscriptions, no ownership): the single-worker
-figure. ``python -m bench.central_fleet [--quick|--tiny]``.
+figure. Beside it, what bounds that latency (:mod:`bench.fleet_probe`): each hop, central's
+rates and inbox, the CPU of each part. ``python -m bench.central_fleet [--quick|--tiny]
+[--rate EVENTS_PER_S]``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import selectors
@@ -23,15 +24,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
+from bench import fleet_probe
 from bench.central import ROOT, CentralProcess, Mosquitto
-from bench.common import Row, percentile, proc_cpu_seconds
+from bench.common import Row, percentile
 
 TARGET_P99_S = 1.0
 BURST = 64  # publishes between two reads of the simulator's sockets
-PROBE_EVERY = 100  # one store in 100 is also watched by the probe (bench._probe)
 
 
 def _load(port: int, first: int, count: int, period: float, seconds: float,  # noqa: PLR0917
@@ -81,7 +81,7 @@ def _load(port: int, first: int, count: int, period: float, seconds: float,  # n
             sel.register(sock, selectors.EVENT_READ, client)
         clients[store] = client
         sent[store] = {}
-        if i % PROBE_EVERY == 0:
+        if i % fleet_probe.PROBE_EVERY == 0:
             hops[store] = {}
         seqs[store] = 0
         epochs[store] = str(uuid.uuid4())
@@ -149,138 +149,10 @@ def _load(port: int, first: int, count: int, period: float, seconds: float,  # n
                  "seconds": end - t0, "hops": hops})
 
 
-def _probe(port: int, stores: list[str], ready: Any, stop: Any, results: Any) -> None:
-    """A light observer beside the fleet: for a sample of stores it sees each batch and
-    each ack as the broker forwards them, on the same monotonic clock as the stores
-    (``time.perf_counter``, CLOCK_MONOTONIC on Linux). Batch seen → ack seen is central's
-    turnaround (its inbox, writer and outgoing MQTT queue, through the broker both ways)."""
-    import paho.mqtt.client as mqtt  # noqa: PLC0415
-    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
-
-    batches: dict[str, dict[int, float]] = {s: {} for s in stores}
-    acks: dict[str, dict[int, float]] = {s: {} for s in stores}
-    granted = [0]
-
-    def on_subscribe(*_a: Any) -> None:
-        granted[0] += 1
-
-    def on_message(_c: Any, _u: Any, message: Any) -> None:
-        now = time.perf_counter()
-        if message.retain:
-            return
-        body = orjson.loads(message.payload)
-        store = body["store"]
-        if message.topic.endswith("/ack"):
-            through = int(body["through_seq"])
-            seen = acks[store]
-            for seq in batches[store]:
-                if seq <= through and seq not in seen:
-                    seen[seq] = now
-        else:
-            batches[store].setdefault(int(body["events"][0]["seq"]), now)
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet-probe",
-                         protocol=mqtt.MQTTv5)
-    client.on_message = on_message
-    client.on_subscribe = on_subscribe
-    client.connect("127.0.0.1", port, keepalive=60)
-    client.loop_start()
-    topics = [(f"{ROOT}/v1/stores/{s}/events{rest}", 1) for s in stores for rest in ("", "/ack")]
-    for start in range(0, len(topics), 100):
-        client.subscribe(topics[start:start + 100])
-    deadline = time.monotonic() + 60
-    while granted[0] < (len(topics) + 99) // 100 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    ready.put(0)
-    stop.wait()
-    client.disconnect()
-    client.loop_stop()
-    results.put({"batches": batches, "acks": acks})
-
-
-def _hops(out: list[dict[str, Any]], probe: dict[str, Any]) -> dict[str, Any]:
-    """Per hop p50/p99 (ms) of the probed stores' batches: store → broker → probe
-    (ingress), probe sees batch → probe sees ack (central's turnaround), probe sees ack
-    → the store's own receive loop takes it (egress into the simulator)."""
-    ingress: list[float] = []
-    turnaround: list[float] = []
-    egress: list[float] = []
-    for r in out:
-        for store, seqs in r["hops"].items():
-            for seq, times in seqs.items():
-                seen = probe["batches"].get(store, {}).get(seq)
-                acked = probe["acks"].get(store, {}).get(seq)
-                if seen is not None:
-                    ingress.append(seen - times[0])
-                if seen is not None and acked is not None:
-                    turnaround.append(acked - seen)
-                if acked is not None and len(times) > 1:
-                    egress.append(times[1] - acked)
-
-    def pct(values: list[float]) -> dict[str, float | None]:
-        ordered = sorted(values)
-        if not ordered:
-            return {"p50_ms": None, "p99_ms": None}
-        return {"p50_ms": round(percentile(ordered, 0.5) * 1000, 1),
-                "p99_ms": round(percentile(ordered, 0.99) * 1000, 1)}
-
-    return {"samples": len(ingress), "acked_at_probe": len(turnaround),
-            "acked_at_store": len(egress), "ingress": pct(ingress),
-            "central_turnaround": pct(turnaround), "egress": pct(egress)}
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
-    out = {"machine": _machine_busy_s()}
-    for name, group in pids.items():
-        total = 0.0
-        for pid in group:
-            with contextlib.suppress(OSError):
-                total += proc_cpu_seconds(pid)
-        out[name] = total
-    return out
-
-
-def _sample(central: CentralProcess, pids: dict[str, list[int]], stop: threading.Event,
-            samples: list[dict[str, Any]]) -> None:
-    """Every 2 s during the run: central's own counters (messages in, acks out, its inbox
-    = the writer's queue, the writer's busy and publish time) and the CPU time of each
-    part (central, broker, the store simulators, the probe) and of the whole machine."""
-    while not stop.wait(2.0):
-        try:
-            c = central.counters()
-        except httpx.HTTPError:
-            continue
-        samples.append({"t": time.perf_counter(), "cpu": _cpu(pids), **{k: c[k] for k in (
-            "messages", "acks", "inbox", "writer_busy_s", "writer_publish_s")}})
-
-
-def _rates(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(samples) < 2:
-        return {}
-    a, b = samples[0], samples[-1]
-    span = b["t"] - a["t"]
-    return {"messages_in_per_s": round((b["messages"] - a["messages"]) / span),
-            "acks_out_per_s": round((b["acks"] - a["acks"]) / span),
-            "writer_busy_fraction": round((b["writer_busy_s"] - a["writer_busy_s"]) / span, 3),
-            "writer_publish_fraction": round(
-                (b["writer_publish_s"] - a["writer_publish_s"]) / span, 3),
-            "cores_used": {name: round((b["cpu"][name] - a["cpu"][name]) / span, 2)
-                           for name in a["cpu"]},
-            "cpu_count": os.cpu_count(),
-            "inbox_max": max(s["inbox"] for s in samples),
-            "inbox_samples": [s["inbox"] for s in samples]}
-
-
-def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, tiny: bool = False, rate: float | None = None
+        ) -> dict[str, Any]:
     stores = 1000 if tiny else 4000 if quick else 10_000
-    rate = 500.0 if tiny else 2000.0 if quick else 5000.0
+    rate = rate or (500.0 if tiny else 2000.0 if quick else 5000.0)
     seconds = 15.0 if tiny else 30.0
     procs = 4
     period = stores / rate  # each store publishes once per period
@@ -297,9 +169,9 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
             children = [ctx.Process(target=_load, daemon=True, args=(
                 broker.port, i * share, share, period, seconds, ready, start, results))
                 for i in range(procs)]
-            probed = [f"F{i:05d}" for i in range(0, procs * share, PROBE_EVERY)]
+            probed = [f"F{i:05d}" for i in range(0, procs * share, fleet_probe.PROBE_EVERY)]
             probe_ready, probe_stop, probe_out = ctx.Queue(), ctx.Event(), ctx.Queue()
-            prober = ctx.Process(target=_probe, daemon=True, args=(
+            prober = ctx.Process(target=fleet_probe.probe, daemon=True, args=(
                 broker.port, probed, probe_ready, probe_stop, probe_out))
             prober.start()
             probe_ready.get(timeout=120)
@@ -310,7 +182,8 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
             pids = {"central": [central.proc.pid], "broker": [broker.proc.pid],
                     "store_simulators": [c.pid for c in children if c.pid is not None],
                     "probe": [prober.pid] if prober.pid is not None else []}
-            sampler = threading.Thread(target=_sample, args=(central, pids, sampling, samples),
+            sampler = threading.Thread(target=fleet_probe.sample,
+                                       args=(central, pids, sampling, samples),
                                        name="bench.fleet.sample", daemon=True)
             start.set()
             sampler.start()
@@ -336,27 +209,11 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
         "central_events_applied": counters["events_applied"],
         "target_p99_ms": TARGET_P99_S * 1000,
         "loadavg_1m": os.getloadavg()[0],
-        "hops": _hops(out, probe), "central": (rates := _rates(samples)),
-        "cpu_demand": _demand(rates, rate, published / max(r["seconds"] for r in out)),
+        "hops": fleet_probe.hops(out, probe),
+        "central": (rates := fleet_probe.rates(samples)),
+        "cpu_demand": fleet_probe.demand(rates, rate,
+                                         published / max(r["seconds"] for r in out)),
     }
-
-
-def _demand(rates: dict[str, Any], offered: float, achieved: float) -> dict[str, Any]:
-    """CPU time per message of each part in this run, and the cores the offered rate
-    would take at that cost (central and broker per message central received, the
-    simulators per message published). Central's cost per message falls as its groups
-    grow, so at a higher rate this overstates central; it is what this run measured."""
-    if not rates or not rates["messages_in_per_s"] or not achieved:
-        return {}
-    cores = rates["cores_used"]
-    per = {"central": cores["central"] / rates["messages_in_per_s"],
-           "broker": cores["broker"] / rates["messages_in_per_s"],
-           "store_simulators": cores["store_simulators"] / achieved}
-    return {"cpu_us_per_message": {k: round(v * 1e6) for k, v in per.items()},
-            "cores_at_offered_rate": {k: round(v * offered, 2) for k, v in per.items()},
-            "cores_demanded": round(sum(per.values()) * offered, 2),
-            "cores_got": round(sum(cores[k] for k in per), 2),
-            "machine_busy_cores": cores["machine"], "cpu_count": rates["cpu_count"]}
 
 
 def rows(f: dict[str, Any]) -> list[Row]:
@@ -391,7 +248,9 @@ def _bound_rows(f: dict[str, Any]) -> list[Row]:
 
 
 def main() -> None:
-    f = run(quick="--quick" in sys.argv[1:], tiny="--tiny" in sys.argv[1:])
+    args = sys.argv[1:]
+    rate = float(args[args.index("--rate") + 1]) if "--rate" in args else None  # events/s
+    f = run(quick="--quick" in args, tiny="--tiny" in args, rate=rate)
     print(orjson.dumps(f, option=orjson.OPT_INDENT_2).decode())
 
 
