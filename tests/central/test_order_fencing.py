@@ -168,3 +168,25 @@ def test_a_takeover_waits_for_the_order_write_in_flight(postgres_server: Postgre
         conn.close()
     admin.close()
 
+
+
+def test_a_worker_without_leases_takes_orders_but_sends_no_store_anything(
+        postgres_server: Postgres) -> None:
+    db, admin = _setup(postgres_server)
+    clock = Clock()
+    owner = Worker(db, "A", clock)
+    owner.take(admin, 1)
+    owner.core.process([_receipt(str(uuid.uuid4()), 1, 5)])
+    idle = Worker(db, "C", clock)  # holds no partition at all (e.g. just started)
+    order, _ = idle.order("O1")
+    assert order["state"] == "queued"  # no store of its own has the stock
+    assign = [{"type": "order.assign", "data": {
+        "order_id": "O1", "reservation_id": "ord-O1-1", "channel": "web",
+        "fulfilment": "ship", "lines": [{"line_no": 1, "sku": "A-1", "qty": 1}],
+        "accept_by": "2027-01-15T08:00:00.000Z"}}]
+    with pytest.raises(Fenced, match="not held by worker C"):
+        idle.core.run_write(lambda tx: tx.issue(STORE, assign))
+    assert _commands(admin) == []
+    for conn in (owner.core.conn, idle.core.conn):
+        conn.close()
+    admin.close()
