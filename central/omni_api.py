@@ -115,7 +115,7 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
             try:
                 result, out = core.run_write(fn)
             except Fenced as exc:  # central.fencing: rolled back, nothing sent
-                raise OrderFenced(f"{exc}; retry (the store's new owner takes it)") from exc
+                raise OrderFenced(f"{exc}; rolled back: retry, or ask the store's owner") from exc
             return result, out
         return service.call(job)
 
