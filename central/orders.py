@@ -294,6 +294,9 @@ class OmniEngine(StoreEvents):
 
     def _broker(self, tx: Tx, order_id: str, now: float, ts: str) -> None:
         conn = self._db()
+        if conn.dialect == "postgres":  # several workers: one brokers an order at a time
+            conn.execute("SELECT 1 FROM omni_orders WHERE order_id = ? FOR UPDATE",
+                         (order_id,))
         row = order_row(conn, order_id)
         if row is None or row["state"] in _FINAL:
             return

@@ -26,7 +26,9 @@ pytestmark = pytest.mark.postgres
 
 PARTS = 8
 STORE = "S001"
-SETTINGS = {"accept_within": 60, "stores": {STORE: {"lat": 52.37, "lon": 4.90}}}
+OTHER = "S002"  # another partition (2; S001 is in 3)
+SETTINGS = {"accept_within": 60, "rebroker_every": 30,
+            "stores": {STORE: {"lat": 52.37, "lon": 4.90}, OTHER: {"lat": 52.09, "lon": 5.12}}}
 
 
 class Clock:
@@ -48,8 +50,8 @@ class Worker:
         self.core.fencing = self.fencing
         self.engine.attach(self.core.conn)
 
-    def take(self, admin: Connection, token: int) -> None:
-        part = store_partition(STORE, PARTS)
+    def take(self, admin: Connection, token: int, store: str = STORE) -> None:
+        part = store_partition(store, PARTS)
         admin.execute("UPDATE partition_leases SET worker = ?, token = ? WHERE part = ?",
                       (self.fencing.worker, token, part))
         self.fencing.held[part] = token
@@ -76,10 +78,10 @@ def _setup(postgres_server: Postgres) -> tuple[Database, Connection]:
     return db, admin
 
 
-def _receipt(epoch: str, seq: int, qty: int) -> Inbound:
-    body = {"v": 1, "store": STORE, "epoch": epoch,
+def _receipt(epoch: str, seq: int, qty: int, store: str = STORE) -> Inbound:
+    body = {"v": 1, "store": store, "epoch": epoch,
             "events": [event(seq, delta=qty, kind="receipt")]}
-    return Inbound(f"retail/v1/stores/{STORE}/events", orjson.dumps(body), False)
+    return Inbound(f"retail/v1/stores/{store}/events", orjson.dumps(body), False)
 
 
 def _commands(admin: Connection) -> list[tuple[Any, ...]]:
@@ -188,5 +190,55 @@ def test_a_worker_without_leases_takes_orders_but_sends_no_store_anything(
         idle.core.run_write(lambda tx: tx.issue(STORE, assign))
     assert _commands(admin) == []
     for conn in (owner.core.conn, idle.core.conn):
+        conn.close()
+    admin.close()
+
+
+def test_two_workers_never_broker_one_queued_order_twice(postgres_server: Postgres) -> None:
+    """A queued order known to both workers, stock arriving at a store of each: the one
+    that brokers it first holds the order row until it commits; the other then finds the
+    order covered and assigns nothing (PostgreSQL: ``FOR UPDATE`` of the order row)."""
+    db, admin = _setup(postgres_server)
+    clock = Clock()
+    a = Worker(db, "A", clock)
+    a.take(admin, 1)  # S001
+    b = Worker(db, "B", clock)
+    b.take(admin, 1, store=OTHER)
+    order, _ = a.order("O1")
+    assert order["state"] == "queued"  # no stock anywhere yet
+    b.engine.rolled_back()  # B knows the queued order, as after its start
+    a.core.process([_receipt(str(uuid.uuid4()), 1, 5)])
+    b.core.process([_receipt(str(uuid.uuid4()), 1, 5, OTHER)])
+    clock.now += 31  # both rebroker their queued orders on their next tick
+    pid = b.core.conn.execute("SELECT pg_backend_pid()")[0][0]
+    failed: list[BaseException] = []
+
+    def b_ticks() -> None:
+        try:
+            b.engine.tick(b.core.run_write)
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            failed.append(exc)
+
+    rebroker = threading.Thread(target=b_ticks, name="test.rebroker")
+
+    def a_in_flight(fn: Any) -> tuple[Any, list[Publish]]:
+        def hold(tx: Any) -> Any:
+            result = fn(tx)  # A has brokered O1 to S001, not committed yet
+            rebroker.start()
+            wait_until(lambda: admin.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?", (pid,))
+                == [("Lock",)], 30, "B waits for A's order write")
+            return result
+        return a.core.run_write(hold)
+
+    a.engine.tick(a_in_flight)
+    rebroker.join(30)
+    assert not rebroker.is_alive()
+    assert failed == []  # without the lock: B assigned too, and its commit failed
+    assert admin.execute("SELECT store, state FROM omni_assignments WHERE order_id = 'O1'"
+                         ) == [(STORE, "assigned")]
+    assert [c[1] for c in admin.execute(
+        "SELECT cseq, type FROM commands WHERE store = ? ORDER BY cseq", (OTHER,))] == []
+    for conn in (a.core.conn, b.core.conn):
         conn.close()
     admin.close()
