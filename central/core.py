@@ -203,11 +203,14 @@ class Core(IngestMixin, ProjectionMixin, StatusMixin, CommandsMixin, DigestsMixi
 
     def run_write(self, fn: Callable[[WriteTx], Any]) -> tuple[Any, list[Publish]]:
         """Run ``fn`` in one write transaction (on the writer thread); commands it issues
-        are sent after the commit. A failure rolls everything back."""
+        are sent after the commit. A failure rolls everything back; with store ownership,
+        a lease this worker lost raises :class:`Fenced` (``central.fencing``)."""
         now = self.clock()
         group = Group(ts=now_ts(), now=now)
         self.conn.begin_write()
         try:
+            if self.fencing is not None:
+                self.fencing.begin(self.conn)  # central.fencing: order writes under the lease
             result = fn(WriteTx(self, group))
             self._flush_alerts(group)
             self.conn.commit()

@@ -12,7 +12,8 @@
     └── OrderError            an order cannot be taken or changed (``code``, HTTP ``status``)
         ├── OrderConflict         the order id exists with another request
         ├── UnknownOrder
-        └── OrderNotCancellable   already handed over
+        ├── OrderNotCancellable   already handed over
+        └── OrderFenced           a store's lease moved to another worker (central.fencing)
 
 ``InvalidCommandError`` is also a ``ValueError``. Errors of the shared ``sync`` package
 (``sync.errors.SyncError``) that reach the central keep their own root.
@@ -71,3 +72,10 @@ class UnknownOrder(OrderError):
 class OrderNotCancellable(OrderError):
     status = 409
     code = "order_not_cancellable"
+
+
+class OrderFenced(OrderError):
+    """An order write touched a store whose lease this worker no longer holds: rolled back."""
+
+    status = 409
+    code = "store_fenced"

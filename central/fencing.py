@@ -8,7 +8,9 @@ to commit, and a transaction that starts after a takeover sees the new token and
 :class:`Fenced`: the core rolls back, acknowledges nothing and reloads its state without the
 lost partition. Two workers can never commit an apply for the same store under the same
 lease, whatever the clocks say. :meth:`Fencing.log` writes who applied what, under which
-token, in the same transaction (table ``fencing_log``).
+token, in the same transaction (table ``fencing_log``). Order writes
+(``Core.run_write``) run :meth:`begin` too, and :meth:`require` refuses a command to a store
+whose partition this worker does not hold.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ class Fencing:
             log.warning("fenced: partitions %s were taken over; the transaction is dropped",
                         lost)
             raise Fenced(f"lease of partitions {lost} lost")
+
+    def require(self, store: str) -> None:
+        """A write of the current transaction touches ``store``: raise :class:`Fenced`
+        unless this worker holds its partition (checked in the database by :meth:`begin`)."""
+        if not self.owns(store):
+            self.fenced += 1
+            raise Fenced(f"store {store} is not held by worker {self.worker}")
 
     def log(self, conn: Connection, keys: Iterable[tuple[str, str]],
             applied: dict[tuple[str, str], int]) -> None:

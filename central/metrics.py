@@ -100,8 +100,8 @@ class CentralCollector(Collector):
                                     value=len(ownership.held))
             yield GaugeMetricFamily("edge_central_live_workers", "Workers seen alive",
                                     value=ownership.live_workers)
-            yield CounterMetricFamily("edge_central_fenced_transactions", "Apply transactions "
-                                      "refused because a lease had moved on",
+            yield CounterMetricFamily("edge_central_fenced_transactions", "Apply and order "
+                                      "transactions refused because a lease had moved on",
                                       value=ownership.fencing.fenced)
         marks = service.call(_copy_watermarks, timeout=10)
         yield from self._per_store(marks)

@@ -18,7 +18,8 @@ from fastapi.params import Depends
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from central.errors import InvalidCommandError, OrderError
+from central.errors import InvalidCommandError, OrderError, OrderFenced
+from central.fencing import Fenced
 from central.omni_config import StoreAttrs
 from central.omni_state import CursorExpired
 from central.orders import OmniEngine, request_sha
@@ -123,9 +124,19 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
 
     def write(fn: Any) -> Any:
         def job(core: Core) -> tuple[Any, list[Publish]]:
-            result, out = core.run_write(fn)
+            try:
+                result, out = core.run_write(fn)
+            except Fenced as exc:  # central.fencing: rolled back, nothing sent
+                raise OrderFenced(f"{exc}; rolled back: retry, or ask the store's owner") from exc
             return result, out
         return service.call(job)
+
+    async def write_or_error(fn: Any) -> Any:
+        """Run ``fn`` on the writer; an order error becomes its JSON error body."""
+        try:
+            return await asyncio.to_thread(write, fn)
+        except OrderError as exc:
+            return error(exc.status, exc.code, str(exc))
 
     @router.get("/v1/atp")
     def get_atp(sku: Annotated[list[str] | None, Query()] = None,
@@ -259,10 +270,7 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
         def cancel(tx: Tx) -> dict[str, Any]:
             return omni.cancel(tx, order_id, reason)
 
-        try:
-            return await asyncio.to_thread(write, cancel)
-        except OrderError as exc:
-            return error(exc.status, exc.code, str(exc))
+        return await write_or_error(cancel)
 
     @router.get("/v1/omni/stores")
     def get_stores() -> Any:
@@ -289,6 +297,6 @@ def omni_router(service: CentralService, admin: list[Depends]) -> APIRouter:
         def put(tx: Tx) -> dict[str, Any]:
             return omni.set_store(tx, store, attrs)
 
-        return await asyncio.to_thread(write, put)
+        return await write_or_error(put)
 
     return router

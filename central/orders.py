@@ -171,7 +171,8 @@ class OmniEngine(StoreEvents):
         if now >= self._next_scan:
             self._next_scan = now + 5.0
             self._scan_silence(now)
-        expired = [rid for rid, (by, _, _) in self._deadlines.items() if by <= now]
+        expired = [rid for rid, (by, _, store) in self._deadlines.items()
+                   if by <= now and self.owns(store)]  # another worker's store: its timer
         rebroker = bool(self.state.queued_orders) and (
             self._rebroker_due or now >= self._next_rebroker)
         if not expired and not rebroker:
@@ -300,6 +301,9 @@ class OmniEngine(StoreEvents):
 
     def _broker(self, tx: Tx, order_id: str, now: float, ts: str) -> None:
         conn = self._db()
+        if conn.dialect == "postgres":  # several workers: one brokers an order at a time
+            conn.execute("SELECT 1 FROM omni_orders WHERE order_id = ? FOR UPDATE",
+                         (order_id,))
         row = order_row(conn, order_id)
         if row is None or row["state"] in _FINAL:
             return

@@ -37,6 +37,8 @@ class WriteTx:
         self.now = group.now
 
     def issue(self, store: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._core.fencing is not None:
+            self._core.fencing.require(store)  # central.fencing: raises Fenced
         return self._core._issue_in_tx(self._group, store, specs)
 
     def sku_stock(self, sku: str) -> dict[str, tuple[int, int]]:

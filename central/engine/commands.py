@@ -193,7 +193,10 @@ class CommandsMixin(EngineBase):
         now = self.clock()
         out: list[Publish] = []
         if self.watcher is not None:
-            out.extend(self.watcher.tick(self.run_write))
+            try:
+                out.extend(self.watcher.tick(self.run_write))
+            except Fenced:  # central.fencing: rolled back; the next tick runs without it
+                log.warning("order timers: a lease was lost; nothing of that tick committed")
         due = [store for store, st in self.stores.items()
                if st.online and st.acked is not None and st.acked < st.issued
                and self.owns(store)  # central.ownership: not another worker's store
