@@ -38,11 +38,17 @@ GOBACK_MIN_INTERVAL = 1.0
 
 # --------------------------------------------------------------------------- actions
 @dataclass(frozen=True, slots=True)
-class MarkAcked:
-    """Persist the watermark (``port.mark_acked``)."""
+class _AckedThrough:
+    """What an ack says: central applied ``epoch`` through ``through_seq``. The actions
+    that carry an ack's position as they received it share these fields."""
 
     epoch: str
     through_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkAcked(_AckedThrough):
+    """Persist the watermark (``port.mark_acked``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +61,15 @@ class LostHistory:
 
 
 @dataclass(frozen=True, slots=True)
-class AckRegressed:
+class AckRegressed(_AckedThrough):
     """A live ack below the stored watermark: central went back (restored); alert."""
 
-    epoch: str
-    through_seq: int
     stored: int
 
 
 @dataclass(frozen=True, slots=True)
-class ForeignAck:
+class ForeignAck(_AckedThrough):
     """An ack for an epoch this ledger does not know (e.g. a replaced database)."""
-
-    epoch: str
-    through_seq: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from sync.outbox import encode_range
@@ -250,3 +252,18 @@ def test_an_ack_beyond_a_closed_epoch_is_no_lost_history() -> None:
     assert batch.epoch == "e2"
     # the newest epoch behind central's ack is still a lost history
     assert any(isinstance(a, LostHistory) for a in m.on_ack("e2", 9, live=True, now=0.0))
+
+
+def test_ack_actions_sharing_a_base_stay_distinct_values() -> None:
+    """MarkAcked, ForeignAck and AckRegressed share their ack fields, not their identity:
+    the shell dispatches on the type, so equal fields of two types must not compare equal."""
+    assert MarkAcked(E1, 7) != ForeignAck(E1, 7)
+    assert not isinstance(ForeignAck(E1, 7), MarkAcked)
+    assert not isinstance(AckRegressed(E1, 7, 9), MarkAcked | ForeignAck)
+    assert AckRegressed(E1, 7, 9) == AckRegressed(epoch=E1, through_seq=7, stored=9)
+    assert repr(ForeignAck(E1, 7)) == "ForeignAck(epoch='epoch-1', through_seq=7)"
+    assert len({MarkAcked(E1, 7), MarkAcked(E1, 7), ForeignAck(E1, 7)}) == 2
+    regressed = AckRegressed(E1, 7, 9)
+    for name in ("epoch", "through_seq", "stored"):  # inherited fields stay frozen too
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(regressed, name, 1)
