@@ -43,11 +43,15 @@ class LinkError(SyncError):
     """The MQTT link is down or an operation on it failed.
 
     ``operation``: what was being done (``"connect to host:port"``, ``"publish to
-    topic"``, ``"subscribe"``), empty when the link could not even be set up."""
+    topic"``, ``"subscribe"``), empty when the link could not even be set up.
+    ``unreachable``: the TCP connection to the broker could not be opened (refused, no
+    route): the broker was away, not refusing us at the protocol level."""
 
-    def __init__(self, message: str, *, operation: str = "") -> None:
+    def __init__(self, message: str, *, operation: str = "", unreachable: bool = False
+                 ) -> None:
         super().__init__(message)
         self.operation = operation
+        self.unreachable = unreachable
 
 
 class AuthenticationFailed(LinkError):

@@ -276,7 +276,12 @@ class Link:
                             await client.__aexit__(None, None, None)
                     raise LinkError(f"connect to {where}: no CONNACK within "
                                     f"{cfg.connect_timeout} s") from exc
-                raise map_mqtt_error(exc, f"connect to {where}", connecting=True) from exc
+                error = map_mqtt_error(exc, f"connect to {where}", connecting=True)
+                # aiomqtt turns the socket's OSError into a plain MqttError ("from None"
+                # keeps it as the context): the TCP connect itself failed
+                error.unreachable = (isinstance(exc.__context__, OSError)
+                                     and not isinstance(exc, aiomqtt.MqttCodeError))
+                raise error from exc
             try:
                 yield session
             finally:

@@ -192,6 +192,7 @@ class StoreSync:
     async def _link_loop(self) -> None:
         first = True
         while True:
+            peer_down = False  # the TCP connect itself was refused: skip the first probe
             try:
                 await self._connected_session(first)
                 delay = self._link_backoff.next_delay()
@@ -204,6 +205,7 @@ class StoreSync:
                 self._n["connect_failures"] += 1
                 self.last_error = str(exc)
                 delay = self._link_backoff.next_delay()
+                peer_down = exc.unreachable
                 log.warning("sync: link: %s; retrying in %.1f s", exc, delay)
             except Exception as exc:  # keep the store syncing; unexpected errors logged with trace
                 self.last_error = repr(exc)
@@ -217,9 +219,9 @@ class StoreSync:
                                 self.last_error, delay)
             first = False
             self._n["reconnects"] += 1
-            await self._wait_to_reconnect(delay)
+            await self._wait_to_reconnect(delay, peer_down=peer_down)
 
-    async def _wait_to_reconnect(self, delay: float) -> None:
+    async def _wait_to_reconnect(self, delay: float, *, peer_down: bool = False) -> None:
         settings = self.settings
         now = self._clock()
         if self._offline_since is None:
@@ -229,7 +231,7 @@ class StoreSync:
         if await wait_to_reconnect(
             delay, lambda: self._link.reachable(within=min(2.0, settings.probe_interval)),
             probe_interval=interval, spread=settings.reconnect_spread,
-            rng=self._link_backoff.rng,
+            rng=self._link_backoff.rng, peer_was_down=peer_down,
         ):
             self._link_backoff.reset()
 

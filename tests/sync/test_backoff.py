@@ -7,7 +7,10 @@ import asyncio
 import random
 import socket
 
+import pytest
+
 from sync.backoff import Backoff, probe_interval, wait_to_reconnect
+from sync.errors import LinkError
 from sync.link import Link, LinkConfig
 from tests.helpers.ports import free_port
 
@@ -84,3 +87,45 @@ def test_the_probe_slows_down_only_after_a_long_outage() -> None:
     assert grown == sorted(grown)
     assert interval(3600.0) == interval(86_400.0) == 15.0
     assert probe_interval(10_000.0, 20.0, fast_for=300.0, cap=15.0) == 20.0
+
+
+async def test_a_refused_connect_means_the_peer_was_down_even_if_it_is_back_at_once() -> None:
+    """The race the reconnect benchmark found: the broker returns between the refused
+    connect and the first probe. Told that the connect was refused, the wait does not
+    read the peer's answer as a protocol-level refusal: the hour's backoff ends at the
+    first probe that reaches it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        link = _link(sock.getsockname()[1])
+        probes = 0
+
+        async def reachable() -> bool:
+            nonlocal probes
+            probes += 1
+            return await link.reachable(within=2.0)
+
+        assert await asyncio.wait_for(wait_to_reconnect(
+            3600.0, reachable, probe_interval=0.2, spread=0.0, rng=random.Random(4),
+            peer_was_down=True), 120) is True
+    assert probes == 1  # no probe at once; the first timed probe ends the wait
+
+
+async def test_a_closed_port_is_reported_unreachable_and_a_silent_one_is_not() -> None:
+    """A refused TCP connect is a broker away (``unreachable``); a broker that accepts TCP
+    and never answers the CONNECT refuses us at the protocol level."""
+    port = free_port()
+    with pytest.raises(LinkError) as refused:
+        async with Link(LinkConfig(url=f"mqtt://127.0.0.1:{port}", client_id="t")).connect(
+                will_topic="t/status", will_payload=b"{}"):
+            pass
+    assert refused.value.unreachable is True
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        config = LinkConfig(url=f"mqtt://127.0.0.1:{silent.getsockname()[1]}",
+                            client_id="t", connect_timeout=0.5)
+        with pytest.raises(LinkError) as stalled:
+            async with Link(config).connect(will_topic="t/status", will_payload=b"{}"):
+                pass
+    assert stalled.value.unreachable is False
