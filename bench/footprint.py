@@ -219,17 +219,22 @@ async def backlog_phase(work: Path, sim: Simulator, sizes: dict[str, Any]) -> di
             "after_drain": after}
 
 
+async def start_demo_devices(sim: Simulator) -> None:
+    """The demo store's four devices (two scanners, a door counter, an EM4100 reader)."""
+    sim.add_scanner("till-1", suffix="CR")
+    sim.add_scanner("backroom", suffix="CRLF")
+    sim.add_door("door-main")
+    sim.add_em4100("entrance-rfid")
+    await sim.start()
+
+
 async def _run(quick: bool, tiny: bool) -> dict[str, Any]:
     sizes = _sizes(quick, tiny)
     with scratch_dir("bench-footprint-") as work:
         SPAWN_ENV.clear()
         SPAWN_ENV.update(installed_env(work))
         async with Simulator(work / "dev") as sim:
-            sim.add_scanner("till-1", suffix="CR")
-            sim.add_scanner("backroom", suffix="CRLF")
-            sim.add_door("door-main")
-            sim.add_em4100("entrance-rfid")
-            await sim.start()
+            await start_demo_devices(sim)
             out: dict[str, Any] = await idle_phase(work, sim, sizes)
             out["bare"] = await bare_ceiling(work, sizes["starts"])
             out["stack"] = await bare_ceiling(work, sizes["starts"], STACK_READY)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench.agentproc import agent_config
 from bench.common import machine, machine_line, running_broker
+from bench.footprint import start_demo_devices
 from drivers.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,10 +59,6 @@ def write_profile(name: str, title: str, body: list[str]) -> Path:
 async def demo_store(work: Path) -> AsyncIterator[Path]:
     """The demo devices on simulator ptys and a broker; yields the agent's config file."""
     async with Simulator(work / "dev") as sim:
-        sim.add_scanner("till-1", suffix="CR")
-        sim.add_scanner("backroom", suffix="CRLF")
-        sim.add_door("door-main")
-        sim.add_em4100("entrance-rfid")
-        await sim.start()
+        await start_demo_devices(sim)
         with running_broker(work / "broker") as broker:
             yield agent_config(work, work / "ledger.db", broker.url, sim)

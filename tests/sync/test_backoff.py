@@ -46,22 +46,31 @@ async def test_a_peer_that_comes_back_cuts_the_wait_short() -> None:
     assert probes[-1] is True
 
 
+class _Listening:
+    """A TCP listener on a loopback port (a peer that is up), and a probe counting its calls."""
+
+    def __enter__(self) -> _Listening:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.link = _link(self.sock.getsockname()[1])
+        self.probes = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    async def reachable(self) -> bool:
+        self.probes += 1
+        return await self.link.reachable(within=2.0)
+
+
 async def test_a_peer_that_never_went_away_does_not_end_the_backoff() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        link = _link(sock.getsockname()[1])
-        probes = 0
-
-        async def reachable() -> bool:
-            nonlocal probes
-            probes += 1
-            return await link.reachable(within=2.0)
-
+    with _Listening() as peer:
         # Always reachable: the wait runs its whole (short) course.
         assert await wait_to_reconnect(
-            1.0, reachable, probe_interval=0.2, spread=0.0, rng=random.Random(2)) is False
-    assert probes >= 1
+            1.0, peer.reachable, probe_interval=0.2, spread=0.0, rng=random.Random(2)) is False
+    assert peer.probes >= 1
 
 
 def test_backoff_is_full_jitter_and_resets() -> None:
@@ -94,21 +103,11 @@ async def test_a_refused_connect_means_the_peer_was_down_even_if_it_is_back_at_o
     connect and the first probe. Told that the connect was refused, the wait does not
     read the peer's answer as a protocol-level refusal: the hour's backoff ends at the
     first probe that reaches it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        link = _link(sock.getsockname()[1])
-        probes = 0
-
-        async def reachable() -> bool:
-            nonlocal probes
-            probes += 1
-            return await link.reachable(within=2.0)
-
+    with _Listening() as peer:
         assert await asyncio.wait_for(wait_to_reconnect(
-            3600.0, reachable, probe_interval=0.2, spread=0.0, rng=random.Random(4),
+            3600.0, peer.reachable, probe_interval=0.2, spread=0.0, rng=random.Random(4),
             peer_was_down=True), 120) is True
-    assert probes == 1  # no probe at once; the first timed probe ends the wait
+    assert peer.probes == 1  # no probe at once; the first timed probe ends the wait
 
 
 async def test_a_closed_port_is_reported_unreachable_and_a_silent_one_is_not() -> None:
