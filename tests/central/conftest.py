@@ -19,7 +19,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from central.api import create_app
 from central.config import CentralConfig
+from central.core import Core
 from central.service import CentralService, release_client
+from central.storage import Database
 from sync.messages import Topics
 from tests.helpers.mosquitto import Broker
 from tests.helpers.ports import free_port, wait_for_port
@@ -43,6 +45,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/central.db"
     server: Postgres = request.getfixturevalue("postgres_server")
     return server.new_database()
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Core:
+    """A central engine on a fresh SQLite file (a module may define its own ``core``)."""
+    db = Database(f"sqlite:///{tmp_path}/c.db")
+    db.create_schema()
+    return Core(db.connect())
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:

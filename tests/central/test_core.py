@@ -22,13 +22,6 @@ from tests.central.conftest import event
 TOPIC = "retail/v1/stores/S001/events"
 
 
-@pytest.fixture
-def core(tmp_path: Path) -> Core:
-    db = Database(f"sqlite:///{tmp_path}/c.db")
-    db.create_schema()
-    return Core(db.connect())
-
-
 def batch(events: list[dict[str, Any]], epoch: str = "e1") -> tuple[str, bytes, bool]:
     return TOPIC, orjson.dumps({"v": 1, "store": "S001", "epoch": epoch, "events": events}), False
 

@@ -3,24 +3,14 @@ was empty while the store had recorded oversold alerts)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
 from central.core import Core
 from central.queries import alerts
-from central.storage import Database
 from tests.central.conftest import event
 
 TOPIC = "retail/v1/stores/S001/events"
-
-
-@pytest.fixture
-def core(tmp_path: Path) -> Core:
-    db = Database(f"sqlite:///{tmp_path}/c.db")
-    db.create_schema()
-    return Core(db.connect())
 
 
 def batch(events: list[dict[str, object]]) -> tuple[str, bytes, bool]:

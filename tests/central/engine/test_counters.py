@@ -4,25 +4,15 @@ a message skipped as poison leaves the other messages' counts as one clean pass.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from central.core import Core
 from central.engine.state import Counters
-from central.storage import Database
 from tests.central.conftest import event
 
 TOPIC = "retail/v1/stores/S001/events"
-
-
-@pytest.fixture
-def core(tmp_path: Path) -> Core:
-    db = Database(f"sqlite:///{tmp_path}/c.db")
-    db.create_schema()
-    return Core(db.connect())
 
 
 def batch(events: list[dict[str, Any]], store: str = "S001") -> tuple[str, bytes, bool]:

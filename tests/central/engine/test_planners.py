@@ -4,7 +4,6 @@ and a spec of no known type is refused with nothing issued."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,18 +15,10 @@ from central.engine import planners
 from central.engine.planners import PLANNERS
 from central.errors import InvalidCommandError
 from central.order_commands import ORDER_COMMANDS
-from central.storage import Database
 from sync.recalls import RECALL_TYPES
 
 CORE_TYPES = {"stock.adjust", "catalog.upsert", "catalog.remove", "reservation.create",
               "reservation.cancel", "count.request", "resync"}
-
-
-@pytest.fixture
-def core(tmp_path: Path) -> Core:
-    db = Database(f"sqlite:///{tmp_path}/c.db")
-    db.create_schema()
-    return Core(db.connect())
 
 
 def test_every_command_type_has_its_planner() -> None:

@@ -3,20 +3,8 @@ engine on a SQLite file: each recording command type leaves its row, the others 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from central.core import Core
 from central.engine.records import RECORDERS
-from central.storage import Database
-
-
-@pytest.fixture
-def core(tmp_path: Path) -> Core:
-    db = Database(f"sqlite:///{tmp_path}/c.db")
-    db.create_schema()
-    return Core(db.connect())
 
 
 def test_each_command_leaves_its_record(core: Core) -> None:
